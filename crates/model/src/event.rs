@@ -1,0 +1,504 @@
+//! Webhook events: parsed once from the raw body, then only ever handled as typed values.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{FieldPath, ParseError};
+use crate::record::{self, Provenance, Record};
+use crate::routing::EventKind;
+use crate::serde_helpers::{absolute_url, check_id, id, json_kind, one_or_many, optional_id};
+use crate::status::{CallStatus, JobStatus};
+use crate::timestamp::Timestamp;
+
+/// Fields nobody has documented yet, kept verbatim and re-emitted.
+pub type Extra = Map<String, Value>;
+
+/// A VoiceHub event: the fields every event shares, then its type-specific ones.
+//
+// Built only by `parse_webhook`, which reads the envelope and the payload separately so that
+// errors in the payload keep their field path (serde loses it across `flatten`).
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Event<P> {
+    /// The plain event type name, e.g. `CallStatusChanged` (a `WebhookEventType.` prefix, as
+    /// the docs print it, is removed).
+    pub event_type: String,
+    /// Opaque unique id of the event; the CloudEvents `id` and the deduplication key.
+    #[schemars(length(min = 1, max = 512))]
+    pub event_id: String,
+    /// When it happened.
+    pub timestamp: Timestamp,
+    /// The type-specific fields, and any unknown ones.
+    #[serde(flatten)]
+    pub payload: P,
+}
+
+/// `CallStatusChanged`: a call moved to a new status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallStatusChanged {
+    /// The call (not a UUID: often a short base-57 id).
+    #[serde(deserialize_with = "id")]
+    pub call_id: String,
+    /// The new status.
+    pub status: CallStatus,
+    /// The agent handling the call (newer revisions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// The caller's phone number (phone calls only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_number: Option<String>,
+    /// The agent's phone number (phone calls only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_number: Option<String>,
+    /// Unknown fields, preserved.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `RecordingsAvailable`: a call's recordings can be downloaded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingsAvailable {
+    /// The call.
+    #[serde(deserialize_with = "id")]
+    pub call_id: String,
+    /// Recording paths. Always an array when emitted (a single string is wrapped, absent is
+    /// empty).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub recordings: Vec<String>,
+    /// Unknown fields, preserved.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `AnalysisResultReady`: a call's analysis can be fetched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisResultReady {
+    /// The analysis (not part of the fetched result; carried over into the enriched record).
+    #[serde(deserialize_with = "id")]
+    pub analysis_id: String,
+    /// The call.
+    #[serde(deserialize_with = "id")]
+    pub call_id: String,
+    /// Absolute http(s) URL to `GET` with the account API key, exactly as delivered.
+    #[serde(deserialize_with = "absolute_url")]
+    #[schemars(url)]
+    pub analysis_result_url: String,
+    /// Unknown fields, preserved.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `CallStudioJobStatusChanged`: an offline analysis job moved to a new status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallStudioJobStatusChanged {
+    /// The job, e.g. `job_884213`.
+    #[serde(deserialize_with = "id")]
+    pub job_id: String,
+    /// The Call Studio **workspace** id (VoiceHub reuses the field name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// The new status.
+    pub status: JobStatus,
+    /// Unknown fields, preserved.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `CallStudioJobAnalysisResultReady`: undocumented payload, passed through untouched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallStudioJobAnalysisResultReady {
+    /// The job, when present (expected, not documented).
+    #[serde(
+        default,
+        deserialize_with = "optional_id",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub job_id: Option<String>,
+    /// Everything else, preserved.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// An event whose type the bridge does not know: routed to the unrouted topic unchanged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnroutedEvent {
+    /// Its `eventType`.
+    pub event_type: String,
+    /// Its `eventId`.
+    pub event_id: String,
+    /// The whole body, untouched.
+    pub body: Extra,
+}
+
+/// The value of an unrouted record (for its JSON Schema): any object with a string
+/// `eventType` and `eventId`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnroutedValue {
+    /// The unknown type, as sent.
+    pub event_type: String,
+    /// As sent.
+    #[schemars(length(min = 1, max = 512))]
+    pub event_id: String,
+    /// Every other field, as sent.
+    #[serde(flatten)]
+    pub rest: Extra,
+}
+
+/// A parsed webhook, one variant per documented event type plus the unknown ones.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WebhookEvent {
+    /// See [`CallStatusChanged`].
+    CallStatusChanged(Event<CallStatusChanged>),
+    /// See [`RecordingsAvailable`].
+    RecordingsAvailable(Event<RecordingsAvailable>),
+    /// See [`AnalysisResultReady`].
+    AnalysisResultReady(Event<AnalysisResultReady>),
+    /// See [`CallStudioJobStatusChanged`].
+    CallStudioJobStatusChanged(Event<CallStudioJobStatusChanged>),
+    /// See [`CallStudioJobAnalysisResultReady`].
+    CallStudioJobAnalysisResultReady(Event<CallStudioJobAnalysisResultReady>),
+    /// Any other `eventType`.
+    Unrouted(UnroutedEvent),
+}
+
+/// The prefix VoiceHub's docs print before event type names (TypeScript notation).
+const TYPE_NAME_PREFIX: &str = "WebhookEventType.";
+
+/// Parses a webhook body.
+///
+/// Accepts a JSON object, or a JSON string holding one (the docs call the body a "jsonized
+/// string"). Requires a string `eventType` and `eventId`; the documented fields of a known
+/// type must have their documented types. Unknown fields and unknown event types are kept.
+pub fn parse_webhook(body: &[u8]) -> Result<WebhookEvent, ParseError> {
+    let mut value: Value =
+        serde_json::from_slice(body).map_err(|e| ParseError::InvalidJson(e.to_string()))?;
+    if let Value::String(inner) = &value {
+        value = serde_json::from_str(inner)
+            .map_err(|e| ParseError::InvalidJson(format!("string-wrapped body: {e}")))?;
+    }
+    let Value::Object(mut object) = value else {
+        return Err(ParseError::NotAnObject(json_kind(&value)));
+    };
+
+    let event_type = required_string(&object, "eventType")?;
+    let event_type = event_type
+        .strip_prefix(TYPE_NAME_PREFIX)
+        .unwrap_or(event_type)
+        .to_owned();
+    if event_type.is_empty() {
+        return Err(ParseError::invalid("eventType", "must not be empty"));
+    }
+    let event_id = required_string(&object, "eventId")?;
+    check_id(event_id).map_err(|detail| ParseError::invalid("eventId", detail))?;
+    let event_id = event_id.to_owned();
+
+    let kind = EventKind::from_event_type(&event_type);
+    object.insert("eventType".into(), Value::String(event_type.clone()));
+    Ok(match kind {
+        EventKind::CallStatusChanged => WebhookEvent::CallStatusChanged(typed(object)?),
+        EventKind::RecordingsAvailable => WebhookEvent::RecordingsAvailable(typed(object)?),
+        EventKind::AnalysisResultReady => WebhookEvent::AnalysisResultReady(typed(object)?),
+        EventKind::CallStudioJobStatusChanged => {
+            WebhookEvent::CallStudioJobStatusChanged(typed(object)?)
+        }
+        EventKind::CallStudioJobAnalysisResultReady => {
+            WebhookEvent::CallStudioJobAnalysisResultReady(typed(object)?)
+        }
+        EventKind::Unrouted => WebhookEvent::Unrouted(UnroutedEvent {
+            event_type,
+            event_id,
+            body: object,
+        }),
+    })
+}
+
+fn required_string<'a>(object: &'a Extra, field: &str) -> Result<&'a str, ParseError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Err(ParseError::MissingField(FieldPath(field.into()))),
+        Some(Value::String(text)) => Ok(text),
+        Some(other) => Err(ParseError::invalid(
+            field,
+            format!("expected a string, found {}", json_kind(other)),
+        )),
+    }
+}
+
+fn typed<P: serde::de::DeserializeOwned>(mut object: Extra) -> Result<Event<P>, ParseError> {
+    // The caller checked both and put the plain type name in.
+    let event_type = take_string(&mut object, "eventType");
+    let event_id = take_string(&mut object, "eventId");
+    let timestamp = match object.shift_remove("timestamp") {
+        None | Some(Value::Null) => {
+            return Err(ParseError::MissingField(FieldPath("timestamp".into())));
+        }
+        Some(Value::String(text)) => {
+            Timestamp::parse(&text).map_err(|e| ParseError::invalid("timestamp", e.to_string()))?
+        }
+        Some(other) => {
+            return Err(ParseError::invalid(
+                "timestamp",
+                format!("expected a string, found {}", json_kind(&other)),
+            ));
+        }
+    };
+    let payload = serde_path_to_error::deserialize(Value::Object(object))?;
+    Ok(Event {
+        event_type,
+        event_id,
+        timestamp,
+        payload,
+    })
+}
+
+fn take_string(object: &mut Extra, field: &str) -> String {
+    match object.shift_remove(field) {
+        Some(Value::String(text)) => text,
+        _ => String::new(),
+    }
+}
+
+impl WebhookEvent {
+    /// Which documented type this is (or [`EventKind::Unrouted`]).
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Self::CallStatusChanged(_) => EventKind::CallStatusChanged,
+            Self::RecordingsAvailable(_) => EventKind::RecordingsAvailable,
+            Self::AnalysisResultReady(_) => EventKind::AnalysisResultReady,
+            Self::CallStudioJobStatusChanged(_) => EventKind::CallStudioJobStatusChanged,
+            Self::CallStudioJobAnalysisResultReady(_) => {
+                EventKind::CallStudioJobAnalysisResultReady
+            }
+            Self::Unrouted(_) => EventKind::Unrouted,
+        }
+    }
+
+    /// The plain `eventType`.
+    pub fn event_type(&self) -> &str {
+        match self {
+            Self::CallStatusChanged(e) => &e.event_type,
+            Self::RecordingsAvailable(e) => &e.event_type,
+            Self::AnalysisResultReady(e) => &e.event_type,
+            Self::CallStudioJobStatusChanged(e) => &e.event_type,
+            Self::CallStudioJobAnalysisResultReady(e) => &e.event_type,
+            Self::Unrouted(e) => &e.event_type,
+        }
+    }
+
+    /// The `eventId`.
+    pub fn event_id(&self) -> &str {
+        match self {
+            Self::CallStatusChanged(e) => &e.event_id,
+            Self::RecordingsAvailable(e) => &e.event_id,
+            Self::AnalysisResultReady(e) => &e.event_id,
+            Self::CallStudioJobStatusChanged(e) => &e.event_id,
+            Self::CallStudioJobAnalysisResultReady(e) => &e.event_id,
+            Self::Unrouted(e) => &e.event_id,
+        }
+    }
+
+    /// When the event happened; for an unrouted event, its `timestamp` if it parses.
+    pub fn time(&self) -> Option<Timestamp> {
+        match self {
+            Self::CallStatusChanged(e) => Some(e.timestamp),
+            Self::RecordingsAvailable(e) => Some(e.timestamp),
+            Self::AnalysisResultReady(e) => Some(e.timestamp),
+            Self::CallStudioJobStatusChanged(e) => Some(e.timestamp),
+            Self::CallStudioJobAnalysisResultReady(e) => Some(e.timestamp),
+            Self::Unrouted(e) => e
+                .body
+                .get("timestamp")
+                .and_then(Value::as_str)
+                .and_then(|text| Timestamp::parse(text).ok()),
+        }
+    }
+
+    /// The call or job the event is about (CloudEvents `subject`), when there is one.
+    pub fn subject(&self) -> Option<&str> {
+        match self {
+            Self::CallStatusChanged(e) => Some(&e.payload.call_id),
+            Self::RecordingsAvailable(e) => Some(&e.payload.call_id),
+            Self::AnalysisResultReady(e) => Some(&e.payload.call_id),
+            Self::CallStudioJobStatusChanged(e) => Some(&e.payload.job_id),
+            Self::CallStudioJobAnalysisResultReady(e) => e.payload.job_id.as_deref(),
+            Self::Unrouted(e) => ["callId", "jobId"]
+                .iter()
+                .find_map(|field| e.body.get(*field).and_then(Value::as_str))
+                .filter(|id| check_id(id).is_ok()),
+        }
+    }
+
+    /// The Kafka key: the call or job id, so that one call's events stay in one partition in
+    /// order; the event id when the event names neither.
+    pub fn key(&self) -> &str {
+        self.subject().unwrap_or_else(|| self.event_id())
+    }
+
+    /// The normalised JSON value (see `docs/records.md`).
+    pub fn to_value(&self) -> Value {
+        let value = match self {
+            Self::CallStatusChanged(e) => serde_json::to_value(e),
+            Self::RecordingsAvailable(e) => serde_json::to_value(e),
+            Self::AnalysisResultReady(e) => serde_json::to_value(e),
+            Self::CallStudioJobStatusChanged(e) => serde_json::to_value(e),
+            Self::CallStudioJobAnalysisResultReady(e) => serde_json::to_value(e),
+            Self::Unrouted(e) => return Value::Object(e.body.clone()),
+        };
+        // Serialising these types cannot fail: string keys, no non-finite floats (serde_json
+        // never parses those), no custom serialiser that errors.
+        value.unwrap_or(Value::Null)
+    }
+
+    /// The CloudEvents Kafka record (binary content mode) for this event.
+    pub fn to_record(&self, provenance: &Provenance<'_>) -> Record {
+        let value = serde_json::to_vec(&self.to_value()).unwrap_or_default();
+        record::cloud_event(
+            record::CloudEvent {
+                id: self.event_id(),
+                event_type: self.event_type(),
+                time: self.time(),
+                subject: self.subject(),
+                key: Some(self.key()),
+            },
+            provenance,
+            value,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(value: Value) -> Result<WebhookEvent, ParseError> {
+        parse_webhook(value.to_string().as_bytes())
+    }
+
+    #[test]
+    fn call_status_is_normalised_and_unknown_fields_survive() {
+        let event = parse(json!({
+            "eventType": "CallStatusChanged", "eventId": "e1",
+            "timestamp": "2025-10-14T12:21:07.5+03:00",
+            "callId": "c1", "status": "Queued", "futureField": {"a": [1, 2]}
+        }))
+        .unwrap();
+        assert_eq!(event.kind(), EventKind::CallStatusChanged);
+        assert_eq!(
+            event.to_value(),
+            json!({
+                "eventType": "CallStatusChanged", "eventId": "e1",
+                "timestamp": "2025-10-14T09:21:07.500Z",
+                "callId": "c1", "status": "queued", "futureField": {"a": [1, 2]}
+            })
+        );
+    }
+
+    #[test]
+    fn a_string_wrapped_body_is_unwrapped() {
+        let inner = json!({"eventType": "RecordingsAvailable", "eventId": "e2",
+            "timestamp": "2025-10-14T09:26:41.090Z", "callId": "c1", "recordings": "a.wav"});
+        let event = parse(Value::String(inner.to_string())).unwrap();
+        assert_eq!(event.to_value()["recordings"], json!(["a.wav"]));
+    }
+
+    #[test]
+    fn absent_recordings_are_emitted_as_an_empty_array() {
+        let event = parse(json!({"eventType": "RecordingsAvailable", "eventId": "e",
+            "timestamp": "2025-10-14T09:26:41.090Z", "callId": "c1"}))
+        .unwrap();
+        assert_eq!(event.to_value()["recordings"], json!([]));
+    }
+
+    #[test]
+    fn the_typescript_prefix_on_event_types_is_removed() {
+        let event = parse(json!({"eventType": "WebhookEventType.CallStatusChanged",
+            "eventId": "e", "timestamp": "2025-10-14T09:26:41.090Z",
+            "callId": "c1", "status": "busy"}))
+        .unwrap();
+        assert_eq!(event.event_type(), "CallStatusChanged");
+        assert_eq!(event.to_value()["eventType"], "CallStatusChanged");
+    }
+
+    #[test]
+    fn unknown_types_are_kept_whole_and_keyed_by_call_when_they_name_one() {
+        let body = json!({"eventType": "CallTransferred", "eventId": "e9", "callId": "c7",
+            "timestamp": "not a time", "x": 1});
+        let event = parse(body.clone()).unwrap();
+        assert_eq!(event.kind(), EventKind::Unrouted);
+        assert_eq!(event.key(), "c7");
+        assert_eq!(event.time(), None);
+        assert_eq!(event.to_value(), body);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let base = json!({"eventType": "RecordingsAvailable", "eventId": "e",
+            "timestamp": "2025-10-14T09:26:41.090Z", "callId": "c"});
+        let with = |field: &str, value: Value| {
+            let mut body = base.clone();
+            body[field] = value;
+            parse(body).unwrap_err()
+        };
+        assert_eq!(
+            with("recordings", json!(["a", 5])).to_string(),
+            "invalid field `recordings`: item 1 is a number, expected a string"
+        );
+        assert_eq!(
+            with("callId", json!(42)).to_string(),
+            "invalid field `callId`: invalid type: integer `42`, expected a string"
+        );
+        assert!(matches!(
+            with("timestamp", json!("soon")),
+            ParseError::InvalidField { .. }
+        ));
+        assert_eq!(
+            with("eventId", Value::Null),
+            ParseError::MissingField(FieldPath("eventId".into()))
+        );
+        let mut body = base.clone();
+        body.as_object_mut().unwrap().remove("callId");
+        assert_eq!(
+            parse(body).unwrap_err(),
+            ParseError::MissingField(FieldPath("callId".into()))
+        );
+    }
+
+    #[test]
+    fn non_objects_and_non_json_are_told_apart() {
+        assert_eq!(parse_webhook(b"{").unwrap_err().reason(), "invalid_json");
+        assert_eq!(parse_webhook(b"[1]").unwrap_err().reason(), "not_an_object");
+        assert_eq!(
+            parse_webhook(b"\"\\\"x\\\"\"").unwrap_err().reason(),
+            "not_an_object"
+        );
+        assert_eq!(
+            parse_webhook(&[0xff, 0xfe]).unwrap_err().reason(),
+            "invalid_json"
+        );
+    }
+
+    #[test]
+    fn analysis_url_must_be_absolute_http() {
+        let body = |url: &str| {
+            json!({"eventType": "AnalysisResultReady", "eventId": "e", "analysisId": "a",
+                "timestamp": "2025-10-14T09:26:41.090Z", "callId": "c", "analysisResultUrl": url})
+        };
+        assert!(parse(body("https://voicehub.dataqueue.ai/api/v1/x")).is_ok());
+        assert!(parse(body("/api/v1/x")).is_err());
+        assert!(parse(body("file:///etc/passwd")).is_err());
+    }
+
+    #[test]
+    fn oversized_ids_are_rejected() {
+        let long = "x".repeat(513);
+        let err = parse(json!({"eventType": "X", "eventId": long})).unwrap_err();
+        assert_eq!(err.reason(), "invalid_field");
+    }
+}

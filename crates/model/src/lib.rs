@@ -1,0 +1,31 @@
+//! The VoiceHub side of the bridge, as data: what VoiceHub sends, what the bridge writes to Kafka.
+//!
+//! Pure: no I/O, no clock, no randomness. Everything that varies per run (the source name, the
+//! time a webhook was received, the bridge version) comes in as [`record::Provenance`].
+//!
+//! The flow through this crate:
+//!
+//! 1. [`parse_webhook`] turns the raw request body into a [`WebhookEvent`] (or a
+//!    [`ParseError`] whose [`ParseError::reason`] is the dead-letter reason code).
+//! 2. [`WebhookEvent::to_record`] normalises it into the CloudEvents [`record::Record`]
+//!    (key, headers, value) and [`routing::Topics::for_kind`] names its topic.
+//! 3. [`analysis::AnalysisResult`] parses a fetched analysis, and
+//!    [`enriched::AnalysisEnriched`] is the enricher's output record.
+//! 4. [`record::DeadLetter`] is what either stage writes when it cannot process something.
+
+pub mod analysis;
+pub mod enriched;
+mod error;
+pub mod event;
+mod open_enum;
+pub mod record;
+pub mod routing;
+pub mod schema;
+mod serde_helpers;
+pub mod status;
+pub mod timestamp;
+
+pub use error::ParseError;
+pub use event::{WebhookEvent, parse_webhook};
+pub use routing::{EventKind, Topics};
+pub use timestamp::Timestamp;

@@ -1,0 +1,204 @@
+//! Which topic each record goes to.
+
+use serde::{Deserialize, Serialize};
+
+/// The documented event types, plus one bucket for every other type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// `CallStatusChanged`
+    CallStatusChanged,
+    /// `RecordingsAvailable`
+    RecordingsAvailable,
+    /// `AnalysisResultReady`
+    AnalysisResultReady,
+    /// `CallStudioJobStatusChanged`
+    CallStudioJobStatusChanged,
+    /// `CallStudioJobAnalysisResultReady`
+    CallStudioJobAnalysisResultReady,
+    /// Any other `eventType`.
+    Unrouted,
+}
+
+impl EventKind {
+    /// Every kind, in a stable order.
+    pub const ALL: [Self; 6] = [
+        Self::CallStatusChanged,
+        Self::RecordingsAvailable,
+        Self::AnalysisResultReady,
+        Self::CallStudioJobStatusChanged,
+        Self::CallStudioJobAnalysisResultReady,
+        Self::Unrouted,
+    ];
+
+    /// Classifies a plain `eventType` (exact, case-sensitive match, as documented).
+    pub fn from_event_type(event_type: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == event_type)
+            .unwrap_or(Self::Unrouted)
+    }
+
+    /// The event type name; `unrouted` for the bucket. A closed set: safe as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CallStatusChanged => "CallStatusChanged",
+            Self::RecordingsAvailable => "RecordingsAvailable",
+            Self::AnalysisResultReady => "AnalysisResultReady",
+            Self::CallStudioJobStatusChanged => "CallStudioJobStatusChanged",
+            Self::CallStudioJobAnalysisResultReady => "CallStudioJobAnalysisResultReady",
+            Self::Unrouted => "unrouted",
+        }
+    }
+}
+
+/// Topic names, one per record type (`[kafka.topics]` in the configuration).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Topics {
+    /// `CallStatusChanged` events.
+    pub call_status_changed: String,
+    /// `RecordingsAvailable` events.
+    pub recordings_available: String,
+    /// `AnalysisResultReady` events (the enricher's input).
+    pub analysis_result_ready: String,
+    /// `CallStudioJobStatusChanged` events.
+    pub call_studio_job_status_changed: String,
+    /// `CallStudioJobAnalysisResultReady` events.
+    pub call_studio_analysis_result_ready: String,
+    /// Enriched analyses (the enricher's output).
+    pub analysis_enriched: String,
+    /// Events of an unknown type.
+    pub unrouted: String,
+    /// Authenticated input that could not be processed, from either stage.
+    pub dead_letter: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self {
+            call_status_changed: "voicehub.call-status-changed.v1".into(),
+            recordings_available: "voicehub.recordings-available.v1".into(),
+            analysis_result_ready: "voicehub.analysis-result-ready.v1".into(),
+            call_studio_job_status_changed: "voicehub.call-studio-job-status-changed.v1".into(),
+            call_studio_analysis_result_ready: "voicehub.call-studio-analysis-result-ready.v1"
+                .into(),
+            analysis_enriched: "voicehub.analysis-enriched.v1".into(),
+            unrouted: "voicehub.unrouted.v1".into(),
+            dead_letter: "voicehub.dead-letter.v1".into(),
+        }
+    }
+}
+
+/// A topic name Kafka would refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("topics.{key}: `{name}` is not a valid Kafka topic name: {detail}")]
+pub struct InvalidTopic {
+    /// The configuration key.
+    pub key: &'static str,
+    /// The configured name.
+    pub name: String,
+    /// What is wrong.
+    pub detail: &'static str,
+}
+
+impl Topics {
+    /// The topic for an event of this kind.
+    pub fn for_kind(&self, kind: EventKind) -> &str {
+        match kind {
+            EventKind::CallStatusChanged => &self.call_status_changed,
+            EventKind::RecordingsAvailable => &self.recordings_available,
+            EventKind::AnalysisResultReady => &self.analysis_result_ready,
+            EventKind::CallStudioJobStatusChanged => &self.call_studio_job_status_changed,
+            EventKind::CallStudioJobAnalysisResultReady => &self.call_studio_analysis_result_ready,
+            EventKind::Unrouted => &self.unrouted,
+        }
+    }
+
+    /// Every topic with its configuration key.
+    pub fn all(&self) -> [(&'static str, &str); 8] {
+        [
+            ("call_status_changed", &self.call_status_changed),
+            ("recordings_available", &self.recordings_available),
+            ("analysis_result_ready", &self.analysis_result_ready),
+            (
+                "call_studio_job_status_changed",
+                &self.call_studio_job_status_changed,
+            ),
+            (
+                "call_studio_analysis_result_ready",
+                &self.call_studio_analysis_result_ready,
+            ),
+            ("analysis_enriched", &self.analysis_enriched),
+            ("unrouted", &self.unrouted),
+            ("dead_letter", &self.dead_letter),
+        ]
+    }
+
+    /// Checks every name against Kafka's rules (1 to 249 of `[a-zA-Z0-9._-]`, not `.`/`..`).
+    pub fn validate(&self) -> Result<(), InvalidTopic> {
+        for (key, name) in self.all() {
+            let detail = if name.is_empty() {
+                Some("it is empty")
+            } else if name.len() > 249 {
+                Some("it is longer than 249 characters")
+            } else if name == "." || name == ".." {
+                Some("`.` and `..` are reserved")
+            } else if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            {
+                Some("only ASCII letters, digits, `.`, `_` and `-` are allowed")
+            } else {
+                None
+            };
+            if let Some(detail) = detail {
+                return Err(InvalidTopic {
+                    key,
+                    name: name.to_owned(),
+                    detail,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_round_trips_through_its_name() {
+        for kind in EventKind::ALL {
+            if kind != EventKind::Unrouted {
+                assert_eq!(EventKind::from_event_type(kind.as_str()), kind);
+            }
+        }
+        assert_eq!(EventKind::from_event_type("unrouted"), EventKind::Unrouted);
+        assert_eq!(
+            EventKind::from_event_type("callstatuschanged"),
+            EventKind::Unrouted
+        );
+    }
+
+    #[test]
+    fn default_topics_are_the_contracts_and_valid() {
+        let topics = Topics::default();
+        assert_eq!(topics.validate(), Ok(()));
+        assert_eq!(
+            topics.for_kind(EventKind::CallStudioJobAnalysisResultReady),
+            "voicehub.call-studio-analysis-result-ready.v1"
+        );
+    }
+
+    #[test]
+    fn invalid_topic_names_name_their_key() {
+        let topics = Topics {
+            unrouted: "bad topic".into(),
+            ..Topics::default()
+        };
+        let err = topics.validate().unwrap_err();
+        assert_eq!(err.key, "unrouted");
+        assert!(err.to_string().starts_with("topics.unrouted: `bad topic`"));
+    }
+}

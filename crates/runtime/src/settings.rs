@@ -1,0 +1,484 @@
+//! Layered configuration: serde defaults, then a TOML file, then environment variables.
+//!
+//! Environment variables are `VOICEHUB_BRIDGE__SECTION__KEY` (double underscores between
+//! levels), e.g. `VOICEHUB_BRIDGE__KAFKA__BOOTSTRAP_SERVERS=kafka:9092`. The file is named by
+//! `--config PATH` or `VOICEHUB_BRIDGE_CONFIG`. Every error names the key at fault.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use voicehub_model::Topics;
+
+/// Prefix of configuration environment variables.
+pub const ENV_PREFIX: &str = "VOICEHUB_BRIDGE";
+/// Environment variable naming the configuration file (when `--config` is not given).
+pub const CONFIG_PATH_ENV: &str = "VOICEHUB_BRIDGE_CONFIG";
+
+/// A configuration problem, found at startup.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The file could not be read or parsed.
+    #[error("configuration file {path}: {detail}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A key has a bad value, is unknown, or is missing.
+    #[error("configuration key `{key}`: {detail}")]
+    Invalid {
+        /// Dotted path of the key, e.g. `kafka.message_timeout_ms`.
+        key: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+}
+
+impl SettingsError {
+    /// A bad value at `key`.
+    pub fn invalid(key: impl Into<String>, detail: impl fmt::Display) -> Self {
+        Self::Invalid {
+            key: key.into(),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// Loads `T` from its defaults, `file` (if any) and the process environment.
+pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<T, SettingsError> {
+    load_with_env(file, std::env::vars())
+}
+
+/// Like [`load`], with the environment given explicitly (for tests).
+pub fn load_with_env<T: DeserializeOwned>(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<T, SettingsError> {
+    let mut builder = config::Config::builder();
+    if let Some(path) = file {
+        if !path.is_file() {
+            return Err(SettingsError::File {
+                path: path.to_owned(),
+                detail: "no such file".into(),
+            });
+        }
+        builder = builder.add_source(
+            config::File::from(path)
+                .format(config::FileFormat::Toml)
+                .required(true),
+        );
+    }
+    let env: config::Map<String, String> = env
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(&format!("{ENV_PREFIX}__")))
+        .collect();
+    builder = builder.add_source(
+        config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .source(Some(env)),
+    );
+    let config = builder.build().map_err(|e| match file {
+        Some(path) => SettingsError::File {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        },
+        None => SettingsError::invalid("(environment)", e),
+    })?;
+    serde_path_to_error::deserialize(config).map_err(|e| {
+        let key = e.path().to_string();
+        SettingsError::invalid(key, e.into_inner())
+    })
+}
+
+/// The configuration file named on the command line (`--config PATH` or `--config=PATH`),
+/// else by `VOICEHUB_BRIDGE_CONFIG`, else none.
+pub fn config_path(args: impl IntoIterator<Item = String>) -> Option<PathBuf> {
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "--config" {
+            return args.next().map(PathBuf::from);
+        }
+        if let Some(path) = arg.strip_prefix("--config=") {
+            return Some(PathBuf::from(path));
+        }
+    }
+    std::env::var_os(CONFIG_PATH_ENV).map(PathBuf::from)
+}
+
+/// `[kafka]`: the broker connection and the topics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Comma-separated `host:port` list of brokers.
+    pub bootstrap_servers: String,
+    /// `client.id` reported to the brokers.
+    pub client_id: String,
+    /// Upper bound on delivering one record, retries included (`message.timeout.ms`). The
+    /// ingress requires it to be below its produce deadline.
+    pub message_timeout_ms: u64,
+    /// Time the producer waits to batch records (`linger.ms`).
+    pub linger_ms: u64,
+    /// Compression codec of produced batches.
+    pub compression: Compression,
+    /// Topic names.
+    pub topics: Topics,
+    /// Topic creation at startup.
+    pub provision: ProvisionSettings,
+    /// Extra librdkafka properties, e.g. `security.protocol`, `sasl.mechanism`. Either
+    /// `"security.protocol" = "SASL_SSL"` or nested tables. Values are never logged. The
+    /// contract's producer settings cannot be overridden here.
+    #[serde(deserialize_with = "dotted_properties")]
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            client_id: "voicehub-bridge".into(),
+            message_timeout_ms: 4_000,
+            linger_ms: 5,
+            compression: Compression::Lz4,
+            topics: Topics::default(),
+            provision: ProvisionSettings::default(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaSettings {
+    /// `message_timeout_ms` as a duration.
+    pub fn message_timeout(&self) -> Duration {
+        Duration::from_millis(self.message_timeout_ms)
+    }
+
+    /// Checks what serde cannot: names, ranges, and that no extra property overrides the
+    /// contract.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.bootstrap_servers.trim().is_empty() {
+            return Err(SettingsError::invalid(
+                "kafka.bootstrap_servers",
+                "must name at least one broker",
+            ));
+        }
+        if self.message_timeout_ms == 0 {
+            return Err(SettingsError::invalid(
+                "kafka.message_timeout_ms",
+                "must be above 0 (0 would mean retry forever)",
+            ));
+        }
+        self.topics
+            .validate()
+            .map_err(|e| SettingsError::invalid(format!("kafka.topics.{}", e.key), &e))?;
+        if self.provision.partitions < 1 {
+            return Err(SettingsError::invalid(
+                "kafka.provision.partitions",
+                "must be at least 1",
+            ));
+        }
+        if self.provision.replication_factor < 1 {
+            return Err(SettingsError::invalid(
+                "kafka.provision.replication_factor",
+                "must be at least 1",
+            ));
+        }
+        for name in self.properties.keys() {
+            if crate::kafka::CONTRACT_PRODUCER_PROPERTIES.contains(&name.as_str()) {
+                return Err(SettingsError::invalid(
+                    format!("kafka.properties.{name}"),
+                    "is fixed by the record contract and cannot be overridden",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Compression codec of produced batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// No compression.
+    None,
+    /// gzip.
+    Gzip,
+    /// Snappy.
+    Snappy,
+    /// LZ4 (default: cheap on CPU, good on JSON).
+    Lz4,
+}
+
+impl Compression {
+    /// The `compression.type` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Gzip => "gzip",
+            Self::Snappy => "snappy",
+            Self::Lz4 => "lz4",
+        }
+    }
+}
+
+/// `[kafka.provision]`: topic creation at startup.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProvisionSettings {
+    /// Create the topics the service writes to (and reads from) if they do not exist.
+    pub create_topics: bool,
+    /// Partitions of created topics.
+    pub partitions: i32,
+    /// Replication factor of created topics.
+    pub replication_factor: i32,
+}
+
+impl Default for ProvisionSettings {
+    fn default() -> Self {
+        Self {
+            create_topics: false,
+            partitions: 6,
+            replication_factor: 3,
+        }
+    }
+}
+
+/// `[admin]`: the admin HTTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Address to listen on, `host:port` (port 0 picks a free one).
+    pub listen: String,
+}
+
+/// `[log]`: logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `json` (one object per line, for log shippers) or `text` (for people).
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `info,voicehub_ingress=debug`.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Json,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// JSON lines.
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+/// Reads a map whose keys may contain dots: the `config` crate splits dotted keys into
+/// nested tables, so nested tables are joined back with dots.
+fn dotted_properties<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Node {
+        Leaf(String),
+        Bool(bool),
+        Int(i64),
+        Table(BTreeMap<String, Node>),
+    }
+    fn flatten(prefix: &str, table: BTreeMap<String, Node>, out: &mut BTreeMap<String, String>) {
+        for (key, node) in table {
+            let key = if prefix.is_empty() {
+                key
+            } else {
+                format!("{prefix}.{key}")
+            };
+            match node {
+                Node::Leaf(value) => {
+                    out.insert(key, value);
+                }
+                Node::Bool(value) => {
+                    out.insert(key, value.to_string());
+                }
+                Node::Int(value) => {
+                    out.insert(key, value.to_string());
+                }
+                Node::Table(table) => flatten(&key, table, out),
+            }
+        }
+    }
+    let table = BTreeMap::<String, Node>::deserialize(deserializer)?;
+    let mut out = BTreeMap::new();
+    flatten("", table, &mut out);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        #[serde(default)]
+        kafka: KafkaSettings,
+        admin: AdminSettings,
+        #[serde(default)]
+        log: LogSettings,
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+        file
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn environment_overrides_file_which_overrides_defaults() {
+        let f = file(
+            "[admin]\nlisten = \"0.0.0.0:9090\"\n[kafka]\nbootstrap_servers = \"file:9092\"\nlinger_ms = 20\n",
+        );
+        let s: Sample = load_with_env(
+            Some(f.path()),
+            env(&[
+                ("VOICEHUB_BRIDGE__KAFKA__BOOTSTRAP_SERVERS", "env:9092"),
+                (
+                    "VOICEHUB_BRIDGE__KAFKA__TOPICS__UNROUTED",
+                    "custom.unrouted",
+                ),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.kafka.bootstrap_servers, "env:9092");
+        assert_eq!(s.kafka.linger_ms, 20);
+        assert_eq!(s.kafka.message_timeout_ms, 4_000);
+        assert_eq!(s.kafka.topics.unrouted, "custom.unrouted");
+        assert_eq!(s.kafka.topics.dead_letter, "voicehub.dead-letter.v1");
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.admin.listen, "0.0.0.0:9090");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let err = load_with_env::<Sample>(
+            None,
+            env(&[
+                ("VOICEHUB_BRIDGE__ADMIN__LISTEN", "0.0.0.0:1"),
+                ("VOICEHUB_BRIDGE__KAFKA__LINGER_MS", "soon"),
+            ]),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("configuration key `kafka.linger_ms`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_its_section() {
+        let f = file("[admin]\nlisten = \"x:1\"\n[kafka]\nbootstrap_server = \"typo:9092\"\n");
+        let text = load_with_env::<Sample>(Some(f.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("`kafka`") && text.contains("bootstrap_server"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_missing_required_key_is_named() {
+        let text = load_with_env::<Sample>(None, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("admin"), "{text}");
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error_not_a_silent_default() {
+        let err = load_with_env::<Sample>(Some(Path::new("/nonexistent.toml")), env(&[]));
+        assert!(matches!(err, Err(SettingsError::File { .. })));
+    }
+
+    #[test]
+    fn dotted_kafka_properties_survive_file_and_environment() {
+        let f = file(
+            "[admin]\nlisten = \"x:1\"\n[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n",
+        );
+        let s: Sample = load_with_env(
+            Some(f.path()),
+            env(&[(
+                "VOICEHUB_BRIDGE__KAFKA__PROPERTIES__SASL.MECHANISM",
+                "PLAIN",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.kafka
+                .properties
+                .get("security.protocol")
+                .map(String::as_str),
+            Some("SASL_SSL")
+        );
+        assert_eq!(
+            s.kafka.properties.get("sasl.mechanism").map(String::as_str),
+            Some("PLAIN")
+        );
+    }
+
+    #[test]
+    fn validation_names_the_key_and_protects_the_contract() {
+        let mut kafka = KafkaSettings::default();
+        assert!(kafka.validate().is_ok());
+        kafka.properties.insert("acks".into(), "1".into());
+        let text = kafka.validate().unwrap_err().to_string();
+        assert!(
+            text.starts_with("configuration key `kafka.properties.acks`"),
+            "{text}"
+        );
+
+        let mut kafka = KafkaSettings::default();
+        kafka.topics.dead_letter = "no spaces".into();
+        let text = kafka.validate().unwrap_err().to_string();
+        assert!(
+            text.starts_with("configuration key `kafka.topics.dead_letter`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn config_path_comes_from_the_flag_in_either_form() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            config_path(args(&["bin", "--config", "a.toml"])),
+            Some(PathBuf::from("a.toml"))
+        );
+        assert_eq!(
+            config_path(args(&["bin", "--config=b.toml"])),
+            Some(PathBuf::from("b.toml"))
+        );
+    }
+}

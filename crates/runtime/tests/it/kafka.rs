@@ -1,0 +1,108 @@
+use std::time::Duration;
+
+use rdkafka::Message;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::producer::DefaultProducerContext;
+use voicehub_model::record::Record;
+use voicehub_runtime::kafka::{self, ProduceError};
+use voicehub_runtime::settings::KafkaSettings;
+use voicehub_testkit::TestBroker;
+
+fn settings(broker: &TestBroker) -> KafkaSettings {
+    let mut settings = KafkaSettings {
+        bootstrap_servers: broker.bootstrap_servers(),
+        ..KafkaSettings::default()
+    };
+    settings.provision.partitions = 3;
+    settings.provision.replication_factor = 1;
+    settings
+}
+
+fn record(key: &str, n: usize) -> Record {
+    Record {
+        key: Some(key.to_owned()),
+        headers: vec![
+            ("ce_id", format!("id-{n}")),
+            ("ce_specversion", "1.0".into()),
+        ],
+        value: format!("{{\"n\":{n}}}").into_bytes(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn contract_producer_records_arrive_through_a_consumer_group() -> anyhow::Result<()> {
+    // Arrange
+    let broker = TestBroker::start().await?;
+    let settings = settings(&broker);
+    let topic = settings.topics.call_status_changed.clone();
+    kafka::ensure_topics(&settings, &[&topic], Duration::from_secs(10)).await?;
+    kafka::ensure_topics(&settings, &[&topic], Duration::from_secs(10)).await?;
+    let producer = kafka::create_producer(&settings, DefaultProducerContext)?;
+
+    // Act: idempotent, acks=all, murmur2 partitioning, lz4.
+    let mut partitions = Vec::new();
+    for n in 0..10 {
+        let key = if n % 2 == 0 { "call-a" } else { "call-b" };
+        let delivered =
+            kafka::produce(&producer, &topic, &record(key, n), Duration::from_secs(5)).await?;
+        partitions.push((key, delivered.partition));
+    }
+
+    // Assert: one key, one partition; everything readable through a group, in order per key.
+    for (key, partition) in &partitions {
+        let first = partitions.iter().find(|(k, _)| k == key).map(|(_, p)| *p);
+        assert_eq!(Some(*partition), first, "{key} moved partitions");
+    }
+    let consumer = broker.group_consumer("contract-test", &[&topic])?;
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while seen.len() < 10 {
+        let message = tokio::time::timeout_at(deadline, consumer.recv()).await??;
+        let headers = message.headers().map(|h| h.count()).unwrap_or(0);
+        assert_eq!(headers, 2);
+        let value: serde_json::Value = serde_json::from_slice(message.payload().unwrap_or(&[]))?;
+        seen.push((
+            String::from_utf8_lossy(message.key().unwrap_or(&[])).into_owned(),
+            value["n"].as_u64().unwrap_or(u64::MAX),
+        ));
+        consumer.commit_message(&message, CommitMode::Sync)?;
+    }
+    for key in ["call-a", "call-b"] {
+        let ns: Vec<u64> = seen
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, n)| *n)
+            .collect();
+        let mut sorted = ns.clone();
+        sorted.sort_unstable();
+        assert_eq!(ns, sorted, "per-key order for {key}");
+        assert_eq!(ns.len(), 5);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_broker_fails_the_produce_within_its_deadline() -> anyhow::Result<()> {
+    let mut broker = TestBroker::start().await?;
+    let settings = settings(&broker);
+    let topic = settings.topics.unrouted.clone();
+    kafka::ensure_topics(&settings, &[&topic], Duration::from_secs(10)).await?;
+    let producer = kafka::create_producer(&settings, DefaultProducerContext)?;
+    kafka::produce(&producer, &topic, &record("k", 0), Duration::from_secs(5)).await?;
+
+    broker.stop().await;
+    let deadline = Duration::from_millis(800);
+    let started = std::time::Instant::now();
+    let result = kafka::produce(&producer, &topic, &record("k", 1), deadline).await;
+    assert!(
+        matches!(result, Err(ProduceError::Deadline(_))),
+        "{result:?}"
+    );
+    // Bounded by the deadline (with scheduling slack), not by librdkafka's own timeouts.
+    assert!(started.elapsed() < deadline * 3, "{:?}", started.elapsed());
+
+    broker.resume().await?;
+    kafka::produce(&producer, &topic, &record("k", 2), Duration::from_secs(10)).await?;
+    Ok(())
+}

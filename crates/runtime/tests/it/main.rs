@@ -1,0 +1,5 @@
+//! The runtime's pieces against real parts: a real broker (embedded tansu), a real HTTP
+//! server, a real Prometheus text parser.
+
+mod admin;
+mod kafka;

@@ -1,0 +1,157 @@
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::types::RDKafkaErrorCode;
+use tansu_broker::broker::Broker;
+use tansu_broker::coordinator::group::administrator::Controller;
+use tansu_storage::StorageContainer;
+use tokio::task::JoinHandle;
+use url::Url;
+
+use crate::{Result, TestkitError, free_port};
+
+type Tansu = Broker<Controller<StorageContainer>, StorageContainer>;
+
+/// An embedded tansu broker on 127.0.0.1, in memory. Stopped when dropped.
+#[derive(Debug)]
+pub struct TestBroker {
+    port: u16,
+    broker: Tansu,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestBroker {
+    /// Starts a broker on a free port and waits until it accepts connections.
+    pub async fn start() -> Result<Self> {
+        let port = free_port()?;
+        let url = Url::parse(&format!("tcp://127.0.0.1:{port}"))
+            .map_err(|e| TestkitError::Broker(e.to_string()))?;
+        let storage =
+            Url::parse("memory://tansu/").map_err(|e| TestkitError::Broker(e.to_string()))?;
+        let broker = Tansu::builder()
+            .node_id(1)
+            .cluster_id("voicehub-test")
+            .incarnation_id(uuid::Uuid::new_v4())
+            .advertised_listener(url.clone())
+            .storage(storage)
+            .listener(url)
+            .silent(true)
+            .build()
+            .await
+            .map_err(|e| TestkitError::Broker(format!("{e:?}")))?;
+        let mut this = Self {
+            port,
+            broker,
+            task: None,
+        };
+        this.resume().await?;
+        Ok(this)
+    }
+
+    /// `host:port` for `bootstrap.servers`.
+    pub fn bootstrap_servers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Whether the broker is serving.
+    pub fn is_running(&self) -> bool {
+        self.task.as_ref().is_some_and(|task| !task.is_finished())
+    }
+
+    /// Stops serving: the port is closed and every connection dropped. Data is kept in memory.
+    pub async fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            // Aborting drops the listener and the connection tasks; wait until it has.
+            let _ = task.await;
+        }
+    }
+
+    /// Serves again on the same port, with the data it had when stopped.
+    pub async fn resume(&mut self) -> Result<()> {
+        if self.is_running() {
+            return Ok(());
+        }
+        let mut broker = self.broker.clone();
+        self.task = Some(tokio::spawn(async move {
+            if let Err(error) = broker.serve(tokio::time::Instant::now()).await {
+                tracing::error!(?error, "embedded broker stopped");
+            }
+        }));
+        self.wait_until_accepting().await
+    }
+
+    async fn wait_until_accepting(&self) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline || !self.is_running() {
+                return Err(TestkitError::Broker(format!(
+                    "not accepting connections on port {}",
+                    self.port
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A client configuration pointing at this broker.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", self.bootstrap_servers());
+        config
+    }
+
+    /// Creates topics (an existing topic is not an error).
+    pub async fn create_topics(&self, names: &[&str], partitions: i32) -> Result<()> {
+        let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
+        let topics: Vec<NewTopic<'_>> = names
+            .iter()
+            .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(1)))
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        for result in admin.create_topics(&topics, &options).await? {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(TestkitError::CreateTopic {
+                        topic,
+                        detail: code.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A consumer in `group` subscribed to `topics`, reading from the earliest offset, with
+    /// short group timeouts (a fresh group joins in about 3 s instead of about 23 s).
+    pub fn group_consumer(&self, group: &str, topics: &[&str]) -> Result<StreamConsumer> {
+        let consumer: StreamConsumer = self
+            .client_config()
+            .set("group.id", group)
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", "6000")
+            .set("max.poll.interval.ms", "7000")
+            .create()?;
+        consumer.subscribe(topics)?;
+        Ok(consumer)
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! Test support: a real Kafka-compatible broker per test, and ways to look inside it.
+//!
+//! [`TestBroker::start`] runs [tansu](https://crates.io/crates/tansu-broker) in this process on
+//! a free loopback port, with in-memory storage. Every test gets its own broker, so tests never
+//! see each other's records and need no unique topic names. The broker can be stopped and
+//! resumed on the same port with its data (to test outages), and records are read back with
+//! deadlines, never fixed sleeps.
+
+mod broker;
+mod read;
+
+pub use broker::TestBroker;
+pub use read::ConsumedRecord;
+
+use std::time::Duration;
+
+/// Why a test-kit operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TestkitError {
+    /// The embedded broker could not be built or did not come up.
+    #[error("embedded broker: {0}")]
+    Broker(String),
+    /// A Kafka client call failed.
+    #[error(transparent)]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// Creating a topic failed (other than because it exists).
+    #[error("creating topic {topic}: {detail}")]
+    CreateTopic {
+        /// The topic.
+        topic: String,
+        /// The broker's answer.
+        detail: String,
+    },
+    /// Fewer records than expected arrived before the deadline.
+    #[error("{got} of {expected} records on {topic} after {waited:?}")]
+    Timeout {
+        /// The topic read.
+        topic: String,
+        /// How many were expected.
+        expected: usize,
+        /// How many arrived.
+        got: usize,
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// An I/O error (binding a port).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// The test kit's result type.
+pub type Result<T, E = TestkitError> = std::result::Result<T, E>;
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}

@@ -1,0 +1,157 @@
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::{Result, TestBroker, TestkitError};
+
+/// A record as read back from the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumedRecord {
+    /// Its topic.
+    pub topic: String,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Its key, if any (lossy UTF-8).
+    pub key: Option<String>,
+    /// Its headers, in order (values lossy UTF-8).
+    pub headers: Vec<(String, String)>,
+    /// Its value.
+    pub value: Vec<u8>,
+}
+
+impl ConsumedRecord {
+    /// The first header of that name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value parsed as JSON (`Null` if it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.value).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+const POLL: Duration = Duration::from_millis(100);
+
+impl TestBroker {
+    /// Every record now on `topic`, in partition then offset order. Reads up to the high
+    /// watermark of each partition, so it neither waits for records that will not come nor
+    /// misses ones already acknowledged.
+    pub async fn read_all(&self, topic: &str) -> Result<Vec<ConsumedRecord>> {
+        let config = self.client_config();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || read_all_blocking(config, &topic))
+            .await
+            .map_err(|e| TestkitError::Broker(format!("reader task: {e}")))?
+    }
+
+    /// Waits until `topic` holds at least `expected` records (or `timeout` passes) and returns
+    /// them all.
+    pub async fn wait_for_records(
+        &self,
+        topic: &str,
+        expected: usize,
+        timeout: Duration,
+    ) -> Result<Vec<ConsumedRecord>> {
+        let started = tokio::time::Instant::now();
+        loop {
+            let records = self.read_all(topic).await?;
+            if records.len() >= expected {
+                return Ok(records);
+            }
+            if started.elapsed() > timeout {
+                return Err(TestkitError::Timeout {
+                    topic: topic.to_owned(),
+                    expected,
+                    got: records.len(),
+                    waited: started.elapsed(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn read_all_blocking(mut config: ClientConfig, topic: &str) -> Result<Vec<ConsumedRecord>> {
+    let consumer: BaseConsumer = config
+        .set("group.id", "voicehub-testkit-reader")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for partition in partitions(&consumer, topic)? {
+        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+        let (low, high) = consumer.fetch_watermarks(topic, partition, TIMEOUT)?;
+        if high > low {
+            ends.push((partition, high));
+        }
+    }
+    consumer.assign(&assignment)?;
+    let mut records = Vec::new();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !ends.is_empty() {
+        if std::time::Instant::now() > deadline {
+            return Err(TestkitError::Timeout {
+                topic: topic.to_owned(),
+                expected: records.len() + 1,
+                got: records.len(),
+                waited: TIMEOUT,
+            });
+        }
+        let Some(message) = consumer.poll(POLL) else {
+            continue;
+        };
+        let record = consumed(&message?);
+        ends.retain(|(partition, high)| {
+            !(*partition == record.partition && record.offset + 1 >= *high)
+        });
+        records.push(record);
+    }
+    records.sort_by_key(|r| (r.partition, r.offset));
+    Ok(records)
+}
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>> {
+    let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
+}
+
+fn consumed<M: Message>(message: &M) -> ConsumedRecord {
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ConsumedRecord {
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned()),
+        headers,
+        value: message.payload().unwrap_or_default().to_vec(),
+    }
+}

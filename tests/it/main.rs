@@ -1,0 +1,5 @@
+//! Cross-crate tests of the record contract, against a real broker.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+mod cloudevents_binding;
