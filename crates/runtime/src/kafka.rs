@@ -1,13 +1,16 @@
 //! Kafka clients with the record contract's settings.
 
+use std::future::Future;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
+use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, ProducerContext};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tracing::info;
 use voicehub_model::record::Record;
 
@@ -24,8 +27,13 @@ pub const CONTRACT_PRODUCER_PROPERTIES: &[&str] = &[
 ];
 
 /// Connection properties shared by every client: brokers, client id, extra properties.
+///
+/// Reconnection backs off to at most 1 s (librdkafka's default is 10 s): after a broker
+/// returns, waiting records must be sent well within `message.timeout.ms` and within
+/// VoiceHub's retries. Overridable through `kafka.properties`.
 pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
+    config.set("reconnect.backoff.max.ms", "1000");
     for (name, value) in &settings.properties {
         config.set(name, value);
     }
@@ -47,15 +55,18 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
         .set("compression.type", settings.compression.as_str())
         .set("linger.ms", settings.linger_ms.to_string())
         .set(
+            "statistics.interval.ms",
+            settings.statistics_interval_ms.to_string(),
+        )
+        .set(
             "message.timeout.ms",
             settings.message_timeout_ms.to_string(),
         );
     config
 }
 
-/// Creates a producer with the contract's settings and the given context (for statistics
-/// and delivery callbacks).
-pub fn create_producer<C: ProducerContext + 'static>(
+/// Creates a producer with the contract's settings and the given context (for statistics).
+pub fn create_producer<C: ClientContext + 'static>(
     settings: &KafkaSettings,
     context: C,
 ) -> Result<FutureProducer<C>, KafkaError> {
@@ -65,9 +76,13 @@ pub fn create_producer<C: ProducerContext + 'static>(
 /// Why a record was not acknowledged.
 #[derive(Debug, thiserror::Error)]
 pub enum ProduceError {
-    /// No acknowledgement within the deadline. The record may still be delivered later.
+    /// No acknowledgement within the caller's deadline. The record may still be delivered
+    /// later.
     #[error("no acknowledgement within {0:?}")]
     Deadline(Duration),
+    /// The producer gave up on the record after `message.timeout.ms`.
+    #[error("not delivered within message.timeout.ms")]
+    TimedOut,
     /// The producer's local queue is full: back off.
     #[error("producer queue is full")]
     QueueFull,
@@ -84,6 +99,7 @@ impl ProduceError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Deadline(_) => "deadline",
+            Self::TimedOut => "timed_out",
             Self::QueueFull => "queue_full",
             Self::TooLarge(_) => "too_large",
             Self::Failed(_) => "failed",
@@ -115,14 +131,13 @@ pub struct Delivered {
     pub offset: i64,
 }
 
-/// Produces `record` to `topic` and waits for the broker's acknowledgement, at most
-/// `deadline` in all (queueing included).
-pub async fn produce<C: ProducerContext + 'static>(
+/// Hands `record` to the producer's queue without waiting. The returned future resolves with
+/// the broker's answer, or `message.timeout.ms` after a broker that never answers.
+pub fn enqueue<C: ClientContext + 'static>(
     producer: &FutureProducer<C>,
     topic: &str,
     record: &Record,
-    deadline: Duration,
-) -> Result<Delivered, ProduceError> {
+) -> Result<DeliveryFuture, ProduceError> {
     let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
     for (key, value) in &record.headers {
         headers = headers.insert(Header {
@@ -136,20 +151,215 @@ pub async fn produce<C: ProducerContext + 'static>(
     if let Some(key) = &record.key {
         future_record = future_record.key(key.as_str());
     }
-    // Queue wait and delivery share one deadline: `send` waits for queue space at most
-    // `deadline`, and the whole call is bounded by it too.
-    let delivery = producer.send(future_record, deadline);
-    match tokio::time::timeout(deadline, delivery).await {
-        Err(_) => Err(ProduceError::Deadline(deadline)),
-        Ok(Err((error, _))) => Err(match error.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::MessageTimedOut) => ProduceError::Deadline(deadline),
-            _ => ProduceError::from_kafka(error),
-        }),
+    producer
+        .send_result(future_record)
+        .map_err(|(error, _)| ProduceError::from_kafka(error))
+}
+
+/// Waits for a delivery started by [`enqueue`].
+pub async fn delivered(delivery: DeliveryFuture) -> Result<Delivered, ProduceError> {
+    match delivery.await {
         Ok(Ok(delivery)) => Ok(Delivered {
             partition: delivery.partition,
             offset: delivery.offset,
         }),
+        Ok(Err((error, _))) => Err(match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::MessageTimedOut) => ProduceError::TimedOut,
+            _ => ProduceError::from_kafka(error),
+        }),
+        // The producer was dropped (shutdown, or replaced) with the record still queued.
+        Err(_) => Err(ProduceError::Failed(KafkaError::Canceled)),
     }
+}
+
+/// Produces `record` to `topic` and waits for the broker's acknowledgement at most
+/// `deadline`. Past the deadline the delivery still goes on in the producer.
+pub async fn produce<C: ClientContext + 'static>(
+    producer: &FutureProducer<C>,
+    topic: &str,
+    record: &Record,
+    deadline: Duration,
+) -> Result<Delivered, ProduceError> {
+    let delivery = enqueue(producer, topic, record)?;
+    tokio::time::timeout(deadline, delivered(delivery))
+        .await
+        .map_err(|_| ProduceError::Deadline(deadline))?
+}
+
+/// A producer that replaces itself when it is wedged.
+///
+/// After a record times out inside librdkafka (a broker outage longer than
+/// `message.timeout.ms`), an idempotent producer must bump its epoch before it can send again.
+/// If that fails it stays stuck: fenced (a fatal error), or waiting forever for a producer id.
+/// Only a new producer instance cures that, so one is made when the current one:
+/// - reports a fatal error or a producer-state error, or
+/// - has delivered nothing for [`RecoveringProducer::stall_limit`] (twice
+///   `message.timeout.ms`) while records kept failing.
+///
+/// Replacing is safe for at-least-once delivery: records still queued in the old instance fail,
+/// and their requests were (or will be) answered 503. Replacements are at least
+/// [`MIN_REPLACEMENT_INTERVAL`] apart. Without this, recovering from a long outage could need
+/// a process restart (observed against tansu 0.6, whose epoch bump is not implemented).
+pub struct RecoveringProducer<C: ClientContext + 'static> {
+    settings: KafkaSettings,
+    make_context: Box<dyn Fn() -> C + Send + Sync>,
+    current: RwLock<(u64, FutureProducer<C>)>,
+    last_success: std::sync::Mutex<std::time::Instant>,
+    last_replacement: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// Shortest time between two producer replacements.
+pub const MIN_REPLACEMENT_INTERVAL: Duration = Duration::from_secs(1);
+
+impl<C: ClientContext + 'static> std::fmt::Debug for RecoveringProducer<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecoveringProducer")
+            .field("generation", &self.generation())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: ClientContext + 'static> RecoveringProducer<C> {
+    /// Creates the first producer; `make_context` makes the context of each instance.
+    pub fn new(
+        settings: &KafkaSettings,
+        make_context: impl Fn() -> C + Send + Sync + 'static,
+    ) -> Result<Self, KafkaError> {
+        let producer = create_producer(settings, make_context())?;
+        Ok(Self {
+            settings: settings.clone(),
+            make_context: Box::new(make_context),
+            current: RwLock::new((0, producer)),
+            last_success: std::sync::Mutex::new(std::time::Instant::now()),
+            last_replacement: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// How long a producer may fail every record before it is replaced.
+    pub fn stall_limit(&self) -> Duration {
+        (self.settings.message_timeout() * 2).max(MIN_REPLACEMENT_INTERVAL)
+    }
+
+    /// How many times the producer was replaced.
+    pub fn generation(&self) -> u64 {
+        self.read().0
+    }
+
+    /// The current producer instance.
+    pub fn producer(&self) -> FutureProducer<C> {
+        self.read().1.clone()
+    }
+
+    /// Starts delivering `record` through the current instance. The returned future owns
+    /// everything it needs (spawn it to let the delivery outlive the caller); when it ends in
+    /// failure and the instance looks wedged, the instance is replaced.
+    pub fn send(
+        self: &Arc<Self>,
+        topic: &str,
+        record: &Record,
+    ) -> impl Future<Output = Result<Delivered, ProduceError>> + Send + 'static {
+        let (generation, producer) = self.read().clone();
+        let enqueued = enqueue(&producer, topic, record);
+        let this = Arc::clone(self);
+        async move {
+            let result = match enqueued {
+                Ok(delivery) => delivered(delivery).await,
+                Err(error) => Err(error),
+            };
+            this.observe(generation, &producer, &result);
+            result
+        }
+    }
+
+    /// [`RecoveringProducer::send`], waiting at most `deadline` (the delivery goes on).
+    pub async fn produce(
+        self: &Arc<Self>,
+        topic: &str,
+        record: &Record,
+        deadline: Duration,
+    ) -> Result<Delivered, ProduceError> {
+        let delivery = tokio::spawn(self.send(topic, record));
+        match tokio::time::timeout(deadline, delivery).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ProduceError::Failed(KafkaError::Canceled)),
+            Err(_) => Err(ProduceError::Deadline(deadline)),
+        }
+    }
+
+    fn observe(
+        &self,
+        generation: u64,
+        producer: &FutureProducer<C>,
+        result: &Result<Delivered, ProduceError>,
+    ) {
+        let Err(error) = result else {
+            *lock(&self.last_success) = std::time::Instant::now();
+            return;
+        };
+        let fatal = producer
+            .client()
+            .fatal_error()
+            .map(|(code, _)| code)
+            .or(match error {
+                ProduceError::Failed(e) => e.rdkafka_error_code().filter(|code| {
+                    matches!(
+                        code,
+                        RDKafkaErrorCode::ProducerFenced
+                            | RDKafkaErrorCode::InvalidProducerEpoch
+                            | RDKafkaErrorCode::UnknownProducerId
+                            | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                            | RDKafkaErrorCode::Fatal
+                            // The broker lost track of this producer's state (seen after
+                            // an epoch bump against tansu); a new producer id is the reset.
+                            | RDKafkaErrorCode::Unknown
+                    )
+                }),
+                _ => None,
+            });
+        if let Some(code) = fatal {
+            self.replace(generation, &code.to_string());
+        } else if lock(&self.last_success).elapsed() > self.stall_limit() {
+            self.replace(generation, "no delivery within the stall limit");
+        }
+    }
+
+    fn replace(&self, generation: u64, reason: &str) {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        if current.0 != generation {
+            return; // another caller already replaced it
+        }
+        let mut last = lock(&self.last_replacement);
+        if last.is_some_and(|at| at.elapsed() < MIN_REPLACEMENT_INTERVAL) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        // The new instance gets a full stall limit to prove itself.
+        *lock(&self.last_success) = std::time::Instant::now();
+        match create_producer(&self.settings, (self.make_context)()) {
+            Ok(producer) => {
+                *current = (generation + 1, producer);
+                tracing::error!(
+                    reason,
+                    generation = generation + 1,
+                    "producer wedged: replaced"
+                );
+            }
+            Err(error) => tracing::error!(
+                reason,
+                error = &error as &dyn std::error::Error,
+                "producer wedged and a new one could not be created"
+            ),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, (u64, FutureProducer<C>)> {
+        self.current.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded values are plain timestamps: a panic cannot leave them half-written.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Why topic provisioning failed.

@@ -119,13 +119,16 @@ pub struct KafkaSettings {
     pub bootstrap_servers: String,
     /// `client.id` reported to the brokers.
     pub client_id: String,
-    /// Upper bound on delivering one record, retries included (`message.timeout.ms`). The
-    /// ingress requires it to be below its produce deadline.
+    /// Upper bound on delivering one record, retries included (`message.timeout.ms`). A
+    /// record not acknowledged by then fails. Longer than the ingress's produce deadline on
+    /// purpose: a webhook answered 503 keeps being delivered through a short broker outage.
     pub message_timeout_ms: u64,
     /// Time the producer waits to batch records (`linger.ms`).
     pub linger_ms: u64,
     /// Compression codec of produced batches.
     pub compression: Compression,
+    /// How often librdkafka reports statistics (queue depth metrics); 0 turns them off.
+    pub statistics_interval_ms: u64,
     /// Topic names.
     pub topics: Topics,
     /// Topic creation at startup.
@@ -142,9 +145,10 @@ impl Default for KafkaSettings {
         Self {
             bootstrap_servers: "127.0.0.1:9092".into(),
             client_id: "voicehub-bridge".into(),
-            message_timeout_ms: 4_000,
+            message_timeout_ms: 30_000,
             linger_ms: 5,
             compression: Compression::Lz4,
+            statistics_interval_ms: 5_000,
             topics: Topics::default(),
             provision: ProvisionSettings::default(),
             properties: BTreeMap::new(),
@@ -373,7 +377,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.kafka.bootstrap_servers, "env:9092");
         assert_eq!(s.kafka.linger_ms, 20);
-        assert_eq!(s.kafka.message_timeout_ms, 4_000);
+        assert_eq!(s.kafka.message_timeout_ms, 30_000);
         assert_eq!(s.kafka.topics.unrouted, "custom.unrouted");
         assert_eq!(s.kafka.topics.dead_letter, "voicehub.dead-letter.v1");
         assert_eq!(s.log.format, LogFormat::Json);

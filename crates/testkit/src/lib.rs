@@ -1,7 +1,7 @@
 //! Test support: a real Kafka-compatible broker per test, and ways to look inside it.
 //!
 //! [`TestBroker::start`] runs [tansu](https://crates.io/crates/tansu-broker) in this process on
-//! a free loopback port, with in-memory storage. Every test gets its own broker, so tests never
+//! a free loopback port, storing in SQLite in a temporary directory (see [`Storage`]). Every test gets its own broker, so tests never
 //! see each other's records and need no unique topic names. The broker can be stopped and
 //! resumed on the same port with its data (to test outages), and records are read back with
 //! deadlines, never fixed sleeps.
@@ -9,7 +9,7 @@
 mod broker;
 mod read;
 
-pub use broker::TestBroker;
+pub use broker::{Storage, TestBroker};
 pub use read::ConsumedRecord;
 
 use std::time::Duration;

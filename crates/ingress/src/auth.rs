@@ -1,0 +1,235 @@
+//! Webhook secrets: loaded from environment variables and files, compared in constant time,
+//! file-based ones re-read periodically so a rotated Kubernetes Secret applies without a
+//! restart.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::settings::SourceSettings;
+
+/// One secret. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+struct Secret(Vec<u8>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Why a secret could not be loaded. Names where it comes from, never its value.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// The environment variable is unset or empty.
+    #[error("environment variable {0} is unset or empty")]
+    Env(String),
+    /// The file could not be read.
+    #[error("secret file {path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file holds nothing but whitespace.
+    #[error("secret file {0} is empty")]
+    EmptyFile(PathBuf),
+}
+
+/// The result of checking a presented secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// Matches the active secret in this slot (env secrets first, then files, in config order).
+    Accepted {
+        /// The slot that matched.
+        slot: usize,
+    },
+    /// No `x-webhook-secret` header.
+    Missing,
+    /// The header matches no active secret.
+    Mismatch,
+}
+
+/// The active secrets of one source.
+#[derive(Debug)]
+pub struct SourceSecrets {
+    env: Vec<Secret>,
+    files: Vec<PathBuf>,
+    file_secrets: RwLock<Vec<Secret>>,
+}
+
+impl SourceSecrets {
+    /// Loads every secret of a source; any missing one is an error (a startup error).
+    pub fn load(settings: &SourceSettings) -> Result<Arc<Self>, SecretError> {
+        let env = settings
+            .secret_envs
+            .iter()
+            .map(|name| match std::env::var(name) {
+                Ok(value) if !value.is_empty() => Ok(Secret(value.into_bytes())),
+                _ => Err(SecretError::Env(name.clone())),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let file_secrets = settings
+            .secret_files
+            .iter()
+            .map(|path| read_secret_file(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Arc::new(Self {
+            env,
+            files: settings.secret_files.clone(),
+            file_secrets: RwLock::new(file_secrets),
+        }))
+    }
+
+    /// Whether some secrets come from files (and so need reloading).
+    pub fn has_files(&self) -> bool {
+        !self.files.is_empty()
+    }
+
+    /// Re-reads the secret files. All or nothing: if one cannot be read, the previous secrets
+    /// stay active. Returns whether anything changed.
+    pub fn reload(&self) -> Result<bool, SecretError> {
+        let fresh = self
+            .files
+            .iter()
+            .map(|path| read_secret_file(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut current = self
+            .file_secrets
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let changed = *current != fresh;
+        *current = fresh;
+        Ok(changed)
+    }
+
+    /// Checks a presented secret against every active one. The comparison takes the same time
+    /// whichever secret (if any) matches and wherever the first differing byte is.
+    pub fn check(&self, presented: Option<&[u8]>) -> AuthOutcome {
+        let Some(presented) = presented else {
+            return AuthOutcome::Missing;
+        };
+        let files = self
+            .file_secrets
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut matched = None;
+        for (slot, secret) in self.env.iter().chain(files.iter()).enumerate() {
+            if constant_time_eq(&secret.0, presented) && matched.is_none() {
+                matched = Some(slot);
+            }
+        }
+        match matched {
+            Some(slot) => AuthOutcome::Accepted { slot },
+            None => AuthOutcome::Mismatch,
+        }
+    }
+
+    /// How many secrets are active (the slot labels are `0..count`).
+    pub fn count(&self) -> usize {
+        self.env.len() + self.files.len()
+    }
+}
+
+fn read_secret_file(path: &Path) -> Result<Secret, SecretError> {
+    let bytes = std::fs::read(path).map_err(|source| SecretError::File {
+        path: path.to_owned(),
+        source,
+    })?;
+    let trimmed = bytes.trim_ascii_end();
+    if trimmed.is_empty() {
+        return Err(SecretError::EmptyFile(path.to_owned()));
+    }
+    Ok(Secret(trimmed.to_vec()))
+}
+
+/// Equality whose running time depends only on the lengths, not on the contents.
+fn constant_time_eq(expected: &[u8], presented: &[u8]) -> bool {
+    let mut difference = expected.len() ^ presented.len();
+    for (i, p) in presented.iter().enumerate() {
+        let e = expected.get(i).copied().unwrap_or(0);
+        difference |= usize::from(e ^ p);
+    }
+    std::hint::black_box(difference) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn source(files: &[&Path]) -> SourceSettings {
+        SourceSettings {
+            secret_envs: Vec::new(),
+            secret_files: files.iter().map(|p| p.to_path_buf()).collect(),
+            secret_reload_ms: 1_000,
+        }
+    }
+
+    fn write(file: &mut tempfile::NamedTempFile, text: &str) {
+        file.as_file_mut().set_len(0).unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file.flush().unwrap();
+    }
+
+    #[test]
+    fn constant_time_eq_is_plain_equality() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"secret", b"secre"));
+        assert!(!constant_time_eq(b"secret", b""));
+    }
+
+    #[test]
+    fn either_of_two_file_secrets_is_accepted_with_its_slot() {
+        let mut current = tempfile::NamedTempFile::new().unwrap();
+        let mut next = tempfile::NamedTempFile::new().unwrap();
+        write(&mut current, "old-secret\n");
+        write(&mut next, "new-secret");
+        let secrets = SourceSecrets::load(&source(&[current.path(), next.path()])).unwrap();
+
+        assert_eq!(
+            secrets.check(Some(b"old-secret")),
+            AuthOutcome::Accepted { slot: 0 }
+        );
+        assert_eq!(
+            secrets.check(Some(b"new-secret")),
+            AuthOutcome::Accepted { slot: 1 }
+        );
+        assert_eq!(secrets.check(Some(b"old-secret\n")), AuthOutcome::Mismatch);
+        assert_eq!(secrets.check(None), AuthOutcome::Missing);
+    }
+
+    #[test]
+    fn a_rotated_file_applies_on_reload_and_a_broken_one_keeps_the_old_secret() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        write(&mut file, "first");
+        let secrets = SourceSecrets::load(&source(&[file.path()])).unwrap();
+
+        write(&mut file, "second");
+        assert!(secrets.reload().unwrap());
+        assert_eq!(secrets.check(Some(b"first")), AuthOutcome::Mismatch);
+        assert_eq!(
+            secrets.check(Some(b"second")),
+            AuthOutcome::Accepted { slot: 0 }
+        );
+
+        write(&mut file, "  \n");
+        assert!(matches!(secrets.reload(), Err(SecretError::EmptyFile(_))));
+        assert_eq!(
+            secrets.check(Some(b"second")),
+            AuthOutcome::Accepted { slot: 0 }
+        );
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        write(&mut file, "hunter2");
+        let secrets = SourceSecrets::load(&source(&[file.path()])).unwrap();
+        assert!(!format!("{secrets:?}").contains("hunter2"));
+    }
+}

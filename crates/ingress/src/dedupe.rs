@@ -1,0 +1,194 @@
+//! Duplicate suppression by `eventId`, per source, within a window and a size bound.
+//!
+//! VoiceHub retries a webhook it got no 2xx for, and may retry one that did get it (a timeout
+//! on its side). On one instance:
+//! - an id whose produce succeeded within the window is a duplicate (200, nothing produced);
+//! - an id whose produce is still pending makes the retry wait for that produce;
+//! - an id whose produce failed is forgotten, so the retry produces it again.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+#[derive(Debug)]
+enum Entry {
+    Pending(watch::Receiver<()>),
+    Done(Instant),
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    entries: HashMap<String, Entry>,
+    /// Accepted ids, oldest first (with their acceptance time, to skip stale queue slots).
+    accepted: VecDeque<(String, Instant)>,
+}
+
+/// The table of recent event ids.
+#[derive(Debug)]
+pub struct Dedupe {
+    inner: Mutex<Inner>,
+    window: Duration,
+    max_entries: usize,
+}
+
+/// What to do with an event id.
+#[derive(Debug)]
+pub enum Claim {
+    /// First sight: produce it, then call [`Pending::succeeded`]; dropping the guard without
+    /// that releases the id. The guard can outlive the request (a delivery still under way
+    /// after the request was answered 503 keeps the id pending).
+    Fresh(Pending),
+    /// Accepted recently: answer duplicate.
+    Duplicate,
+    /// Another request is producing it: wait for the change, then claim again.
+    InFlight(watch::Receiver<()>),
+}
+
+/// A claimed id whose produce is under way.
+#[derive(Debug)]
+pub struct Pending {
+    dedupe: Arc<Dedupe>,
+    key: Option<String>,
+    _done: watch::Sender<()>,
+}
+
+impl Dedupe {
+    /// An empty table.
+    pub fn new(window: Duration, max_entries: usize) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            window,
+            max_entries,
+        }
+    }
+
+    /// Claims `event_id` of `source`.
+    pub fn claim(self: &Arc<Self>, source: &str, event_id: &str) -> Claim {
+        let key = format!("{source}\u{0}{event_id}");
+        let now = Instant::now();
+        let mut inner = self.lock();
+        self.expire(&mut inner, now);
+        match inner.entries.get(&key) {
+            Some(Entry::Done(_)) => Claim::Duplicate,
+            Some(Entry::Pending(rx)) => Claim::InFlight(rx.clone()),
+            None => {
+                let (tx, rx) = watch::channel(());
+                inner.entries.insert(key.clone(), Entry::Pending(rx));
+                Claim::Fresh(Pending {
+                    dedupe: Arc::clone(self),
+                    key: Some(key),
+                    _done: tx,
+                })
+            }
+        }
+    }
+
+    /// How many ids are remembered (accepted or pending).
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn expire(&self, inner: &mut Inner, now: Instant) {
+        while let Some((key, at)) = inner.accepted.front() {
+            let too_old = now.duration_since(*at) > self.window;
+            if !too_old && inner.accepted.len() <= self.max_entries {
+                break;
+            }
+            if matches!(inner.entries.get(key), Some(Entry::Done(t)) if t == at) {
+                inner.entries.remove(key);
+            }
+            inner.accepted.pop_front();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Pending {
+    /// The produce was acknowledged: remember the id as accepted (waiters see a duplicate).
+    pub fn succeeded(mut self) {
+        if let Some(key) = self.key.take() {
+            let now = Instant::now();
+            let mut inner = self.dedupe.lock();
+            inner.entries.insert(key.clone(), Entry::Done(now));
+            inner.accepted.push_back((key, now));
+            self.dedupe.expire(&mut inner, now);
+        }
+        // Dropping the sender wakes the waiters.
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.dedupe.lock().entries.remove(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh(claim: Claim) -> Pending {
+        match claim {
+            Claim::Fresh(pending) => pending,
+            other => panic!("expected fresh, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_accepted_id_is_a_duplicate_per_source() {
+        let dedupe = Arc::new(Dedupe::new(Duration::from_secs(60), 10));
+        fresh(dedupe.claim("a", "e1")).succeeded();
+        assert!(matches!(dedupe.claim("a", "e1"), Claim::Duplicate));
+        assert!(matches!(dedupe.claim("b", "e1"), Claim::Fresh(_)));
+    }
+
+    #[test]
+    fn a_failed_produce_releases_the_id() {
+        let dedupe = Arc::new(Dedupe::new(Duration::from_secs(60), 10));
+        drop(fresh(dedupe.claim("a", "e1")));
+        assert!(matches!(dedupe.claim("a", "e1"), Claim::Fresh(_)));
+    }
+
+    #[tokio::test]
+    async fn a_retry_waits_for_the_pending_produce_then_sees_its_outcome() {
+        let dedupe = Arc::new(Dedupe::new(Duration::from_secs(60), 10));
+        let pending = fresh(dedupe.claim("a", "e1"));
+        let Claim::InFlight(mut rx) = dedupe.claim("a", "e1") else {
+            panic!("expected in flight");
+        };
+        pending.succeeded();
+        assert!(rx.changed().await.is_err(), "the waiter is woken");
+        assert!(matches!(dedupe.claim("a", "e1"), Claim::Duplicate));
+    }
+
+    #[test]
+    fn the_oldest_ids_are_forgotten_beyond_the_size_bound() {
+        let dedupe = Arc::new(Dedupe::new(Duration::from_secs(60), 2));
+        for id in ["e1", "e2", "e3"] {
+            fresh(dedupe.claim("a", id)).succeeded();
+        }
+        assert_eq!(dedupe.len(), 2);
+        assert!(matches!(dedupe.claim("a", "e1"), Claim::Fresh(_)));
+        assert!(matches!(dedupe.claim("a", "e3"), Claim::Duplicate));
+    }
+
+    #[test]
+    fn ids_are_forgotten_after_the_window() {
+        let dedupe = Arc::new(Dedupe::new(Duration::ZERO, 10));
+        fresh(dedupe.claim("a", "e1")).succeeded();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(matches!(dedupe.claim("a", "e1"), Claim::Fresh(_)));
+    }
+}

@@ -1,0 +1,118 @@
+//! Every non-2xx answer of the webhook endpoint, with its status and JSON body.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use voicehub_model::ParseError;
+
+/// Why a webhook was not accepted. The variant decides the status code; the body is
+/// `{"error": <code>, "detail": <text>}`.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// 404: no source of that name.
+    #[error("no source of that name is configured")]
+    UnknownSource,
+    /// 401: no `x-webhook-secret` header.
+    #[error("the x-webhook-secret header is missing")]
+    MissingSecret,
+    /// 401: the header matches no active secret.
+    #[error("the x-webhook-secret header matches no active secret")]
+    WrongSecret,
+    /// 413: the body is over the limit.
+    #[error("the body exceeds {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// 408: the body did not arrive in time.
+    #[error("the body was not received within {0:?}")]
+    BodyTimeout(Duration),
+    /// 400: the body could not be read (connection error, bad chunking).
+    #[error("the body could not be read: {0}")]
+    BodyRead(String),
+    /// 400: authenticated, but unusable; a dead letter was written.
+    #[error(transparent)]
+    Invalid(ParseError),
+    /// 413: the record is larger than the broker accepts.
+    #[error("the record exceeds the broker's size limit")]
+    RecordTooLarge,
+    /// 503: the broker did not acknowledge within the deadline.
+    #[error("the event could not be stored in time; retry later")]
+    Unavailable {
+        /// `Retry-After` seconds.
+        retry_after_s: u64,
+    },
+    /// 503: too many requests in flight.
+    #[error("too many requests in flight; retry later")]
+    Overloaded {
+        /// `Retry-After` seconds.
+        retry_after_s: u64,
+    },
+    /// 503: shutting down.
+    #[error("this instance is shutting down; retry later")]
+    Draining {
+        /// `Retry-After` seconds.
+        retry_after_s: u64,
+    },
+}
+
+impl WebhookError {
+    /// The `error` code of the body; also the `outcome` metric label.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownSource => "unknown_source",
+            Self::MissingSecret | Self::WrongSecret => "unauthorized",
+            Self::TooLarge { .. } | Self::RecordTooLarge => "payload_too_large",
+            Self::BodyTimeout(_) => "request_timeout",
+            Self::BodyRead(_) => "bad_request",
+            Self::Invalid(_) => "invalid_payload",
+            Self::Unavailable { .. } => "unavailable",
+            Self::Overloaded { .. } => "overloaded",
+            Self::Draining { .. } => "draining",
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Unavailable { retry_after_s }
+            | Self::Overloaded { retry_after_s }
+            | Self::Draining { retry_after_s } => Some(*retry_after_s),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    detail: String,
+}
+
+impl ResponseError for WebhookError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::UnknownSource => StatusCode::NOT_FOUND,
+            Self::MissingSecret | Self::WrongSecret => StatusCode::UNAUTHORIZED,
+            Self::TooLarge { .. } | Self::RecordTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::BodyRead(_) | Self::Invalid(_) => StatusCode::BAD_REQUEST,
+            Self::Unavailable { .. } | Self::Overloaded { .. } | Self::Draining { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(seconds) = self.retry_after() {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds)));
+        }
+        response.json(ErrorBody {
+            error: self.code(),
+            detail: self.to_string(),
+        })
+    }
+}

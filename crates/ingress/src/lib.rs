@@ -1,0 +1,29 @@
+//! The HTTP half of the bridge: VoiceHub webhooks in, Kafka records out.
+//!
+//! # Delivery semantics
+//!
+//! A webhook is answered 2xx **only after the broker acknowledged its record** (`acks=all`,
+//! idempotent producer), within `http.produce_deadline_ms`; past that, 503 with
+//! `Retry-After`, so VoiceHub retries. A 503 does not mean "not written": the record may still
+//! land later, and the retry is then deduplicated (on this instance) or carries the same
+//! `ce_id` (across instances). So: at least once, never a 2xx for an event that is not
+//! durable, never a 4xx for a transient Kafka failure.
+//!
+//! Authenticated bodies that cannot be used get 400 and go to the dead-letter topic; if even
+//! that cannot be written, 503, so nothing authenticated disappears.
+//!
+//! The request path, in order: source (404) → secret (401) → draining / load shedding (503)
+//! → body limit and timeout (413, 408) → parse (400 + dead letter) → deduplicate (200
+//! duplicate) → produce and wait for the acknowledgement (200, or 503).
+
+pub mod auth;
+pub mod dedupe;
+pub mod error;
+pub mod metrics;
+pub mod publisher;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+
+pub use settings::IngressSettings;
+pub use startup::{Application, ShutdownTrigger, StartupError};

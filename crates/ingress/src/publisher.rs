@@ -1,0 +1,165 @@
+//! Where accepted records go: the Kafka producer, with its health feeding readiness.
+//!
+//! This is the seam a durable spool (write-ahead on local disk) plugs into: the routes only
+//! ask "is this record durable?" and wait for the answer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientContext;
+use rdkafka::statistics::Statistics;
+use tracing::{info, warn};
+use voicehub_model::record::Record;
+use voicehub_runtime::admin::Readiness;
+use voicehub_runtime::kafka::{Delivered, ProduceError, RecoveringProducer};
+use voicehub_runtime::settings::KafkaSettings;
+
+use crate::metrics::IngressMetrics;
+
+/// The readiness check fed by broker health.
+pub const BROKER_CHECK: &str = "broker";
+
+/// Feeds librdkafka's statistics into the metrics.
+#[derive(Debug)]
+pub struct ProducerStats {
+    metrics: IngressMetrics,
+}
+
+impl ClientContext for ProducerStats {
+    fn stats(&self, statistics: Statistics) {
+        self.metrics
+            .producer_queue
+            .set(i64::try_from(statistics.msg_cnt).unwrap_or(i64::MAX));
+    }
+}
+
+/// Produces records and tracks broker health.
+#[derive(Clone)]
+pub struct Publisher {
+    producer: Arc<RecoveringProducer<ProducerStats>>,
+    deadline: Duration,
+    readiness: Readiness,
+    metrics: IngressMetrics,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    /// Creates the producer (no connection is made yet).
+    pub fn new(
+        settings: &KafkaSettings,
+        deadline: Duration,
+        readiness: Readiness,
+        metrics: IngressMetrics,
+    ) -> Result<Self, rdkafka::error::KafkaError> {
+        readiness.register(BROKER_CHECK);
+        let stats_metrics = metrics.clone();
+        let producer = RecoveringProducer::new(settings, move || ProducerStats {
+            metrics: stats_metrics.clone(),
+        })?;
+        Ok(Self {
+            producer: Arc::new(producer),
+            deadline,
+            readiness,
+            metrics,
+        })
+    }
+
+    /// Starts delivering `record` and waits for the acknowledgement at most the produce
+    /// deadline. The delivery goes on past the deadline (until `message.timeout.ms`), and
+    /// `on_outcome(delivered)` runs when it ends either way.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        record: &Record,
+        on_outcome: impl FnOnce(bool) + Send + 'static,
+    ) -> Result<Delivered, ProduceError> {
+        let started = Instant::now();
+        let delivery = self.producer.send(topic, record);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let this = self.clone();
+        tokio::spawn(async move {
+            let generation = this.producer.generation();
+            let result = delivery.await;
+            let replaced = this.producer.generation().saturating_sub(generation);
+            this.metrics.producer_replacements.inc_by(replaced);
+            match &result {
+                Ok(_) => {
+                    this.metrics
+                        .produce_duration
+                        .observe(started.elapsed().as_secs_f64());
+                    this.set_broker_health(true);
+                }
+                Err(error) => {
+                    this.metrics
+                        .produce_errors
+                        .with_label_values(&[error.reason()])
+                        .inc();
+                    if error.is_transient() {
+                        this.set_broker_health(false);
+                    }
+                }
+            }
+            on_outcome(result.is_ok());
+            // The requester may have stopped waiting.
+            let _ = tx.send(result);
+        });
+        match tokio::time::timeout(self.deadline, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ProduceError::Failed(rdkafka::error::KafkaError::Canceled)),
+            Err(_) => {
+                let error = ProduceError::Deadline(self.deadline);
+                self.metrics
+                    .produce_errors
+                    .with_label_values(&[error.reason()])
+                    .inc();
+                self.set_broker_health(false);
+                Err(error)
+            }
+        }
+    }
+
+    /// The produce deadline.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// Asks the broker for metadata; healthy if it answers within `timeout`.
+    pub async fn probe(&self, timeout: Duration) {
+        let producer = self.producer.producer();
+        let reachable = tokio::task::spawn_blocking(move || {
+            use rdkafka::producer::Producer;
+            producer.client().fetch_metadata(None, timeout).is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        self.set_broker_health(reachable);
+    }
+
+    /// Sends what is queued, waiting at most `timeout`.
+    pub async fn flush(&self, timeout: Duration) -> Result<(), rdkafka::error::KafkaError> {
+        let producer = self.producer.producer();
+        tokio::task::spawn_blocking(move || {
+            use rdkafka::producer::Producer;
+            producer.flush(timeout)
+        })
+        .await
+        .unwrap_or(Err(rdkafka::error::KafkaError::Canceled))
+    }
+
+    fn set_broker_health(&self, healthy: bool) {
+        if self.readiness.set(BROKER_CHECK, healthy) {
+            if healthy {
+                info!(check = BROKER_CHECK, "broker reachable: ready");
+            } else {
+                warn!(check = BROKER_CHECK, "broker unreachable: not ready");
+            }
+        }
+    }
+}

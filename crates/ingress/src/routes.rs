@@ -1,0 +1,377 @@
+//! `POST /webhooks/voicehub/{source}` and `POST /webhooks/voicehub` (the `default` source).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+use tracing::{info, warn};
+use voicehub_model::record::{DeadLetter, Provenance, Stage};
+use voicehub_model::{EventKind, Timestamp, Topics, WebhookEvent, parse_webhook};
+use voicehub_runtime::BRIDGE_VERSION;
+use voicehub_runtime::kafka::ProduceError;
+
+use crate::auth::{AuthOutcome, SourceSecrets};
+use crate::dedupe::{Claim, Dedupe};
+use crate::error::WebhookError;
+use crate::metrics::IngressMetrics;
+use crate::publisher::Publisher;
+
+/// The source served by `POST /webhooks/voicehub`.
+pub const DEFAULT_SOURCE: &str = "default";
+/// The header VoiceHub puts the shared secret in.
+pub const SECRET_HEADER: &str = "x-webhook-secret";
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// Sources by name.
+    pub sources: HashMap<String, Arc<SourceSecrets>>,
+    /// Topic names.
+    pub topics: Topics,
+    /// Where records go.
+    pub publisher: Publisher,
+    /// Recent event ids.
+    pub dedupe: Arc<Dedupe>,
+    /// Bounds requests in flight.
+    pub in_flight: Semaphore,
+    /// Set on SIGTERM: new requests get 503.
+    pub draining: AtomicBool,
+    /// Metrics.
+    pub metrics: IngressMetrics,
+    /// Largest body accepted.
+    pub max_body_bytes: usize,
+    /// Time allowed to receive a body.
+    pub body_timeout: Duration,
+    /// `Retry-After` on 503.
+    pub retry_after_s: u64,
+}
+
+#[derive(Serialize)]
+struct Accepted {
+    status: &'static str,
+}
+
+/// What the request log line and the metrics say about a request.
+struct RequestInfo {
+    source_label: String,
+    event_type: &'static str,
+    event_id: Option<String>,
+}
+
+/// `POST /webhooks/voicehub/{source}`
+pub async fn webhook(
+    source: web::Path<String>,
+    request: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    handle(&source, &request, body, &state).await
+}
+
+/// `POST /webhooks/voicehub`
+pub async fn webhook_default(
+    request: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    handle(DEFAULT_SOURCE, &request, body, &state).await
+}
+
+async fn handle(
+    source: &str,
+    request: &HttpRequest,
+    body: web::Payload,
+    state: &AppState,
+) -> HttpResponse {
+    let started = Instant::now();
+    let mut info = RequestInfo {
+        source_label: if state.sources.contains_key(source) {
+            source.to_owned()
+        } else {
+            "unknown".to_owned()
+        },
+        event_type: "none",
+        event_id: None,
+    };
+    let result = process(source, request, body, state, &mut info).await;
+    let (outcome, response) = match result {
+        Ok(outcome) => (
+            outcome,
+            HttpResponse::Ok().json(Accepted {
+                status: if outcome == "duplicate" {
+                    "duplicate"
+                } else {
+                    "accepted"
+                },
+            }),
+        ),
+        Err(error) => (
+            error.code(),
+            actix_web::ResponseError::error_response(&error),
+        ),
+    };
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .requests
+        .with_label_values(&[&info.source_label, info.event_type, outcome])
+        .inc();
+    state
+        .metrics
+        .request_duration
+        .with_label_values(&[outcome])
+        .observe(elapsed.as_secs_f64());
+    info!(
+        source = %info.source_label,
+        event_type = info.event_type,
+        event_id = info.event_id.as_deref().unwrap_or(""),
+        outcome,
+        status = response.status().as_u16(),
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        "webhook"
+    );
+    response
+}
+
+/// The request's life; `Ok` is the outcome label of a 200.
+async fn process(
+    source: &str,
+    request: &HttpRequest,
+    body: web::Payload,
+    state: &AppState,
+    info: &mut RequestInfo,
+) -> Result<&'static str, WebhookError> {
+    let secrets = state
+        .sources
+        .get(source)
+        .ok_or(WebhookError::UnknownSource)?;
+    authenticate(secrets, request, state, &info.source_label)?;
+
+    let retry_after_s = state.retry_after_s;
+    if state.draining.load(Ordering::Acquire) {
+        return Err(WebhookError::Draining { retry_after_s });
+    }
+    let _permit = state
+        .in_flight
+        .try_acquire()
+        .map_err(|_| WebhookError::Overloaded { retry_after_s })?;
+    state.metrics.in_flight.inc();
+    let _in_flight = scopeguard(|| state.metrics.in_flight.dec());
+
+    let bytes = read_body(request, body, state.max_body_bytes, state.body_timeout).await?;
+    let provenance = Provenance {
+        source,
+        received_at: Timestamp::new(OffsetDateTime::now_utc()),
+        bridge_version: BRIDGE_VERSION,
+    };
+
+    let event = match parse_webhook(&bytes) {
+        Ok(event) => event,
+        Err(error) => {
+            dead_letter(state, &provenance, &bytes, &error).await?;
+            return Err(WebhookError::Invalid(error));
+        }
+    };
+    info.event_type = event.kind().as_str();
+    info.event_id = Some(event.event_id().to_owned());
+    publish_once(state, &provenance, &event).await
+}
+
+fn authenticate(
+    secrets: &SourceSecrets,
+    request: &HttpRequest,
+    state: &AppState,
+    source_label: &str,
+) -> Result<(), WebhookError> {
+    let presented = request
+        .headers()
+        .get(SECRET_HEADER)
+        .map(|value| value.as_bytes());
+    match secrets.check(presented) {
+        AuthOutcome::Accepted { slot } => {
+            state
+                .metrics
+                .auth_accepted
+                .with_label_values(&[source_label, slot_label(slot)])
+                .inc();
+            Ok(())
+        }
+        AuthOutcome::Missing => {
+            state
+                .metrics
+                .auth_failures
+                .with_label_values(&[source_label, "missing"])
+                .inc();
+            Err(WebhookError::MissingSecret)
+        }
+        AuthOutcome::Mismatch => {
+            state
+                .metrics
+                .auth_failures
+                .with_label_values(&[source_label, "mismatch"])
+                .inc();
+            Err(WebhookError::WrongSecret)
+        }
+    }
+}
+
+fn slot_label(slot: usize) -> &'static str {
+    const SLOTS: [&str; 8] = ["0", "1", "2", "3", "4", "5", "6", "7"];
+    SLOTS.get(slot).copied().unwrap_or("8+")
+}
+
+async fn read_body(
+    request: &HttpRequest,
+    mut body: web::Payload,
+    limit: usize,
+    timeout: Duration,
+) -> Result<web::Bytes, WebhookError> {
+    let declared = request
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(WebhookError::TooLarge { limit });
+    }
+    let read = async {
+        let mut bytes = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| WebhookError::BodyRead(e.to_string()))?;
+            if bytes.len() + chunk.len() > limit {
+                return Err(WebhookError::TooLarge { limit });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes.freeze())
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| WebhookError::BodyTimeout(timeout))?
+}
+
+/// Produces the event unless this instance already accepted it; see [`crate::dedupe`].
+async fn publish_once(
+    state: &AppState,
+    provenance: &Provenance<'_>,
+    event: &WebhookEvent,
+) -> Result<&'static str, WebhookError> {
+    let retry_after_s = state.retry_after_s;
+    let wait_until = tokio::time::Instant::now() + state.publisher.deadline();
+    loop {
+        match state.dedupe.claim(provenance.source, event.event_id()) {
+            Claim::Duplicate => {
+                state
+                    .metrics
+                    .dedupe_hits
+                    .with_label_values(&[provenance.source])
+                    .inc();
+                return Ok("duplicate");
+            }
+            Claim::InFlight(mut done) => {
+                // Wakes when the other produce ends either way; then claim again.
+                if tokio::time::timeout_at(wait_until, done.changed())
+                    .await
+                    .is_err()
+                {
+                    return Err(WebhookError::Unavailable { retry_after_s });
+                }
+            }
+            Claim::Fresh(pending) => {
+                let topic = state.topics.for_kind(event.kind());
+                let record = event.to_record(provenance);
+                let on_outcome = move |delivered| {
+                    if delivered {
+                        pending.succeeded();
+                    } // else dropping `pending` releases the id for a retry
+                };
+                return match state.publisher.publish(topic, &record, on_outcome).await {
+                    Ok(_) => Ok(if event.kind() == EventKind::Unrouted {
+                        "unrouted"
+                    } else {
+                        "accepted"
+                    }),
+                    Err(error) => Err(produce_failed(error, retry_after_s, event)),
+                };
+            }
+        }
+    }
+}
+
+fn produce_failed(error: ProduceError, retry_after_s: u64, event: &WebhookEvent) -> WebhookError {
+    match error {
+        ProduceError::TooLarge(_) => {
+            warn!(
+                error = &error as &dyn std::error::Error,
+                event_id = event.event_id(),
+                "record refused as too large"
+            );
+            WebhookError::RecordTooLarge
+        }
+        _ => WebhookError::Unavailable { retry_after_s },
+    }
+}
+
+/// Writes an unusable body to the dead-letter topic. If that fails, the request fails with
+/// 503 so that VoiceHub retries: an authenticated body is never silently dropped.
+async fn dead_letter(
+    state: &AppState,
+    provenance: &Provenance<'_>,
+    bytes: &[u8],
+    error: &voicehub_model::ParseError,
+) -> Result<(), WebhookError> {
+    let record = DeadLetter {
+        stage: Stage::Ingress,
+        reason: error.reason(),
+        error: &error.to_string(),
+        original: bytes,
+        original_content_type: "application/octet-stream",
+        subject: None,
+    }
+    .to_record(provenance);
+    match state
+        .publisher
+        .publish(&state.topics.dead_letter, &record, |_| {})
+        .await
+    {
+        Ok(_) => {
+            state
+                .metrics
+                .dead_letters
+                .with_label_values(&[error.reason()])
+                .inc();
+            Ok(())
+        }
+        Err(ProduceError::TooLarge(_)) => Err(WebhookError::RecordTooLarge),
+        Err(_) => Err(WebhookError::Unavailable {
+            retry_after_s: state.retry_after_s,
+        }),
+    }
+}
+
+/// Runs `f` when dropped.
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
+
+/// Any other path or method: a JSON 404.
+pub async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound().json(serde_json::json!({
+        "error": "not_found",
+        "detail": "POST /webhooks/voicehub or /webhooks/voicehub/{source}",
+    }))
+}

@@ -1,0 +1,190 @@
+//! `voicehub-ingress` configuration (see the README's configuration reference).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use voicehub_runtime::settings::{AdminSettings, KafkaSettings, LogSettings, SettingsError};
+
+/// VoiceHub's documented request timeout: an answer later than this is a lost answer.
+pub const VOICEHUB_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything the ingress reads at startup.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngressSettings {
+    /// The webhook HTTP server.
+    #[serde(default)]
+    pub http: HttpSettings,
+    /// Duplicate suppression.
+    #[serde(default)]
+    pub dedupe: DedupeSettings,
+    /// Webhook sources by name (the `{source}` path segment; `default` serves
+    /// `/webhooks/voicehub`). At least one.
+    pub sources: BTreeMap<String, SourceSettings>,
+    /// Broker and topics.
+    #[serde(default)]
+    pub kafka: KafkaSettings,
+    /// Admin server (`/metrics`, `/livez`, `/readyz`).
+    #[serde(default = "default_admin")]
+    pub admin: AdminSettings,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogSettings,
+}
+
+fn default_admin() -> AdminSettings {
+    AdminSettings {
+        listen: "0.0.0.0:9090".into(),
+    }
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address of the webhook server, `host:port`.
+    pub listen: String,
+    /// Largest accepted body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Longest wait for the broker's acknowledgement before answering 503. Must stay below
+    /// VoiceHub's 10 s timeout. The record keeps being delivered after a 503, up to
+    /// `kafka.message_timeout_ms`; a retry meanwhile waits for it (deduplication).
+    pub produce_deadline_ms: u64,
+    /// Longest time to receive a whole body once the headers are in; slower ones get 408.
+    pub body_timeout_ms: u64,
+    /// Requests being processed at once; beyond it, 503 at once (load shedding).
+    pub max_in_flight: usize,
+    /// `Retry-After` seconds on 503 answers.
+    pub retry_after_s: u64,
+    /// On SIGTERM, how long in-flight requests and the producer flush may take in all.
+    pub drain_timeout_ms: u64,
+    /// HTTP worker threads (0: one per core).
+    pub workers: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8080".into(),
+            max_body_bytes: 1024 * 1024,
+            produce_deadline_ms: 5_000,
+            body_timeout_ms: 5_000,
+            max_in_flight: 1_024,
+            retry_after_s: 1,
+            drain_timeout_ms: 10_000,
+            workers: 0,
+        }
+    }
+}
+
+impl HttpSettings {
+    /// `produce_deadline_ms` as a duration.
+    pub fn produce_deadline(&self) -> Duration {
+        Duration::from_millis(self.produce_deadline_ms)
+    }
+
+    /// `body_timeout_ms` as a duration.
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms)
+    }
+
+    /// `drain_timeout_ms` as a duration.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout_ms)
+    }
+}
+
+/// `[dedupe]`: event ids recently accepted, per source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DedupeSettings {
+    /// How long an accepted `eventId` is remembered.
+    pub window_s: u64,
+    /// Most ids remembered at once (the oldest are forgotten first); bounds memory.
+    pub max_entries: usize,
+}
+
+impl Default for DedupeSettings {
+    fn default() -> Self {
+        Self {
+            window_s: 600,
+            max_entries: 100_000,
+        }
+    }
+}
+
+/// `[sources.<name>]`: one VoiceHub agent or Call Studio workspace webhook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSettings {
+    /// Names of environment variables that each hold one active secret.
+    #[serde(default)]
+    pub secret_envs: Vec<String>,
+    /// Files that each hold one active secret (trailing newline ignored), re-read every
+    /// `secret_reload_ms` so a rotated Kubernetes Secret applies without a restart.
+    #[serde(default)]
+    pub secret_files: Vec<PathBuf>,
+    /// How often secret files are re-read.
+    #[serde(default = "default_reload_ms")]
+    pub secret_reload_ms: u64,
+}
+
+fn default_reload_ms() -> u64 {
+    5_000
+}
+
+impl IngressSettings {
+    /// Cross-field checks that serde cannot express. Every error names its key.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.kafka.validate()?;
+        let http = &self.http;
+        if http.produce_deadline() >= VOICEHUB_TIMEOUT {
+            return Err(SettingsError::invalid(
+                "http.produce_deadline_ms",
+                "must stay below VoiceHub's 10000 ms request timeout",
+            ));
+        }
+        for (key, value) in [
+            ("http.max_body_bytes", http.max_body_bytes),
+            ("http.max_in_flight", http.max_in_flight),
+            ("dedupe.max_entries", self.dedupe.max_entries),
+        ] {
+            if value == 0 {
+                return Err(SettingsError::invalid(key, "must be above 0"));
+            }
+        }
+        if self.sources.is_empty() {
+            return Err(SettingsError::invalid(
+                "sources",
+                "at least one source must be configured",
+            ));
+        }
+        for (name, source) in &self.sources {
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(SettingsError::invalid(
+                    format!("sources.{name}"),
+                    "source names are ASCII letters, digits, `-` and `_`",
+                ));
+            }
+            if source.secret_envs.is_empty() && source.secret_files.is_empty() {
+                return Err(SettingsError::invalid(
+                    format!("sources.{name}"),
+                    "needs at least one secret (secret_envs or secret_files)",
+                ));
+            }
+            if source.secret_reload_ms == 0 {
+                return Err(SettingsError::invalid(
+                    format!("sources.{name}.secret_reload_ms"),
+                    "must be above 0",
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,331 @@
+//! Building and running the ingress: `Application::build(settings)`, then
+//! `run_until_stopped()`.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use tokio::sync::{Semaphore, watch};
+use tracing::{error, info, warn};
+use voicehub_runtime::admin::{AdminServer, Readiness};
+use voicehub_runtime::kafka;
+use voicehub_runtime::settings::SettingsError;
+
+use crate::auth::{SecretError, SourceSecrets};
+use crate::dedupe::Dedupe;
+use crate::metrics::IngressMetrics;
+use crate::publisher::Publisher;
+use crate::routes::{self, AppState};
+use crate::settings::IngressSettings;
+
+/// The readiness check that fails while draining.
+pub const ACCEPTING_CHECK: &str = "accepting";
+/// How often the broker is probed for readiness.
+const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Why the ingress could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// Invalid settings.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// A secret could not be loaded.
+    #[error("sources.{source_name}: {error}")]
+    Secret {
+        /// The source.
+        source_name: String,
+        /// What failed.
+        #[source]
+        error: SecretError,
+    },
+    /// The Kafka producer could not be created.
+    #[error("kafka producer: {0}")]
+    Producer(#[from] rdkafka::error::KafkaError),
+    /// Topics could not be created.
+    #[error(transparent)]
+    Provision(#[from] kafka::ProvisionError),
+    /// A listener could not be bound.
+    #[error("binding {address}: {error}")]
+    Bind {
+        /// The address.
+        address: String,
+        /// The I/O error.
+        #[source]
+        error: std::io::Error,
+    },
+    /// Metrics could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Stops a running [`Application`] as SIGTERM does (drain, flush, exit).
+#[derive(Debug, Clone)]
+pub struct ShutdownTrigger(watch::Sender<bool>);
+
+impl ShutdownTrigger {
+    /// Starts the drain.
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// A built ingress: listeners bound, producer created, not serving yet.
+pub struct Application {
+    port: u16,
+    server: Server,
+    admin: AdminServer,
+    state: web::Data<AppState>,
+    readiness: Readiness,
+    settings: IngressSettings,
+    shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .field("admin_port", &self.admin.port())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Validates the settings, loads secrets, provisions topics (if configured), creates the
+    /// producer and binds both listeners. Every failure here is a startup error naming its
+    /// cause.
+    pub async fn build(settings: IngressSettings) -> Result<Self, StartupError> {
+        settings.validate()?;
+        let registry = voicehub_runtime::metrics::registry("ingress")?;
+        let metrics = IngressMetrics::register(&registry)?;
+        let readiness = Readiness::new();
+        readiness.register(ACCEPTING_CHECK);
+
+        let mut sources = HashMap::new();
+        for (name, source) in &settings.sources {
+            let secrets = SourceSecrets::load(source).map_err(|error| StartupError::Secret {
+                source_name: name.clone(),
+                error,
+            })?;
+            sources.insert(name.clone(), secrets);
+        }
+
+        if settings.kafka.provision.create_topics {
+            let topics = settings.kafka.topics.all();
+            let names: Vec<&str> = topics
+                .iter()
+                .filter(|(key, _)| *key != "analysis_enriched")
+                .map(|(_, name)| *name)
+                .collect();
+            kafka::ensure_topics(&settings.kafka, &names, Duration::from_secs(30)).await?;
+        }
+
+        let publisher = Publisher::new(
+            &settings.kafka,
+            settings.http.produce_deadline(),
+            readiness.clone(),
+            metrics.clone(),
+        )?;
+
+        let state = web::Data::new(AppState {
+            sources,
+            topics: settings.kafka.topics.clone(),
+            publisher,
+            dedupe: Arc::new(Dedupe::new(
+                Duration::from_secs(settings.dedupe.window_s),
+                settings.dedupe.max_entries,
+            )),
+            in_flight: Semaphore::new(settings.http.max_in_flight),
+            draining: AtomicBool::new(false),
+            metrics,
+            max_body_bytes: settings.http.max_body_bytes,
+            body_timeout: settings.http.body_timeout(),
+            retry_after_s: settings.http.retry_after_s,
+        });
+
+        let bind = |address: &str| {
+            TcpListener::bind(address).map_err(|error| StartupError::Bind {
+                address: address.to_owned(),
+                error,
+            })
+        };
+        let listener = bind(&settings.http.listen)?;
+        let port = listener
+            .local_addr()
+            .map_err(|error| StartupError::Bind {
+                address: settings.http.listen.clone(),
+                error,
+            })?
+            .port();
+        let server = http_server(listener, state.clone(), &settings).map_err(|error| {
+            StartupError::Bind {
+                address: settings.http.listen.clone(),
+                error,
+            }
+        })?;
+        let admin = AdminServer::bind(&settings.admin.listen, registry, readiness.clone())
+            .map_err(|error| StartupError::Bind {
+                address: settings.admin.listen.clone(),
+                error,
+            })?;
+        info!(port, admin_port = admin.port(), "ingress listening");
+
+        Ok(Self {
+            port,
+            server,
+            admin,
+            state,
+            readiness,
+            settings,
+            shutdown: watch::channel(false).0,
+        })
+    }
+
+    /// The webhook port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The admin port.
+    pub fn admin_port(&self) -> u16 {
+        self.admin.port()
+    }
+
+    /// A handle that starts the drain.
+    pub fn shutdown_trigger(&self) -> ShutdownTrigger {
+        ShutdownTrigger(self.shutdown.clone())
+    }
+
+    /// Serves until the shutdown trigger fires, then drains: readiness false, new requests
+    /// 503, in-flight requests finish, the producer is flushed, all within
+    /// `http.drain_timeout_ms`.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let Self {
+            server,
+            admin,
+            state,
+            readiness,
+            settings,
+            shutdown,
+            ..
+        } = self;
+        let http = server.handle();
+        let admin_handle = admin.handle();
+        let mut server_task = tokio::spawn(server);
+        let admin_task = tokio::spawn(admin.run());
+        let mut background = tokio::task::JoinSet::new();
+        background.spawn(probe_broker(state.clone()));
+        for (name, source) in &settings.sources {
+            if let Some(secrets) = state.sources.get(name).filter(|s| s.has_files()) {
+                background.spawn(reload_secrets(
+                    name.clone(),
+                    secrets.clone(),
+                    Duration::from_millis(source.secret_reload_ms),
+                    state.clone(),
+                ));
+            }
+        }
+        readiness.set(ACCEPTING_CHECK, true);
+
+        let mut stop = shutdown.subscribe();
+        let server_result = tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => None,
+            result = &mut server_task => Some(result),
+        };
+        if let Some(result) = server_result {
+            error!("webhook server stopped by itself");
+            background.abort_all();
+            admin_handle.stop(false).await;
+            return result.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        }
+
+        let drain_started = Instant::now();
+        let drain_timeout = settings.http.drain_timeout();
+        info!(?drain_timeout, "draining");
+        state.draining.store(true, Ordering::Release);
+        readiness.set(ACCEPTING_CHECK, false);
+        // Graceful: stop accepting, let in-flight requests finish (bounded by the server's
+        // shutdown timeout, set to the drain timeout).
+        http.stop(true).await;
+        let _ = server_task.await;
+        let remaining = drain_timeout.saturating_sub(drain_started.elapsed());
+        if let Err(error) = state.publisher.flush(remaining).await {
+            warn!(
+                error = &error as &dyn std::error::Error,
+                "producer flush incomplete"
+            );
+        }
+        background.abort_all();
+        admin_handle.stop(true).await;
+        let _ = admin_task.await;
+        info!(elapsed = ?drain_started.elapsed(), "drained");
+        Ok(())
+    }
+}
+
+fn http_server(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    settings: &IngressSettings,
+) -> std::io::Result<Server> {
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route(
+                "/webhooks/voicehub",
+                web::post().to(routes::webhook_default),
+            )
+            .route(
+                "/webhooks/voicehub/{source}",
+                web::post().to(routes::webhook),
+            )
+            .default_service(web::to(routes::not_found))
+    })
+    .disable_signals()
+    .shutdown_timeout(settings.http.drain_timeout().as_secs().max(1))
+    .listen(listener)?;
+    if settings.http.workers > 0 {
+        server = server.workers(settings.http.workers);
+    }
+    Ok(server.run())
+}
+
+async fn probe_broker(state: web::Data<AppState>) {
+    let mut interval = tokio::time::interval(PROBE_INTERVAL);
+    loop {
+        interval.tick().await;
+        state.publisher.probe(PROBE_INTERVAL).await;
+    }
+}
+
+async fn reload_secrets(
+    name: String,
+    secrets: Arc<SourceSecrets>,
+    every: Duration,
+    state: web::Data<AppState>,
+) {
+    let mut interval = tokio::time::interval(every);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        match secrets.reload() {
+            Ok(true) => info!(source = %name, "secrets reloaded"),
+            Ok(false) => {}
+            Err(error) => {
+                state
+                    .metrics
+                    .secret_reload_errors
+                    .with_label_values(&[&name])
+                    .inc();
+                warn!(
+                    source = %name,
+                    error = &error as &dyn std::error::Error,
+                    "secret reload failed; previous secrets stay active"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,58 @@
+use std::time::{Duration, Instant};
+
+use crate::helpers::{spawn_app, status_event};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_broker_means_503_within_the_deadline_then_recovery_without_restart() {
+    let mut app = spawn_app().await;
+    assert_eq!(
+        app.post_json(&status_event("before", "c")).await.status(),
+        200
+    );
+
+    // Broker down: 503 + Retry-After, answered within the produce deadline (2 s) plus slack.
+    app.broker.stop().await;
+    let started = Instant::now();
+    let response = app.post_json(&status_event("during", "c")).await;
+    let elapsed = started.elapsed();
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    assert!(
+        elapsed < Duration::from_secs(4),
+        "answered after {elapsed:?}"
+    );
+    assert_eq!(app.readyz().await, 503);
+
+    // Broker back: accepted again, ready again, with no restart.
+    app.broker.resume().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = app.post_json(&status_event("after", "c")).await.status();
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never recovered (last {status})");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    app.wait_ready().await;
+
+    // The event answered 503 was still delivered once the broker returned (within
+    // message.timeout.ms), and VoiceHub's retry of it is a duplicate, not a second record.
+    let retry = app.post_json(&status_event("during", "c")).await;
+    assert_eq!(retry.status(), 200);
+    let ids: Vec<String> = app
+        .broker
+        .read_all(&app.topics.call_status_changed)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.header("ce_id").map(str::to_owned))
+        .collect();
+    assert_eq!(ids, ["before", "during", "after"]);
+}

@@ -1,0 +1,12 @@
+//! The ingress over real HTTP against a real broker (embedded tansu per test).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+mod helpers;
+
+mod auth;
+mod broker_outage;
+mod contract;
+mod invalid;
+mod metrics;
+mod shutdown;

@@ -1,0 +1,64 @@
+use crate::helpers::{SECRET, sample, spawn_app, status_event};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_parse_as_prometheus_text_and_count_what_was_sent() {
+    let app = spawn_app().await;
+    for i in 0..3 {
+        app.post_json(&status_event(&format!("e-{i}"), "c")).await;
+    }
+    app.post_json(&status_event("e-0", "c")).await; // duplicate
+    app.post("/webhooks/voicehub", Some("bad"), b"{}".to_vec())
+        .await;
+    app.post("/webhooks/voicehub", Some(SECRET), b"nope".to_vec())
+        .await;
+
+    let scrape = app.metrics().await;
+    let requests = |event_type, outcome| {
+        sample(
+            &scrape,
+            "voicehub_ingress_requests_total",
+            &[
+                ("source", "default"),
+                ("event_type", event_type),
+                ("outcome", outcome),
+            ],
+        )
+    };
+    assert_eq!(requests("CallStatusChanged", "accepted"), 3.0);
+    assert_eq!(requests("CallStatusChanged", "duplicate"), 1.0);
+    assert_eq!(requests("none", "unauthorized"), 1.0);
+    assert_eq!(requests("none", "invalid_payload"), 1.0);
+    assert_eq!(
+        sample(
+            &scrape,
+            "voicehub_ingress_dedupe_hits_total",
+            &[("source", "default")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &scrape,
+            "voicehub_ingress_request_duration_seconds_count",
+            &[("outcome", "accepted")]
+        ),
+        3.0
+    );
+    // 3 events + 1 dead letter were produced and acknowledged.
+    assert_eq!(
+        sample(
+            &scrape,
+            "voicehub_ingress_produce_duration_seconds_count",
+            &[]
+        ),
+        4.0
+    );
+    assert_eq!(
+        sample(&scrape, "voicehub_ingress_in_flight_requests", &[]),
+        0.0
+    );
+    assert_eq!(
+        sample(&scrape, "voicehub_build_info", &[("service", "ingress")]),
+        1.0
+    );
+}
