@@ -188,3 +188,59 @@ impl IngressSettings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use voicehub_runtime::settings::load_with_env;
+
+    use super::*;
+
+    fn shipped() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/config/ingress.toml")
+    }
+
+    #[test]
+    fn the_shipped_config_parses_validates_and_states_the_defaults() {
+        let settings: IngressSettings = load_with_env(Some(&shipped()), Vec::new()).unwrap();
+        settings.validate().unwrap();
+        let defaults = HttpSettings::default();
+        assert_eq!(
+            settings.http.produce_deadline_ms,
+            defaults.produce_deadline_ms
+        );
+        assert_eq!(settings.http.max_body_bytes, defaults.max_body_bytes);
+        assert_eq!(
+            settings.kafka.message_timeout_ms,
+            KafkaSettings::default().message_timeout_ms
+        );
+        assert_eq!(settings.kafka.topics, voicehub_model::Topics::default());
+        assert_eq!(settings.sources["default"].secret_files.len(), 2);
+    }
+
+    #[test]
+    fn a_produce_deadline_at_voicehubs_timeout_is_refused_by_key() {
+        let mut settings: IngressSettings = load_with_env(Some(&shipped()), Vec::new()).unwrap();
+        settings.http.produce_deadline_ms = 10_000;
+        let text = settings.validate().unwrap_err().to_string();
+        assert!(
+            text.starts_with("configuration key `http.produce_deadline_ms`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_source_without_secrets_is_refused_by_key() {
+        let env = vec![(
+            "VOICEHUB_BRIDGE__SOURCES__BARE__SECRET_RELOAD_MS".to_owned(),
+            "1000".to_owned(),
+        )];
+        let settings: IngressSettings = load_with_env(Some(&shipped()), env).unwrap();
+        let text = settings.validate().unwrap_err().to_string();
+        assert!(
+            text.starts_with("configuration key `sources.bare`"),
+            "{text}"
+        );
+    }
+}

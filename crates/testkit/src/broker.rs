@@ -50,9 +50,13 @@ impl TestBroker {
         Self::start_with(Storage::Sqlite).await
     }
 
-    /// Starts a broker with the given storage.
+    /// Starts a broker with the given storage on a free port.
     pub async fn start_with(storage: Storage) -> Result<Self> {
-        let port = free_port()?;
+        Self::start_on(free_port()?, storage).await
+    }
+
+    /// Starts a broker with the given storage on `port` of 127.0.0.1.
+    pub async fn start_on(port: u16, storage: Storage) -> Result<Self> {
         let url = Url::parse(&format!("tcp://127.0.0.1:{port}"))
             .map_err(|e| TestkitError::Broker(e.to_string()))?;
         let (storage, data) = match storage {

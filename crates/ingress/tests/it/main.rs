@@ -10,3 +10,4 @@ mod contract;
 mod invalid;
 mod metrics;
 mod shutdown;
+mod startup;

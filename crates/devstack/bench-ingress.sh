@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Ingress benchmark: accepted webhooks per second against a local broker with acks=all, latency
+# at half that rate, peak RSS and CPU per 10,000 webhooks, and the same load against a bare
+# actix handler (the HTTP ceiling). Prints a Markdown table for docs/benchmarks.md.
+#
+#   crates/devstack/bench-ingress.sh [concurrency=32] [seconds=20]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+concurrency=${1:-32}
+seconds=${2:-20}
+secret=bench-secret
+
+cargo build --release --locked -p voicehub-ingress -p voicehub-devstack >&2
+bin=target/release
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+wait_http() { for _ in $(seq 100); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
+cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
+peak_rss_mib() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+field() { python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['$2'], 2))" "$1"; }
+
+"$bin/voicehub-dev" --broker-only --broker-port 19392 >"$work/broker.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do grep -q '^topics' "$work/broker.log" && break; sleep 0.1; done
+
+cat >"$work/ingress.toml" <<TOML
+[http]
+listen = "127.0.0.1:18380"
+[sources.default]
+secret_envs = ["BENCH_SECRET"]
+[kafka]
+bootstrap_servers = "127.0.0.1:19392"
+[admin]
+listen = "127.0.0.1:19390"
+TOML
+BENCH_SECRET=$secret "$bin/voicehub-ingress" --config "$work/ingress.toml" >"$work/ingress.log" 2>&1 &
+ingress=$!
+pids+=($ingress)
+wait_http http://127.0.0.1:19390/readyz
+url=http://127.0.0.1:18380/webhooks/voicehub
+
+"$bin/voicehub-load" run --url "$url" --secret "$secret" --concurrency "$concurrency" --seconds 3 >/dev/null
+cpu_before=$(cpu_seconds "$ingress")
+max=$("$bin/voicehub-load" run --url "$url" --secret "$secret" --concurrency "$concurrency" --seconds "$seconds")
+cpu_after=$(cpu_seconds "$ingress")
+max_rate=$(field "$max" ok_per_second)
+accepted=$(field "$max" ok)
+half=$(python3 -c "print(max(1, round($max_rate / 2)))")
+paced=$("$bin/voicehub-load" run --url "$url" --secret "$secret" --rate "$half" --seconds "$seconds")
+rss=$(peak_rss_mib "$ingress")
+cpu_per_10k=$(python3 -c "print(round(($cpu_after - $cpu_before) / $accepted * 10000, 2))")
+
+"$bin/voicehub-load" baseline --listen 127.0.0.1:18381 >/dev/null 2>&1 &
+pids+=($!)
+sleep 0.5
+"$bin/voicehub-load" run --url http://127.0.0.1:18381/ --concurrency "$concurrency" --seconds 3 >/dev/null
+ceiling=$("$bin/voicehub-load" run --url http://127.0.0.1:18381/ --concurrency "$concurrency" --seconds "$seconds")
+ceiling_rate=$(field "$ceiling" ok_per_second)
+
+cat <<TABLE
+| measure | value |
+|---|---|
+| accepted webhooks/s (closed loop, concurrency $concurrency, ${seconds} s, acks=all) | $max_rate |
+| non-2xx / errors at that load | $(field "$max" other_status) / $(field "$max" errors) |
+| p50 / p99 latency at $half req/s (open loop) | $(field "$paced" p50_ms) ms / $(field "$paced" p99_ms) ms |
+| ingress peak RSS (VmHWM) | $rss MiB |
+| ingress CPU per 10,000 accepted webhooks | $cpu_per_10k s |
+| bare actix handler, same load (HTTP ceiling) | $ceiling_rate req/s |
+| ingress / ceiling | $(python3 -c "print(round($max_rate / $ceiling_rate * 100, 1))") % |
+TABLE
+echo "raw: max=$max paced=$paced ceiling=$ceiling" >&2

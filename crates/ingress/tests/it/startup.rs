@@ -1,0 +1,42 @@
+use std::process::Command;
+
+fn ingress() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_voicehub-ingress"));
+    command.env_clear();
+    command
+}
+
+#[test]
+fn a_bad_value_stops_the_binary_at_startup_naming_the_key() {
+    let output = ingress()
+        .env("VOICEHUB_BRIDGE__HTTP__MAX_BODY_BYTES", "lots")
+        .output()
+        .unwrap();
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`http.max_body_bytes`"), "{stderr}");
+}
+
+#[test]
+fn a_missing_secret_stops_the_binary_naming_the_source_and_variable_not_a_value() {
+    let config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(
+        config.path(),
+        "[sources.default]\nsecret_envs = [\"NOT_SET_ANYWHERE\"]\n",
+    )
+    .unwrap();
+
+    let output = ingress()
+        .arg("--config")
+        .arg(config.path())
+        .output()
+        .unwrap();
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("sources.default: environment variable NOT_SET_ANYWHERE is unset"),
+        "{stderr}"
+    );
+}
