@@ -3,11 +3,12 @@
 # at half that rate, peak RSS and CPU per 10,000 webhooks, and the same load against a bare
 # actix handler (the HTTP ceiling). Prints a Markdown table for docs/benchmarks.md.
 #
-#   crates/devstack/bench-ingress.sh [concurrency=32] [seconds=20]
+#   crates/devstack/bench-ingress.sh [concurrency=32] [seconds=20] [broker storage=sqlite|memory]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 concurrency=${1:-32}
 seconds=${2:-20}
+storage=${3:-sqlite}
 secret=bench-secret
 
 cargo build --release --locked -p voicehub-ingress -p voicehub-devstack >&2
@@ -22,7 +23,7 @@ cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc
 peak_rss_mib() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 field() { python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['$2'], 2))" "$1"; }
 
-"$bin/voicehub-dev" --broker-only --broker-port 19392 >"$work/broker.log" 2>&1 &
+"$bin/voicehub-dev" --broker-only --storage "$storage" --broker-port 19392 >"$work/broker.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do grep -q '^topics' "$work/broker.log" && break; sleep 0.1; done
 
@@ -63,7 +64,7 @@ ceiling_rate=$(field "$ceiling" ok_per_second)
 cat <<TABLE
 | measure | value |
 |---|---|
-| accepted webhooks/s (closed loop, concurrency $concurrency, ${seconds} s, acks=all) | $max_rate |
+| accepted webhooks/s (closed loop, concurrency $concurrency, ${seconds} s, acks=all, $storage broker) | $max_rate |
 | non-2xx / errors at that load | $(field "$max" other_status) / $(field "$max" errors) |
 | p50 / p99 latency at $half req/s (open loop) | $(field "$paced" p50_ms) ms / $(field "$paced" p99_ms) ms |
 | ingress peak RSS (VmHWM) | $rss MiB |

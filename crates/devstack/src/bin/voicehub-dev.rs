@@ -5,8 +5,8 @@
 //! cleanly.
 //!
 //! Flags: `--port` (8080), `--admin-port` (9090), `--broker-port` (9092), `--secret`
-//! (`dev-secret`), `--broker-only` (no ingress: for running the services yourself or for
-//! benchmarks).
+//! (`dev-secret`), `--storage sqlite|memory` (sqlite), `--broker-only` (no ingress: for running
+//! the services yourself or for benchmarks).
 
 #![allow(clippy::print_stdout)] // a command-line tool: stdout is its interface
 
@@ -28,6 +28,11 @@ async fn main() -> anyhow::Result<()> {
     let broker_port: u16 = number_flag(&args, "--broker-port", 9092)?;
     let secret = flag(&args, "--secret").unwrap_or_else(|| "dev-secret".into());
     let broker_only = args.iter().any(|a| a == "--broker-only");
+    let storage = match flag(&args, "--storage").as_deref() {
+        None | Some("sqlite") => Storage::Sqlite,
+        Some("memory") => Storage::Memory,
+        Some(other) => anyhow::bail!("--storage: `{other}` is not sqlite or memory"),
+    };
 
     let log = LogSettings {
         format: LogFormat::Text,
@@ -35,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
     };
     telemetry::init(&log)?;
 
-    let broker = TestBroker::start_on(broker_port, Storage::Sqlite)
+    let broker = TestBroker::start_on(broker_port, storage)
         .await
         .with_context(|| format!("starting the embedded broker on 127.0.0.1:{broker_port}"))?;
     let mut kafka = KafkaSettings {
@@ -47,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
     kafka.provision.partitions = 3;
     kafka.provision.replication_factor = 1;
     println!(
-        "broker   {} (embedded tansu, SQLite in a temporary directory)",
+        "broker   {} (embedded tansu, {storage:?} storage)",
         broker.bootstrap_servers()
     );
     if broker_only {

@@ -81,12 +81,7 @@ async fn the_same_event_id_twice_yields_one_record() {
         second.json::<Value>().await.unwrap(),
         serde_json::json!({"status": "duplicate"})
     );
-    let records = app
-        .broker
-        .read_all(&app.topics.call_status_changed)
-        .await
-        .unwrap();
-    assert_eq!(records.len(), 1);
+    assert_eq!(app.status_ids().await, ["evt-dup"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -97,12 +92,7 @@ async fn concurrent_retries_of_one_event_yield_one_record() {
     let responses = futures_util::future::join_all((0..8).map(|_| app.post_json(&event))).await;
 
     assert!(responses.iter().all(|r| r.status() == 200));
-    let records = app
-        .broker
-        .read_all(&app.topics.call_status_changed)
-        .await
-        .unwrap();
-    assert_eq!(records.len(), 1);
+    assert_eq!(app.status_ids().await, ["evt-race"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

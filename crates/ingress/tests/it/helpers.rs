@@ -150,6 +150,17 @@ impl TestApp {
         prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
     }
 
+    /// The `ce_id`s on the call-status topic, in partition then offset order.
+    pub async fn status_ids(&self) -> Vec<String> {
+        self.broker
+            .read_all(&self.topics.call_status_changed)
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|r| r.header("ce_id").map(str::to_owned))
+            .collect()
+    }
+
     /// Every record on every topic the ingress writes.
     pub async fn all_records(&self) -> Vec<ConsumedRecord> {
         let mut all = Vec::new();

@@ -58,14 +58,7 @@ async fn shutdown_with_requests_in_flight_loses_nothing_acknowledged() {
     // Assert: a clean stop; every 200 is on the topic; the rest got 503 or no answer (both
     // make VoiceHub retry).
     assert!(stopped.is_ok(), "{stopped:?}");
-    let on_topic: HashSet<String> = app
-        .broker
-        .read_all(&app.topics.call_status_changed)
-        .await
-        .unwrap()
-        .iter()
-        .filter_map(|r| r.header("ce_id").map(str::to_owned))
-        .collect();
+    let on_topic: HashSet<String> = app.status_ids().await.into_iter().collect();
     for (id, status) in &results {
         match status {
             Some(200) => assert!(
