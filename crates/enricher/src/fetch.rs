@@ -1,0 +1,296 @@
+//! Fetching an analysis result: the allow-list check before the API key leaves the process,
+//! bounded time and size, and a classification of every failure into retry or dead letter.
+
+use std::fmt;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use reqwest::header::{HeaderValue, RETRY_AFTER};
+use url::Url;
+use voicehub_model::ParseError;
+use voicehub_model::analysis::AnalysisResult;
+
+/// The header VoiceHub expects the account API key in.
+pub const API_KEY_HEADER: &str = "x-dq-api-key";
+
+/// The account API key of a source. Never printed.
+#[derive(Clone)]
+pub struct ApiKey(HeaderValue);
+
+impl ApiKey {
+    /// Wraps a key; `None` if it cannot be a header value or is empty.
+    pub fn new(key: &str) -> Option<Self> {
+        let key = key.trim_end_matches(['\r', '\n']);
+        if key.is_empty() {
+            return None;
+        }
+        let mut value = HeaderValue::from_str(key).ok()?;
+        value.set_sensitive(true);
+        Some(Self(value))
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// Where a source's key may go.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// The key.
+    pub api_key: ApiKey,
+    /// `host` or `host:port`, lower case.
+    pub allowed_hosts: Vec<String>,
+    /// Whether `http` is allowed besides `https`.
+    pub allow_http: bool,
+}
+
+/// Why a fetch did not yield an analysis.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The URL is not one the key may be sent to. Nothing was sent.
+    #[error("analysis URL refused: {0}")]
+    Disallowed(String),
+    /// 401 or 403: the key is wrong or lacks access.
+    #[error("analysis API answered {0}")]
+    Unauthorized(StatusCode),
+    /// 404: unknown, or not ready yet.
+    #[error("analysis API answered 404 (not ready yet, or unknown)")]
+    NotReady,
+    /// 429.
+    #[error("analysis API answered 429 (retry after {0:?})")]
+    RateLimited(Option<Duration>),
+    /// 5xx.
+    #[error("analysis API answered {0}")]
+    ServerError(StatusCode),
+    /// A redirect: not followed (it could carry the key elsewhere).
+    #[error("analysis API answered a redirect ({0}), which is not followed")]
+    Redirected(StatusCode),
+    /// Any other status.
+    #[error("analysis API answered {0}")]
+    ClientError(StatusCode),
+    /// No answer in time.
+    #[error("analysis API timed out")]
+    Timeout,
+    /// Connection refused, reset, DNS failure.
+    #[error("analysis API unreachable: {0}")]
+    Connect(String),
+    /// The body is larger than allowed.
+    #[error("analysis larger than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The body is not an analysis.
+    #[error("analysis is not valid: {0}")]
+    Invalid(ParseError),
+}
+
+impl FetchError {
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::NotReady
+                | Self::RateLimited(_)
+                | Self::ServerError(_)
+                | Self::Timeout
+                | Self::Connect(_)
+        )
+    }
+
+    /// The dead-letter reason code (and metric label); a closed set.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Disallowed(_) => "disallowed_url",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::NotReady => "not_ready",
+            Self::RateLimited(_) => "rate_limited",
+            Self::ServerError(_) => "server_error",
+            Self::Redirected(_) => "redirected",
+            Self::ClientError(_) => "client_error",
+            Self::Timeout => "timeout",
+            Self::Connect(_) => "connect",
+            Self::TooLarge { .. } => "too_large",
+            Self::Invalid(_) => "invalid_analysis",
+        }
+    }
+
+    /// The wait the server asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited(after) => *after,
+            _ => None,
+        }
+    }
+}
+
+/// Checks `url` against the source's allow-list: scheme, no credentials, exact host (and
+/// port when the entry names one).
+pub fn check_url(url: &str, access: &Access) -> Result<Url, FetchError> {
+    let parsed = Url::parse(url).map_err(|e| FetchError::Disallowed(format!("not a URL: {e}")))?;
+    match parsed.scheme() {
+        "https" => {}
+        "http" if access.allow_http => {}
+        other => {
+            return Err(FetchError::Disallowed(format!(
+                "scheme `{other}` is not allowed"
+            )));
+        }
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(FetchError::Disallowed("credentials in the URL".into()));
+    }
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| FetchError::Disallowed("no host".into()))?
+        .to_ascii_lowercase();
+    let with_port = parsed
+        .port_or_known_default()
+        .map(|port| format!("{host}:{port}"));
+    let allowed = access
+        .allowed_hosts
+        .iter()
+        .any(|entry| *entry == host || Some(entry) == with_port.as_ref());
+    if !allowed {
+        return Err(FetchError::Disallowed(format!(
+            "host `{host}` is not on the allow-list"
+        )));
+    }
+    Ok(parsed)
+}
+
+/// An HTTP client for analysis fetches: bounded connect and total time, no redirects, no
+/// proxy from the environment.
+pub fn client(connect_timeout: Duration, timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+}
+
+/// One attempt: check, `GET` with the key, read at most `max_bytes`, parse.
+pub async fn fetch(
+    client: &reqwest::Client,
+    url: &str,
+    access: &Access,
+    max_bytes: usize,
+) -> Result<AnalysisResult, FetchError> {
+    let url = check_url(url, access)?;
+    let response = client
+        .get(url)
+        .header(API_KEY_HEADER, access.api_key.0.clone())
+        .send()
+        .await
+        .map_err(classify_transport)?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(match status.as_u16() {
+            401 | 403 => FetchError::Unauthorized(status),
+            404 => FetchError::NotReady,
+            429 => FetchError::RateLimited(retry_after(response.headers().get(RETRY_AFTER))),
+            300..=399 => FetchError::Redirected(status),
+            500..=599 => FetchError::ServerError(status),
+            _ => FetchError::ClientError(status),
+        });
+    }
+    if response
+        .content_length()
+        .is_some_and(|length| length > max_bytes as u64)
+    {
+        return Err(FetchError::TooLarge { limit: max_bytes });
+    }
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(classify_transport)?;
+        if body.len() + chunk.len() > max_bytes {
+            return Err(FetchError::TooLarge { limit: max_bytes });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    AnalysisResult::parse(&body).map_err(FetchError::Invalid)
+}
+
+fn classify_transport(error: reqwest::Error) -> FetchError {
+    if error.is_timeout() {
+        FetchError::Timeout
+    } else {
+        // Without the URL: it is in the record already, and may carry a token.
+        FetchError::Connect(error.without_url().to_string())
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by APIs like this one; ignored).
+fn retry_after(value: Option<&HeaderValue>) -> Option<Duration> {
+    value
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(hosts: &[&str], allow_http: bool) -> Access {
+        Access {
+            api_key: ApiKey::new("k").unwrap(),
+            allowed_hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            allow_http,
+        }
+    }
+
+    #[test]
+    fn only_allowed_hosts_over_https_pass() {
+        let a = access(&["voicehub.dataqueue.ai"], false);
+        assert!(check_url("https://voicehub.dataqueue.ai/api/v1/x", &a).is_ok());
+        assert!(check_url("https://VOICEHUB.dataqueue.ai/api/v1/x", &a).is_ok());
+        for forged in [
+            "http://voicehub.dataqueue.ai/api/v1/x",
+            "https://voicehub.dataqueue.ai.evil.example/x",
+            "https://evil.example/voicehub.dataqueue.ai",
+            "https://voicehub.dataqueue.ai@evil.example/x",
+            "https://user:pass@voicehub.dataqueue.ai/x",
+            "https://127.0.0.1/x",
+            "https://169.254.169.254/latest/meta-data",
+            "https://[::1]/x",
+            "file:///etc/passwd",
+            "not a url",
+        ] {
+            assert!(
+                matches!(check_url(forged, &a), Err(FetchError::Disallowed(_))),
+                "{forged} was allowed"
+            );
+        }
+    }
+
+    #[test]
+    fn a_host_with_a_port_must_match_the_port() {
+        let a = access(&["127.0.0.1:8443"], true);
+        assert!(check_url("http://127.0.0.1:8443/x", &a).is_ok());
+        assert!(check_url("http://127.0.0.1:8444/x", &a).is_err());
+        assert!(check_url("http://127.0.0.1/x", &a).is_err());
+    }
+
+    #[test]
+    fn retryable_and_dead_letter_failures_are_told_apart() {
+        assert!(FetchError::NotReady.is_retryable());
+        assert!(FetchError::ServerError(StatusCode::BAD_GATEWAY).is_retryable());
+        assert!(FetchError::RateLimited(None).is_retryable());
+        assert!(!FetchError::Unauthorized(StatusCode::UNAUTHORIZED).is_retryable());
+        assert!(!FetchError::TooLarge { limit: 1 }.is_retryable());
+        assert!(!FetchError::Redirected(StatusCode::FOUND).is_retryable());
+    }
+
+    #[test]
+    fn the_key_is_never_printed() {
+        let key = ApiKey::new("super-secret-key").unwrap();
+        assert!(!format!("{key:?}").contains("super-secret"));
+    }
+}

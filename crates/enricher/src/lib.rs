@@ -1,0 +1,12 @@
+//! The Kafka half of the bridge: for every `AnalysisResultReady` record, fetch the analysis
+//! and republish it enriched. Delivery semantics: see [`pipeline`].
+
+pub mod fetch;
+pub mod metrics;
+pub mod pipeline;
+pub mod settings;
+pub mod startup;
+pub mod tracker;
+
+pub use settings::EnricherSettings;
+pub use startup::{Application, ShutdownTrigger, StartupError};

@@ -1,0 +1,520 @@
+//! The consume → fetch → produce → commit loop.
+//!
+//! # Delivery semantics
+//!
+//! At least once. An input record's offset is stored for commit only after its output (the
+//! enriched record, or a dead letter) is acknowledged by the broker, and only as part of the
+//! contiguous finished prefix of its partition: a slow record holds back the commit, not the
+//! processing of the records after it. Offsets are committed every
+//! `consumer.commit_interval_ms`, before partitions are revoked, and at shutdown. A record in
+//! flight when the process dies or its partition moves is processed again by the next owner;
+//! its enriched record carries the same `ce_id` (derived from the source and the input
+//! `eventId`), so consumers can deduplicate.
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{Headers, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, TopicPartitionList};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use tracing::{debug, error, info, warn};
+use voicehub_model::enriched::AnalysisEnriched;
+use voicehub_model::record::{DeadLetter, Provenance, Record, Stage, header};
+use voicehub_model::{Timestamp, Topics, WebhookEvent, parse_webhook};
+use voicehub_runtime::BRIDGE_VERSION;
+use voicehub_runtime::kafka::{ProduceError, RecoveringProducer};
+
+use crate::fetch::{self, Access};
+use crate::metrics::EnricherMetrics;
+use crate::settings::{FetchSettings, RetrySettings};
+use crate::tracker::OffsetTracker;
+
+const SOURCE_PREFIX: &str = "/voicehub/sources/";
+
+/// Feeds consumer statistics and commit failures into the metrics.
+#[derive(Debug)]
+pub struct ConsumerStats {
+    /// Metrics.
+    pub metrics: EnricherMetrics,
+    /// The input topic.
+    pub topic: String,
+}
+
+impl ClientContext for ConsumerStats {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        for (id, partition) in &topic.partitions {
+            if *id >= 0 && partition.consumer_lag >= 0 {
+                self.metrics
+                    .consumer_lag
+                    .with_label_values(&[&id.to_string()])
+                    .set(partition.consumer_lag);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for ConsumerStats {
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => {}
+            // Nothing new to commit.
+            Err(e)
+                if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::NoOffset) => {}
+            Err(error) => {
+                self.metrics
+                    .commit_errors
+                    .with_label_values(&["commit"])
+                    .inc();
+                warn!(
+                    error = &error as &dyn std::error::Error,
+                    "offset commit failed"
+                );
+            }
+        }
+    }
+}
+
+/// The consumer, type-named once.
+pub type InputConsumer = StreamConsumer<ConsumerStats>;
+
+/// What happened to one input record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Enriched,
+    DeadLettered,
+    /// Shutdown came first: not committed, processed again by the next owner.
+    Abandoned,
+}
+
+/// An input record, owned.
+#[derive(Debug)]
+struct Input {
+    partition: i32,
+    offset: i64,
+    key: Option<String>,
+    headers: Vec<(String, String)>,
+    payload: Vec<u8>,
+}
+
+impl Input {
+    fn from_message<M: Message>(message: &M) -> Self {
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|h| {
+                        let value = h.value.unwrap_or_default();
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(value).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+            headers,
+            payload: message.payload().unwrap_or_default().to_vec(),
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Processes one record at a time, many at once: fetch, then produce.
+#[derive(Debug)]
+pub struct Worker {
+    /// Output producer.
+    pub producer: Arc<RecoveringProducer<rdkafka::client::DefaultClientContext>>,
+    /// HTTP client for fetches.
+    pub http: reqwest::Client,
+    /// Allow-lists and keys by source name.
+    pub sources: HashMap<String, Access>,
+    /// Topic names.
+    pub topics: Topics,
+    /// Fetch bounds.
+    pub fetch: FetchSettings,
+    /// Retry policy.
+    pub retry: RetrySettings,
+    /// How long one produce may wait for its acknowledgement before it is retried.
+    pub produce_deadline: Duration,
+    /// Metrics.
+    pub metrics: EnricherMetrics,
+}
+
+/// The loop.
+pub struct Pipeline {
+    /// Subscribed consumer.
+    pub consumer: Arc<InputConsumer>,
+    /// The input topic.
+    pub topic: String,
+    /// Shared by the tasks.
+    pub worker: Arc<Worker>,
+    /// Records in flight at most.
+    pub max_in_flight: usize,
+    /// Bound on finishing in-flight records at shutdown.
+    pub drain_timeout: Duration,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("topic", &self.topic)
+            .field("max_in_flight", &self.max_in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// Runs until `stop` turns true, then finishes or abandons in-flight records within the
+    /// drain timeout and commits what finished.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut tracker = OffsetTracker::default();
+        let mut tasks = tokio::task::JoinSet::new();
+        let task_stop = stop.clone();
+        loop {
+            tokio::select! {
+                biased;
+                () = stopped(&mut stop) => break,
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                    self.finish(joined, &mut tracker);
+                }
+                // Not polling while at the bound pauses consumption (librdkafka's prefetch
+                // queue is bounded by queued.max.messages.kbytes).
+                received = self.consumer.recv(), if tasks.len() < self.max_in_flight => {
+                    match received {
+                        Ok(message) => {
+                            let input = Input::from_message(&message);
+                            tracker.started(input.partition, input.offset);
+                            self.worker.metrics.in_flight.inc();
+                            let worker = self.worker.clone();
+                            tasks.spawn(worker.process(input, task_stop.clone()));
+                        }
+                        Err(error) => {
+                            warn!(error = &error as &dyn std::error::Error, "consume failed");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+            }
+        }
+
+        info!(in_flight = tasks.len(), drain_timeout = ?self.drain_timeout, "draining");
+        let deadline = tokio::time::Instant::now() + self.drain_timeout;
+        while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, tasks.join_next()).await {
+            self.finish(joined, &mut tracker);
+        }
+        if !tasks.is_empty() {
+            warn!(
+                abandoned = tasks.len(),
+                "abandoning in-flight records (not committed)"
+            );
+            tasks.abort_all();
+        }
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => {}
+            Err(error) if error.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {}
+            Err(error) => {
+                self.worker
+                    .metrics
+                    .commit_errors
+                    .with_label_values(&["final"])
+                    .inc();
+                warn!(
+                    error = &error as &dyn std::error::Error,
+                    "final commit failed"
+                );
+            }
+        }
+    }
+
+    fn finish(
+        &self,
+        joined: Result<(i32, i64, Outcome), tokio::task::JoinError>,
+        tracker: &mut OffsetTracker,
+    ) {
+        self.worker.metrics.in_flight.dec();
+        let (partition, offset, outcome) = match joined {
+            Ok(done) => done,
+            Err(error) => {
+                // Its offset never completes: the partition's commits stop here and the lag
+                // metric shows it; the record is processed again after a restart.
+                error!(
+                    error = &error as &dyn std::error::Error,
+                    "record task failed"
+                );
+                return;
+            }
+        };
+        if outcome == Outcome::Abandoned {
+            return;
+        }
+        if let Some(last) = tracker.finished(partition, offset) {
+            // Fails when the partition was revoked meanwhile; its new owner reprocesses.
+            if let Err(error) = self.consumer.store_offset(&self.topic, partition, last) {
+                debug!(partition, offset = last, %error, "offset not stored");
+            }
+        }
+    }
+}
+
+enum Delivery {
+    Done,
+    TooLarge,
+    Abandoned,
+}
+
+impl Worker {
+    async fn process(
+        self: Arc<Self>,
+        input: Input,
+        mut stop: watch::Receiver<bool>,
+    ) -> (i32, i64, Outcome) {
+        let outcome = self.handle(&input, &mut stop).await;
+        match outcome {
+            Outcome::Enriched => self.metrics.records.with_label_values(&["enriched"]).inc(),
+            Outcome::DeadLettered => self
+                .metrics
+                .records
+                .with_label_values(&["dead_lettered"])
+                .inc(),
+            Outcome::Abandoned => {}
+        }
+        (input.partition, input.offset, outcome)
+    }
+
+    async fn handle(&self, input: &Input, stop: &mut watch::Receiver<bool>) -> Outcome {
+        let source_name = input
+            .header(header::SOURCE)
+            .and_then(|s| s.strip_prefix(SOURCE_PREFIX))
+            .unwrap_or("unknown");
+        let Some((source, access)) = self.sources.get_key_value(source_name) else {
+            let error = format!("no source `{source_name}` is configured in the enricher");
+            return self
+                .dead_letter(input, source_name, "unknown_source", &error, stop)
+                .await;
+        };
+        let event = match parse_webhook(&input.payload) {
+            Ok(WebhookEvent::AnalysisResultReady(event)) => event,
+            Ok(other) => {
+                let error = format!("expected AnalysisResultReady, got {}", other.event_type());
+                return self
+                    .dead_letter(input, source, "unexpected_record", &error, stop)
+                    .await;
+            }
+            Err(error) => {
+                return self
+                    .dead_letter(input, source, "invalid_record", &error.to_string(), stop)
+                    .await;
+            }
+        };
+
+        let started = Instant::now();
+        let mut attempt = 0;
+        let analysis = loop {
+            attempt += 1;
+            let attempt_started = Instant::now();
+            let result = fetch::fetch(
+                &self.http,
+                &event.payload.analysis_result_url,
+                access,
+                self.fetch.max_body_bytes,
+            )
+            .await;
+            let class = result.as_ref().map_or_else(|e| e.reason(), |_| "ok");
+            self.metrics
+                .fetch_duration
+                .with_label_values(&[class])
+                .observe(attempt_started.elapsed().as_secs_f64());
+            self.metrics
+                .fetch_attempts
+                .with_label_values(&[class])
+                .inc();
+            match result {
+                Ok(analysis) => break analysis,
+                Err(error) if error.is_retryable() && started.elapsed() < self.retry.budget() => {
+                    let wait = jittered(self.retry.backoff(attempt))
+                        .max(error.retry_after().unwrap_or_default());
+                    debug!(event_id = %event.event_id, attempt, ?wait, %error, "fetch failed; retrying");
+                    if cancelled_within(stop, wait).await {
+                        return Outcome::Abandoned;
+                    }
+                }
+                Err(error) if error.is_retryable() => {
+                    let text = format!(
+                        "gave up after {attempt} attempts over {:?}; last: {error}",
+                        started.elapsed()
+                    );
+                    return self
+                        .dead_letter(input, source, "retries_exhausted", &text, stop)
+                        .await;
+                }
+                Err(error) => {
+                    return self
+                        .dead_letter(input, source, error.reason(), &error.to_string(), stop)
+                        .await;
+                }
+            }
+        };
+
+        let provenance = Provenance {
+            source,
+            received_at: received_at(input),
+            bridge_version: BRIDGE_VERSION,
+        };
+        let enriched = AnalysisEnriched::new(&event, analysis, now()).to_record(&provenance);
+        match self
+            .deliver(&self.topics.analysis_enriched, &enriched, stop)
+            .await
+        {
+            Delivery::Done => Outcome::Enriched,
+            Delivery::Abandoned => Outcome::Abandoned,
+            Delivery::TooLarge => {
+                let error = format!(
+                    "enriched record of {} bytes (before compression) exceeds the broker's \
+                     message size limit even compressed",
+                    enriched.value.len()
+                );
+                self.dead_letter(input, source, "enriched_too_large", &error, stop)
+                    .await
+            }
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        input: &Input,
+        source: &str,
+        reason: &'static str,
+        error: &str,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Outcome {
+        let record = DeadLetter {
+            stage: Stage::Enricher,
+            reason,
+            error,
+            original: &input.payload,
+            original_content_type: input
+                .header(header::CONTENT_TYPE)
+                .unwrap_or("application/json"),
+            subject: input.key.as_deref(),
+        }
+        .to_record(&Provenance {
+            source,
+            received_at: now(),
+            bridge_version: BRIDGE_VERSION,
+        });
+        warn!(
+            partition = input.partition,
+            offset = input.offset,
+            reason,
+            error,
+            "dead-lettering"
+        );
+        match self.deliver(&self.topics.dead_letter, &record, stop).await {
+            Delivery::Done => {
+                self.metrics.dead_letters.with_label_values(&[reason]).inc();
+                Outcome::DeadLettered
+            }
+            Delivery::Abandoned => Outcome::Abandoned,
+            Delivery::TooLarge => {
+                // The input itself fit; only headers were added. Never loop on it.
+                error!(
+                    reason,
+                    "dead letter too large for the broker; input skipped"
+                );
+                self.metrics
+                    .dead_letters
+                    .with_label_values(&["dead_letter_too_large"])
+                    .inc();
+                Outcome::DeadLettered
+            }
+        }
+    }
+
+    /// Produces until acknowledged (retrying transient failures with backoff), the record is
+    /// refused as too large, or shutdown comes.
+    async fn deliver(
+        &self,
+        topic: &str,
+        record: &Record,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Delivery {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .producer
+                .produce(topic, record, self.produce_deadline)
+                .await
+            {
+                Ok(_) => return Delivery::Done,
+                Err(ProduceError::TooLarge(_)) => return Delivery::TooLarge,
+                Err(error) => {
+                    warn!(
+                        topic,
+                        attempt,
+                        error = &error as &dyn std::error::Error,
+                        "produce failed; retrying"
+                    );
+                    if cancelled_within(stop, jittered(self.retry.backoff(attempt))).await {
+                        return Delivery::Abandoned;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::new(OffsetDateTime::now_utc())
+}
+
+fn received_at(input: &Input) -> Timestamp {
+    input
+        .header(header::RECEIVED_AT)
+        .and_then(|text| Timestamp::parse(text).ok())
+        .unwrap_or_else(now)
+}
+
+/// Half the backoff plus a random share of the other half ("equal jitter"): retries of many
+/// records spread out, and none comes sooner than half the backoff.
+fn jittered(backoff: Duration) -> Duration {
+    let random = RandomState::new().hash_one(Instant::now()) % 1_000;
+    backoff / 2 + backoff.mul_f64(random as f64 / 2_000.0)
+}
+
+/// Resolves once shutdown is requested (or the trigger is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Sleeps `wait`; true if shutdown came first.
+async fn cancelled_within(stop: &mut watch::Receiver<bool>, wait: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => false,
+        () = stopped(stop) => true,
+    }
+}

@@ -1,0 +1,216 @@
+//! `voicehub-enricher` configuration.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use voicehub_runtime::settings::{AdminSettings, KafkaSettings, LogSettings, SettingsError};
+
+/// Everything the enricher reads at startup.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnricherSettings {
+    /// The consumer group.
+    #[serde(default)]
+    pub consumer: ConsumerSettings,
+    /// Fetching analysis results.
+    #[serde(default)]
+    pub fetch: FetchSettings,
+    /// Retrying failed fetches.
+    #[serde(default)]
+    pub retry: RetrySettings,
+    /// Sources by name (as in the records' `ce_source`): API key and allowed hosts.
+    pub sources: BTreeMap<String, SourceSettings>,
+    /// Broker and topics.
+    #[serde(default)]
+    pub kafka: KafkaSettings,
+    /// Admin server.
+    #[serde(default = "default_admin")]
+    pub admin: AdminSettings,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogSettings,
+}
+
+fn default_admin() -> AdminSettings {
+    AdminSettings {
+        listen: "0.0.0.0:9091".into(),
+    }
+}
+
+/// `[consumer]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsumerSettings {
+    /// Consumer group id.
+    pub group_id: String,
+    /// Records processed at once; fetching stops while this many are in flight.
+    pub max_in_flight: usize,
+    /// `session.timeout.ms`.
+    pub session_timeout_ms: u64,
+    /// `max.poll.interval.ms`.
+    pub max_poll_interval_ms: u64,
+    /// How often finished offsets are committed (`auto.commit.interval.ms`).
+    pub commit_interval_ms: u64,
+    /// On SIGTERM, how long in-flight records may take to finish before they are abandoned
+    /// (not committed: the next owner processes them again).
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self {
+            group_id: "voicehub-enricher".into(),
+            max_in_flight: 16,
+            session_timeout_ms: 10_000,
+            max_poll_interval_ms: 300_000,
+            commit_interval_ms: 1_000,
+            drain_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// `[fetch]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FetchSettings {
+    /// Bound on establishing the connection.
+    pub connect_timeout_ms: u64,
+    /// Bound on one whole request, body included.
+    pub timeout_ms: u64,
+    /// Largest analysis accepted; larger ones are dead-lettered (`too_large`).
+    pub max_body_bytes: usize,
+}
+
+impl Default for FetchSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 2_000,
+            timeout_ms: 10_000,
+            max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[retry]`: exponential backoff with full jitter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrySettings {
+    /// First backoff.
+    pub initial_backoff_ms: u64,
+    /// Largest backoff.
+    pub max_backoff_ms: u64,
+    /// Budget: a record still failing this long after its first attempt is dead-lettered
+    /// (`retries_exhausted`). Covers "404 until the analysis is ready".
+    pub max_elapsed_ms: u64,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            initial_backoff_ms: 500,
+            max_backoff_ms: 30_000,
+            max_elapsed_ms: 600_000,
+        }
+    }
+}
+
+impl RetrySettings {
+    /// The backoff before attempt `attempt + 1` (attempt counts from 1), before jitter.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(20);
+        let millis = self
+            .initial_backoff_ms
+            .saturating_mul(1 << exponent)
+            .min(self.max_backoff_ms);
+        Duration::from_millis(millis)
+    }
+
+    /// `max_elapsed_ms` as a duration.
+    pub fn budget(&self) -> Duration {
+        Duration::from_millis(self.max_elapsed_ms)
+    }
+}
+
+/// `[sources.<name>]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSettings {
+    /// Environment variable holding the account API key (`x-dq-api-key`).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// File holding the API key (trailing newline ignored), read at startup.
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// Hosts (`host` or `host:port`) the key may be sent to. Compared exactly,
+    /// case-insensitively.
+    #[serde(default = "default_hosts")]
+    pub allowed_hosts: Vec<String>,
+    /// Allow plain `http` URLs (local development only).
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+fn default_hosts() -> Vec<String> {
+    vec!["voicehub.dataqueue.ai".into()]
+}
+
+impl EnricherSettings {
+    /// Cross-field checks. Every error names its key.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.kafka.validate()?;
+        if self.consumer.max_in_flight == 0 {
+            return Err(SettingsError::invalid(
+                "consumer.max_in_flight",
+                "must be above 0",
+            ));
+        }
+        if self.fetch.max_body_bytes == 0 || self.fetch.timeout_ms == 0 {
+            return Err(SettingsError::invalid(
+                "fetch",
+                "max_body_bytes and timeout_ms must be above 0",
+            ));
+        }
+        if self.sources.is_empty() {
+            return Err(SettingsError::invalid(
+                "sources",
+                "at least one source must be configured",
+            ));
+        }
+        for (name, source) in &self.sources {
+            if source.api_key_env.is_some() == source.api_key_file.is_some() {
+                return Err(SettingsError::invalid(
+                    format!("sources.{name}"),
+                    "needs exactly one of api_key_env and api_key_file",
+                ));
+            }
+            if source.allowed_hosts.is_empty() {
+                return Err(SettingsError::invalid(
+                    format!("sources.{name}.allowed_hosts"),
+                    "must name at least one host",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let retry = RetrySettings {
+            initial_backoff_ms: 100,
+            max_backoff_ms: 1_000,
+            max_elapsed_ms: 10_000,
+        };
+        let backoffs: Vec<u64> = (1..=6)
+            .map(|a| retry.backoff(a).as_millis() as u64)
+            .collect();
+        assert_eq!(backoffs, [100, 200, 400, 800, 1_000, 1_000]);
+        assert_eq!(retry.backoff(u32::MAX).as_millis(), 1_000);
+    }
+}

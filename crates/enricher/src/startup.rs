@@ -1,0 +1,248 @@
+//! Building and running the enricher: `Application::build(settings)`, then
+//! `run_until_stopped()`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::Consumer;
+use tokio::sync::watch;
+use tracing::{info, warn};
+use voicehub_runtime::admin::{AdminServer, Readiness};
+use voicehub_runtime::kafka::{self, RecoveringProducer};
+use voicehub_runtime::settings::SettingsError;
+
+use crate::fetch::{self, Access, ApiKey};
+use crate::metrics::EnricherMetrics;
+use crate::pipeline::{ConsumerStats, InputConsumer, Pipeline, Worker};
+use crate::settings::{EnricherSettings, SourceSettings};
+
+/// The readiness check that passes while consuming.
+pub const CONSUMING_CHECK: &str = "consuming";
+
+/// Why the enricher could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// Invalid settings.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// An API key could not be loaded.
+    #[error("sources.{source_name}: {detail}")]
+    ApiKey {
+        /// The source.
+        source_name: String,
+        /// What failed (never the key).
+        detail: String,
+    },
+    /// A Kafka client could not be created or subscribed.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// Topics could not be created.
+    #[error(transparent)]
+    Provision(#[from] kafka::ProvisionError),
+    /// The HTTP client could not be built.
+    #[error("http client: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The admin listener could not be bound.
+    #[error("binding {address}: {error}")]
+    Bind {
+        /// The address.
+        address: String,
+        /// The I/O error.
+        #[source]
+        error: std::io::Error,
+    },
+    /// Metrics could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Stops a running [`Application`] as SIGTERM does.
+#[derive(Debug, Clone)]
+pub struct ShutdownTrigger(watch::Sender<bool>);
+
+impl ShutdownTrigger {
+    /// Starts the drain.
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// A built enricher: subscribed, admin bound, not processing yet.
+#[derive(Debug)]
+pub struct Application {
+    pipeline: Pipeline,
+    admin: AdminServer,
+    readiness: Readiness,
+    producer: Arc<RecoveringProducer<rdkafka::client::DefaultClientContext>>,
+    drain_timeout: Duration,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Application {
+    /// Validates settings, loads API keys, provisions topics (if configured), creates the
+    /// producer and the consumer, binds the admin server.
+    pub async fn build(settings: EnricherSettings) -> Result<Self, StartupError> {
+        settings.validate()?;
+        let registry = voicehub_runtime::metrics::registry("enricher")?;
+        let metrics = EnricherMetrics::register(&registry)?;
+        let readiness = Readiness::new();
+        readiness.register(CONSUMING_CHECK);
+
+        let mut sources = HashMap::new();
+        for (name, source) in &settings.sources {
+            sources.insert(name.clone(), access(name, source)?);
+        }
+
+        let topics = settings.kafka.topics.clone();
+        if settings.kafka.provision.create_topics {
+            kafka::ensure_topics(
+                &settings.kafka,
+                &[
+                    &topics.analysis_result_ready,
+                    &topics.analysis_enriched,
+                    &topics.dead_letter,
+                ],
+                Duration::from_secs(30),
+            )
+            .await?;
+        }
+
+        let mut producer_settings = settings.kafka.clone();
+        // Let compression decide: librdkafka checks message.max.bytes before compressing,
+        // and the broker's own limit (on the compressed batch) is the one that matters.
+        producer_settings
+            .properties
+            .entry("message.max.bytes".into())
+            .or_insert_with(|| "100000000".into());
+        let producer = Arc::new(RecoveringProducer::new(&producer_settings, || {
+            rdkafka::client::DefaultClientContext
+        })?);
+
+        let consumer: InputConsumer = {
+            let mut config = kafka::client_config(&settings.kafka);
+            let consumer = &settings.consumer;
+            config
+                .set("group.id", &consumer.group_id)
+                .set("enable.auto.commit", "true")
+                .set("enable.auto.offset.store", "false")
+                .set(
+                    "auto.commit.interval.ms",
+                    consumer.commit_interval_ms.to_string(),
+                )
+                .set("auto.offset.reset", "earliest")
+                .set(
+                    "session.timeout.ms",
+                    consumer.session_timeout_ms.to_string(),
+                )
+                .set(
+                    "max.poll.interval.ms",
+                    consumer.max_poll_interval_ms.to_string(),
+                )
+                .set(
+                    "statistics.interval.ms",
+                    settings.kafka.statistics_interval_ms.to_string(),
+                );
+            config.create_with_context(ConsumerStats {
+                metrics: metrics.clone(),
+                topic: topics.analysis_result_ready.clone(),
+            })?
+        };
+        consumer.subscribe(&[&topics.analysis_result_ready])?;
+
+        let http = fetch::client(
+            Duration::from_millis(settings.fetch.connect_timeout_ms),
+            Duration::from_millis(settings.fetch.timeout_ms),
+        )?;
+        let admin = AdminServer::bind(&settings.admin.listen, registry, readiness.clone())
+            .map_err(|error| StartupError::Bind {
+                address: settings.admin.listen.clone(),
+                error,
+            })?;
+        let pipeline = Pipeline {
+            consumer: Arc::new(consumer),
+            topic: topics.analysis_result_ready.clone(),
+            worker: Arc::new(Worker {
+                producer: producer.clone(),
+                http,
+                sources,
+                topics,
+                fetch: settings.fetch.clone(),
+                retry: settings.retry.clone(),
+                produce_deadline: settings.kafka.message_timeout() + Duration::from_secs(5),
+                metrics,
+            }),
+            max_in_flight: settings.consumer.max_in_flight,
+            drain_timeout: Duration::from_millis(settings.consumer.drain_timeout_ms),
+        };
+        info!(admin_port = admin.port(), "enricher subscribed");
+        Ok(Self {
+            pipeline,
+            admin,
+            readiness,
+            producer,
+            drain_timeout: Duration::from_millis(settings.consumer.drain_timeout_ms),
+            shutdown: watch::channel(false).0,
+        })
+    }
+
+    /// The admin port.
+    pub fn admin_port(&self) -> u16 {
+        self.admin.port()
+    }
+
+    /// A handle that starts the drain.
+    pub fn shutdown_trigger(&self) -> ShutdownTrigger {
+        ShutdownTrigger(self.shutdown.clone())
+    }
+
+    /// Processes records until the trigger fires, then drains: stops fetching, finishes or
+    /// abandons in-flight records within the drain timeout, commits, flushes.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let admin_handle = self.admin.handle();
+        let admin_task = tokio::spawn(self.admin.run());
+        self.readiness.set(CONSUMING_CHECK, true);
+        self.pipeline.run(self.shutdown.subscribe()).await;
+        self.readiness.set(CONSUMING_CHECK, false);
+        let producer = self.producer.producer();
+        let flush_timeout = self.drain_timeout;
+        let flushed = tokio::task::spawn_blocking(move || {
+            use rdkafka::producer::Producer;
+            producer.flush(flush_timeout)
+        })
+        .await;
+        if !matches!(flushed, Ok(Ok(()))) {
+            warn!("producer flush incomplete");
+        }
+        admin_handle.stop(true).await;
+        let _ = admin_task.await;
+        info!("enricher stopped");
+        Ok(())
+    }
+}
+
+fn access(name: &str, source: &SourceSettings) -> Result<Access, StartupError> {
+    let fail = |detail: String| StartupError::ApiKey {
+        source_name: name.to_owned(),
+        detail,
+    };
+    let key = match (&source.api_key_env, &source.api_key_file) {
+        (Some(var), _) => {
+            std::env::var(var).map_err(|_| fail(format!("environment variable {var} is unset")))?
+        }
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| fail(format!("API key file {}: {e}", path.display())))?,
+        (None, None) => return Err(fail("no API key configured".into())),
+    };
+    let api_key = ApiKey::new(&key)
+        .ok_or_else(|| fail("the API key is empty or not a valid header value".into()))?;
+    Ok(Access {
+        api_key,
+        allowed_hosts: source
+            .allowed_hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
+        allow_http: source.allow_http,
+    })
+}

@@ -1,0 +1,178 @@
+use std::time::{Duration, Instant};
+
+use crate::helpers::{Reply, spawn_enricher};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_error_twice_then_success_is_enriched_after_retries() {
+    let enricher = spawn_enricher().await;
+    enricher.api.script(
+        "/r/flaky",
+        vec![Reply::status(500), Reply::status(503), Reply::analysis()],
+    );
+
+    enricher
+        .send_event("e1", "c1", &enricher.api.url("/r/flaky"))
+        .await;
+
+    assert_eq!(enricher.enriched(1).await.len(), 1);
+    assert_eq!(enricher.api.seen("/r/flaky").len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn not_found_until_ready_is_enriched_once_ready() {
+    let enricher = spawn_enricher().await;
+    let mut replies = vec![Reply::status(404); 4];
+    replies.push(Reply::analysis());
+    enricher.api.script("/r/later", replies);
+
+    enricher
+        .send_event("e1", "c1", &enricher.api.url("/r/later"))
+        .await;
+
+    assert_eq!(enricher.enriched(1).await.len(), 1);
+    assert_eq!(enricher.api.seen("/r/later").len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_429_with_retry_after_is_waited_out() {
+    let enricher = spawn_enricher().await;
+    let limited = Reply {
+        retry_after: Some(1),
+        ..Reply::status(429)
+    };
+    enricher
+        .api
+        .script("/r/limited", vec![limited, Reply::analysis()]);
+
+    enricher
+        .send_event("e1", "c1", &enricher.api.url("/r/limited"))
+        .await;
+
+    assert_eq!(enricher.enriched(1).await.len(), 1);
+    let seen = enricher.api.seen("/r/limited");
+    assert_eq!(seen.len(), 2);
+    assert!(seen[1].at.duration_since(seen[0].at) >= Duration::from_secs(1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timeout_is_retried() {
+    let enricher = spawn_enricher().await;
+    let slow = Reply {
+        delay: Duration::from_secs(3),
+        ..Reply::analysis()
+    };
+    enricher
+        .api
+        .script("/r/slow", vec![slow, Reply::analysis()]);
+
+    enricher
+        .send_event("e1", "c1", &enricher.api.url("/r/slow"))
+        .await;
+
+    assert_eq!(enricher.enriched(1).await.len(), 1);
+    assert_eq!(enricher.api.seen("/r/slow").len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unauthorized_is_dead_lettered_at_once() {
+    let enricher = spawn_enricher().await;
+    enricher.api.script("/r/denied", vec![Reply::status(401)]);
+
+    enricher
+        .send_event("e1", "c1", &enricher.api.url("/r/denied"))
+        .await;
+
+    let dead = enricher.dead_letters(1).await;
+    assert_eq!(dead[0].header("ce_deadletterreason"), Some("unauthorized"));
+    assert_eq!(dead[0].header("ce_deadletterstage"), Some("enricher"));
+    assert_eq!(dead[0].key.as_deref(), Some("c1"));
+    assert_eq!(
+        dead[0].json()["eventId"],
+        "e1",
+        "the original record is kept"
+    );
+    assert_eq!(enricher.api.seen("/r/denied").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_off_the_allow_list_is_dead_lettered_and_never_sees_the_key() {
+    let enricher = spawn_enricher().await;
+    // Same server, other spelling: not on the allow-list (which names 127.0.0.1:port).
+    let forged = format!("http://localhost:{}/r/forged", enricher.api.port);
+
+    enricher.send_event("e1", "c1", &forged).await;
+
+    let dead = enricher.dead_letters(1).await;
+    assert_eq!(
+        dead[0].header("ce_deadletterreason"),
+        Some("disallowed_url")
+    );
+    assert!(
+        enricher.api.all_seen().is_empty(),
+        "the key left the process"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_json_and_an_oversized_body_are_dead_lettered_with_distinct_reasons() {
+    let enricher = spawn_enricher().await;
+    let garbage = Reply {
+        body: b"<html>oops</html>".to_vec(),
+        ..Reply::status(200)
+    };
+    let huge = Reply {
+        body: vec![b' '; 65 * 1024],
+        ..Reply::status(200)
+    };
+    enricher.api.script("/r/garbage", vec![garbage]);
+    enricher.api.script("/r/huge", vec![huge]);
+
+    enricher
+        .send_event("e1", "c1", &enricher.api.url("/r/garbage"))
+        .await;
+    enricher
+        .send_event("e2", "c2", &enricher.api.url("/r/huge"))
+        .await;
+
+    let dead = enricher.dead_letters(2).await;
+    let mut reasons: Vec<&str> = dead
+        .iter()
+        .filter_map(|r| r.header("ce_deadletterreason"))
+        .collect();
+    reasons.sort_unstable();
+    assert_eq!(reasons, ["invalid_analysis", "too_large"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_fetch_does_not_delay_the_others_in_its_partition() {
+    let enricher = spawn_enricher().await;
+    let hang = Reply {
+        delay: Duration::from_secs(60),
+        ..Reply::analysis()
+    };
+    enricher.api.script("/r/hang", vec![hang]);
+
+    // Same call id: same partition, the hanging record first.
+    enricher
+        .send_event("hang", "c1", &enricher.api.url("/r/hang"))
+        .await;
+    let started = Instant::now();
+    for i in 0..3 {
+        enricher
+            .send_event(
+                &format!("e{i}"),
+                "c1",
+                &enricher.api.url(&format!("/r/{i}")),
+            )
+            .await;
+    }
+
+    let records = enricher.enriched(3).await;
+    assert!(records.iter().all(|r| r.header("ce_id").is_some()));
+    // Enriched while the first fetch is still failing by timeout (2 s a try).
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -1,0 +1,298 @@
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use tokio::task::JoinHandle;
+use voicehub_enricher::settings::{ConsumerSettings, FetchSettings, RetrySettings, SourceSettings};
+use voicehub_enricher::{Application, EnricherSettings, ShutdownTrigger};
+use voicehub_model::record::Provenance;
+use voicehub_model::{Timestamp, Topics, parse_webhook};
+use voicehub_runtime::kafka;
+use voicehub_runtime::settings::{AdminSettings, KafkaSettings, LogSettings};
+use voicehub_testkit::{ConsumedRecord, TestBroker};
+
+pub const API_KEY: &str = "test-api-key";
+
+/// One scripted answer of the stand-in API.
+#[derive(Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub retry_after: Option<u64>,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            body: Vec::new(),
+            retry_after: None,
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn analysis() -> Self {
+        Self {
+            body: fixture("analysis-result.json"),
+            ..Self::status(200)
+        }
+    }
+}
+
+/// A request the stand-in saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub path: String,
+    pub api_key: Option<String>,
+    pub at: Instant,
+}
+
+#[derive(Default)]
+struct Script {
+    replies: HashMap<String, VecDeque<Reply>>,
+    seen: Vec<Seen>,
+}
+
+/// VoiceHub's analysis API, played by a real HTTP server: each path answers its scripted
+/// replies in turn, repeating the last; unscripted paths answer the example analysis.
+#[derive(Clone)]
+pub struct StandIn {
+    pub port: u16,
+    script: Arc<Mutex<Script>>,
+}
+
+impl StandIn {
+    pub fn start() -> Self {
+        let script = Arc::new(Mutex::new(Script::default()));
+        let state = script.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(state.clone()))
+                .default_service(web::to(answer))
+        })
+        .workers(2)
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let port = server.addrs()[0].port();
+        tokio::spawn(server.run());
+        Self { port, script }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn script(&self, path: &str, replies: Vec<Reply>) {
+        self.script
+            .lock()
+            .unwrap()
+            .replies
+            .insert(path.to_owned(), replies.into());
+    }
+
+    pub fn seen(&self, path: &str) -> Vec<Seen> {
+        let script = self.script.lock().unwrap();
+        script
+            .seen
+            .iter()
+            .filter(|s| s.path == path)
+            .cloned()
+            .collect()
+    }
+
+    pub fn all_seen(&self) -> Vec<Seen> {
+        self.script.lock().unwrap().seen.clone()
+    }
+}
+
+async fn answer(request: HttpRequest, script: web::Data<Arc<Mutex<Script>>>) -> HttpResponse {
+    let path = request.path().to_owned();
+    let reply = {
+        let mut script = script.lock().unwrap();
+        script.seen.push(Seen {
+            path: path.clone(),
+            api_key: request
+                .headers()
+                .get("x-dq-api-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            at: Instant::now(),
+        });
+        match script.replies.get_mut(&path) {
+            Some(queue) if queue.len() > 1 => queue.pop_front(),
+            Some(queue) => queue.front().cloned(),
+            None => None,
+        }
+        .unwrap_or_else(Reply::analysis)
+    };
+    tokio::time::sleep(reply.delay).await;
+    let mut response =
+        HttpResponse::build(actix_web::http::StatusCode::from_u16(reply.status).unwrap());
+    if let Some(seconds) = reply.retry_after {
+        response.insert_header(("retry-after", seconds.to_string()));
+    }
+    response.body(reply.body)
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/voicehub")
+        .join(name);
+    std::fs::read(path).unwrap()
+}
+
+pub struct TestEnricher {
+    pub broker: TestBroker,
+    pub api: StandIn,
+    pub topics: Topics,
+    pub kafka: KafkaSettings,
+    pub trigger: ShutdownTrigger,
+    pub task: Option<JoinHandle<std::io::Result<()>>>,
+    settings: EnricherSettings,
+    _key: tempfile::NamedTempFile,
+}
+
+pub async fn spawn_enricher() -> TestEnricher {
+    spawn_enricher_with(|_| {}).await
+}
+
+pub async fn spawn_enricher_with(customise: impl FnOnce(&mut EnricherSettings)) -> TestEnricher {
+    let broker = TestBroker::start().await.unwrap();
+    let api = StandIn::start();
+    let key = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(key.path(), format!("{API_KEY}\n")).unwrap();
+    let mut kafka = KafkaSettings {
+        bootstrap_servers: broker.bootstrap_servers(),
+        message_timeout_ms: 10_000,
+        ..KafkaSettings::default()
+    };
+    kafka.provision.create_topics = true;
+    kafka.provision.partitions = 2;
+    kafka.provision.replication_factor = 1;
+    let mut settings = EnricherSettings {
+        consumer: ConsumerSettings {
+            group_id: "enricher-test".into(),
+            max_in_flight: 4,
+            session_timeout_ms: 6_000,
+            max_poll_interval_ms: 7_000,
+            commit_interval_ms: 200,
+            drain_timeout_ms: 3_000,
+        },
+        fetch: FetchSettings {
+            connect_timeout_ms: 1_000,
+            timeout_ms: 2_000,
+            max_body_bytes: 64 * 1024,
+        },
+        retry: RetrySettings {
+            initial_backoff_ms: 50,
+            max_backoff_ms: 200,
+            max_elapsed_ms: 5_000,
+        },
+        sources: BTreeMap::from([(
+            "acme".to_owned(),
+            SourceSettings {
+                api_key_env: None,
+                api_key_file: Some(key.path().to_owned()),
+                allowed_hosts: vec![format!("127.0.0.1:{}", api.port)],
+                allow_http: true,
+            },
+        )]),
+        kafka: kafka.clone(),
+        admin: AdminSettings {
+            listen: "127.0.0.1:0".into(),
+        },
+        log: LogSettings::default(),
+    };
+    customise(&mut settings);
+    let topics = settings.kafka.topics.clone();
+    let (trigger, task) = start(&settings).await;
+    TestEnricher {
+        broker,
+        api,
+        topics,
+        kafka,
+        trigger,
+        task: Some(task),
+        settings,
+        _key: key,
+    }
+}
+
+async fn start(settings: &EnricherSettings) -> (ShutdownTrigger, JoinHandle<std::io::Result<()>>) {
+    let app = Application::build(settings.clone()).await.unwrap();
+    (
+        app.shutdown_trigger(),
+        tokio::spawn(app.run_until_stopped()),
+    )
+}
+
+impl TestEnricher {
+    /// Stops the running instance as SIGTERM does and waits for it.
+    pub async fn stop(&mut self) -> std::io::Result<()> {
+        self.trigger.trigger();
+        self.task.take().unwrap().await.unwrap()
+    }
+
+    /// Drops the running instance without a clean shutdown (no drain, no final commit).
+    pub async fn kill(&mut self) {
+        let task = self.task.take().unwrap();
+        task.abort();
+        let _ = task.await;
+    }
+
+    /// Starts a new instance in the same consumer group.
+    pub async fn restart(&mut self) {
+        let (trigger, task) = start(&self.settings).await;
+        self.trigger = trigger;
+        self.task = Some(task);
+    }
+
+    /// Produces an `AnalysisResultReady` record (as the ingress would) whose URL is `url`.
+    pub async fn send_event(&self, event_id: &str, call_id: &str, url: &str) {
+        let body = serde_json::json!({
+            "eventType": "AnalysisResultReady",
+            "eventId": event_id,
+            "timestamp": "2025-10-14T09:27:58.377Z",
+            "callId": call_id,
+            "analysisId": format!("anl-{event_id}"),
+            "analysisResultUrl": url,
+        });
+        let event = parse_webhook(body.to_string().as_bytes()).unwrap();
+        let record = event.to_record(&Provenance {
+            source: "acme",
+            received_at: Timestamp::parse("2025-10-14T09:28:00Z").unwrap(),
+            bridge_version: "test",
+        });
+        let producer =
+            kafka::create_producer(&self.kafka, rdkafka::client::DefaultClientContext).unwrap();
+        kafka::produce(
+            &producer,
+            &self.topics.analysis_result_ready,
+            &record,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    }
+
+    pub async fn enriched(&self, expected: usize) -> Vec<ConsumedRecord> {
+        self.broker
+            .wait_for_records(
+                &self.topics.analysis_enriched,
+                expected,
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap()
+    }
+
+    pub async fn dead_letters(&self, expected: usize) -> Vec<ConsumedRecord> {
+        self.broker
+            .wait_for_records(&self.topics.dead_letter, expected, Duration::from_secs(30))
+            .await
+            .unwrap()
+    }
+}

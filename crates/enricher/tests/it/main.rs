@@ -1,0 +1,10 @@
+//! The enricher against a real broker (embedded tansu) and a real HTTP server standing in
+//! for VoiceHub's analysis API.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+mod helpers;
+
+mod failures;
+mod happy_path;
+mod restart;
