@@ -17,7 +17,9 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{Headers, Message};
 use rdkafka::statistics::Statistics;
@@ -39,13 +41,16 @@ use crate::tracker::OffsetTracker;
 
 const SOURCE_PREFIX: &str = "/voicehub/sources/";
 
-/// Feeds consumer statistics and commit failures into the metrics.
+/// The consumer's callbacks: statistics and commit failures into the metrics, and a final
+/// commit plus a note to the loop when partitions are revoked.
 #[derive(Debug)]
 pub struct ConsumerStats {
     /// Metrics.
     pub metrics: EnricherMetrics,
     /// The input topic.
     pub topic: String,
+    /// Revoked partitions, for the loop to forget.
+    pub revoked: tokio::sync::mpsc::UnboundedSender<i32>,
 }
 
 impl ClientContext for ConsumerStats {
@@ -65,6 +70,31 @@ impl ClientContext for ConsumerStats {
 }
 
 impl ConsumerContext for ConsumerStats {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            // Commit what finished while the partitions are still ours; records in flight
+            // are processed again by the next owner.
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) => {}
+                Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {}
+                Err(error) => {
+                    self.metrics
+                        .commit_errors
+                        .with_label_values(&["revoke"])
+                        .inc();
+                    warn!(
+                        error = &error as &dyn std::error::Error,
+                        "commit before revoke failed"
+                    );
+                }
+            }
+            for element in partitions.elements_for_topic(&self.topic) {
+                let _ = self.revoked.send(element.partition());
+            }
+            info!(partitions = partitions.count(), "partitions revoked");
+        }
+    }
+
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         match result {
             Ok(()) => {}
@@ -176,6 +206,8 @@ pub struct Pipeline {
     pub max_in_flight: usize,
     /// Bound on finishing in-flight records at shutdown.
     pub drain_timeout: Duration,
+    /// Partitions revoked by rebalances (from [`ConsumerStats`]).
+    pub revoked: tokio::sync::mpsc::UnboundedReceiver<i32>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -190,11 +222,14 @@ impl std::fmt::Debug for Pipeline {
 impl Pipeline {
     /// Runs until `stop` turns true, then finishes or abandons in-flight records within the
     /// drain timeout and commits what finished.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut tracker = OffsetTracker::default();
         let mut tasks = tokio::task::JoinSet::new();
         let task_stop = stop.clone();
         loop {
+            while let Ok(partition) = self.revoked.try_recv() {
+                tracker.forget(partition);
+            }
             tokio::select! {
                 biased;
                 () = stopped(&mut stop) => break,

@@ -119,6 +119,7 @@ impl Application {
             rdkafka::client::DefaultClientContext
         })?);
 
+        let (revoked_tx, revoked) = tokio::sync::mpsc::unbounded_channel();
         let consumer: InputConsumer = {
             let mut config = kafka::client_config(&settings.kafka);
             let consumer = &settings.consumer;
@@ -146,6 +147,7 @@ impl Application {
             config.create_with_context(ConsumerStats {
                 metrics: metrics.clone(),
                 topic: topics.analysis_result_ready.clone(),
+                revoked: revoked_tx,
             })?
         };
         consumer.subscribe(&[&topics.analysis_result_ready])?;
@@ -174,6 +176,7 @@ impl Application {
             }),
             max_in_flight: settings.consumer.max_in_flight,
             drain_timeout: Duration::from_millis(settings.consumer.drain_timeout_ms),
+            revoked,
         };
         info!(admin_port = admin.port(), "enricher subscribed");
         Ok(Self {

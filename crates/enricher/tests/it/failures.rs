@@ -176,3 +176,34 @@ async fn a_hanging_fetch_does_not_delay_the_others_in_its_partition() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_enriched_record_too_large_for_kafka_is_dead_lettered_with_its_size() {
+    // The producer's own limit stands in for the broker's (tansu enforces none).
+    let enricher = crate::helpers::spawn_enricher_with(|s| {
+        s.kafka
+            .properties
+            .insert("message.max.bytes".into(), "3000".into());
+    })
+    .await;
+
+    enricher
+        .send_event("e1", "c1", &enricher.api.url("/r/big"))
+        .await;
+
+    let dead = enricher.dead_letters(1).await;
+    assert_eq!(
+        dead[0].header("ce_deadletterreason"),
+        Some("enriched_too_large")
+    );
+    let error = dead[0].header("ce_deadlettererror").unwrap();
+    assert!(error.contains("bytes"), "{error}");
+    assert!(
+        enricher
+            .broker
+            .read_all(&enricher.topics.analysis_enriched)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -40,3 +40,66 @@ async fn every_analysis_ready_record_yields_one_enriched_record_with_the_analysi
             .all(|s| s.api_key.as_deref() == Some(API_KEY))
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_parse_and_count_outcomes_and_fetches() {
+    let enricher = spawn_enricher().await;
+    enricher
+        .api
+        .script("/r/denied", vec![crate::helpers::Reply::status(403)]);
+    enricher
+        .send_event("e1", "c1", &enricher.api.url("/r/ok"))
+        .await;
+    enricher
+        .send_event("e2", "c2", &enricher.api.url("/r/denied"))
+        .await;
+    enricher.enriched(1).await;
+    enricher.dead_letters(1).await;
+
+    let scrape = enricher.metrics().await;
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    assert_eq!(
+        value(
+            "voicehub_enricher_records_total",
+            &[("outcome", "enriched")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "voicehub_enricher_records_total",
+            &[("outcome", "dead_lettered")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "voicehub_enricher_dead_letters_total",
+            &[("reason", "unauthorized")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "voicehub_enricher_fetch_attempts_total",
+            &[("result", "ok")]
+        ),
+        1.0
+    );
+    assert_eq!(value("voicehub_enricher_in_flight_records", &[]), 0.0);
+    assert_eq!(
+        value("voicehub_build_info", &[("service", "enricher")]),
+        1.0
+    );
+}

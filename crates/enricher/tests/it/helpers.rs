@@ -151,6 +151,7 @@ pub struct TestEnricher {
     pub kafka: KafkaSettings,
     pub trigger: ShutdownTrigger,
     pub task: Option<JoinHandle<std::io::Result<()>>>,
+    pub admin_port: u16,
     settings: EnricherSettings,
     _key: tempfile::NamedTempFile,
 }
@@ -208,28 +209,47 @@ pub async fn spawn_enricher_with(customise: impl FnOnce(&mut EnricherSettings)) 
     };
     customise(&mut settings);
     let topics = settings.kafka.topics.clone();
-    let (trigger, task) = start(&settings).await;
+    let instance = start(&settings).await;
     TestEnricher {
         broker,
         api,
         topics,
         kafka,
-        trigger,
-        task: Some(task),
+        trigger: instance.trigger,
+        task: Some(instance.task),
+        admin_port: instance.admin_port,
         settings,
         _key: key,
     }
 }
 
-async fn start(settings: &EnricherSettings) -> (ShutdownTrigger, JoinHandle<std::io::Result<()>>) {
+pub struct Instance {
+    pub trigger: ShutdownTrigger,
+    pub task: JoinHandle<std::io::Result<()>>,
+    pub admin_port: u16,
+}
+
+async fn start(settings: &EnricherSettings) -> Instance {
     let app = Application::build(settings.clone()).await.unwrap();
-    (
-        app.shutdown_trigger(),
-        tokio::spawn(app.run_until_stopped()),
-    )
+    Instance {
+        trigger: app.shutdown_trigger(),
+        admin_port: app.admin_port(),
+        task: tokio::spawn(app.run_until_stopped()),
+    }
 }
 
 impl TestEnricher {
+    /// A scrape of the admin server, parsed as Prometheus text.
+    pub async fn metrics(&self) -> prometheus_parse::Scrape {
+        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.admin_port))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
+    }
+
     /// Stops the running instance as SIGTERM does and waits for it.
     pub async fn stop(&mut self) -> std::io::Result<()> {
         self.trigger.trigger();
@@ -243,11 +263,17 @@ impl TestEnricher {
         let _ = task.await;
     }
 
+    /// Starts another instance in the same consumer group, beside the running one.
+    pub async fn add_instance(&self) -> Instance {
+        start(&self.settings).await
+    }
+
     /// Starts a new instance in the same consumer group.
     pub async fn restart(&mut self) {
-        let (trigger, task) = start(&self.settings).await;
-        self.trigger = trigger;
-        self.task = Some(task);
+        let instance = start(&self.settings).await;
+        self.trigger = instance.trigger;
+        self.task = Some(instance.task);
+        self.admin_port = instance.admin_port;
     }
 
     /// Produces an `AnalysisResultReady` record (as the ingress would) whose URL is `url`.

@@ -82,3 +82,61 @@ async fn killed_mid_stream_a_successor_enriches_everything_with_the_same_ids() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebalance_to_a_second_instance_loses_nothing() {
+    let enricher = spawn_enricher().await;
+    let slow = Reply {
+        delay: Duration::from_millis(300),
+        ..Reply::analysis()
+    };
+    enricher.api.script("/r/slow", vec![slow]);
+    let total = 16;
+    for i in 0..total / 2 {
+        enricher
+            .send_event(
+                &format!("e{i}"),
+                &format!("c{i}"),
+                &enricher.api.url("/r/slow"),
+            )
+            .await;
+    }
+    enricher.enriched(1).await;
+
+    // Act: a second instance joins (partitions move), then more records arrive.
+    let second = enricher.add_instance().await;
+    for i in total / 2..total {
+        enricher
+            .send_event(
+                &format!("e{i}"),
+                &format!("c{i}"),
+                &enricher.api.url("/r/slow"),
+            )
+            .await;
+    }
+
+    // Assert
+    let expected: HashSet<String> = (0..total)
+        .map(|i| AnalysisEnriched::ce_id("acme", &format!("e{i}")))
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let ids: HashSet<String> = enricher
+            .enriched(1)
+            .await
+            .iter()
+            .filter_map(|r| r.header("ce_id").map(str::to_owned))
+            .collect();
+        if ids == expected {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {total} enriched",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    second.trigger.trigger();
+    assert!(second.task.await.unwrap().is_ok());
+}
