@@ -214,3 +214,50 @@ mod tests {
         assert_eq!(retry.backoff(u32::MAX).as_millis(), 1_000);
     }
 }
+
+#[cfg(test)]
+mod shipped {
+    use std::path::PathBuf;
+
+    use voicehub_runtime::settings::load_with_env;
+
+    use super::*;
+
+    fn path() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/config/enricher.toml")
+    }
+
+    #[test]
+    fn the_shipped_config_parses_validates_and_states_the_defaults() {
+        let settings: EnricherSettings = load_with_env(Some(&path()), Vec::new()).unwrap();
+        settings.validate().unwrap();
+        assert_eq!(
+            settings.consumer.max_in_flight,
+            ConsumerSettings::default().max_in_flight
+        );
+        assert_eq!(
+            settings.fetch.max_body_bytes,
+            FetchSettings::default().max_body_bytes
+        );
+        assert_eq!(
+            settings.retry.max_elapsed_ms,
+            RetrySettings::default().max_elapsed_ms
+        );
+        assert_eq!(settings.sources["default"].allowed_hosts, default_hosts());
+        assert_eq!(settings.admin.listen, default_admin().listen);
+    }
+
+    #[test]
+    fn a_source_with_two_keys_is_refused_by_key() {
+        let env = vec![(
+            "VOICEHUB_BRIDGE__SOURCES__DEFAULT__API_KEY_ENV".to_owned(),
+            "KEY".to_owned(),
+        )];
+        let settings: EnricherSettings = load_with_env(Some(&path()), env).unwrap();
+        let text = settings.validate().unwrap_err().to_string();
+        assert!(
+            text.starts_with("configuration key `sources.default`"),
+            "{text}"
+        );
+    }
+}
