@@ -226,6 +226,7 @@ impl Pipeline {
         let mut tracker = OffsetTracker::default();
         let mut tasks = tokio::task::JoinSet::new();
         let task_stop = stop.clone();
+        let mut paused = false;
         loop {
             while let Ok(partition) = self.revoked.try_recv() {
                 tracker.forget(partition);
@@ -235,9 +236,10 @@ impl Pipeline {
                 () = stopped(&mut stop) => break,
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                     self.finish(joined, &mut tracker);
+                    if tasks.len() < self.max_in_flight {
+                        self.set_paused(&mut paused, false);
+                    }
                 }
-                // Not polling while at the bound pauses consumption (librdkafka's prefetch
-                // queue is bounded by queued.max.messages.kbytes).
                 received = self.consumer.recv(), if tasks.len() < self.max_in_flight => {
                     match received {
                         Ok(message) => {
@@ -246,6 +248,9 @@ impl Pipeline {
                             self.worker.metrics.in_flight.inc();
                             let worker = self.worker.clone();
                             tasks.spawn(worker.process(input, task_stop.clone()));
+                            if tasks.len() >= self.max_in_flight {
+                                self.set_paused(&mut paused, true);
+                            }
                         }
                         Err(error) => {
                             warn!(error = &error as &dyn std::error::Error, "consume failed");
@@ -282,6 +287,25 @@ impl Pipeline {
                     "final commit failed"
                 );
             }
+        }
+    }
+
+    /// Pauses (or resumes) fetching on the current assignment, so that at the in-flight bound
+    /// librdkafka stops prefetching as well as this loop stops polling.
+    fn set_paused(&self, paused: &mut bool, want: bool) {
+        if *paused == want {
+            return;
+        }
+        *paused = want;
+        let result = self.consumer.assignment().and_then(|assignment| {
+            if want {
+                self.consumer.pause(&assignment)
+            } else {
+                self.consumer.resume(&assignment)
+            }
+        });
+        if let Err(error) = result {
+            debug!(paused = want, %error, "pause/resume failed");
         }
     }
 
