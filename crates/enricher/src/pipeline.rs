@@ -95,6 +95,17 @@ impl ConsumerContext for ConsumerStats {
         }
     }
 
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            // librdkafka keeps a partition's pause flag across a revoke and re-assign; the loop
+            // pauses again if it is still at its bound.
+            if let Err(error) = consumer.resume(partitions) {
+                debug!(%error, "resume after assignment failed");
+            }
+            info!(partitions = partitions.count(), "partitions assigned");
+        }
+    }
+
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         match result {
             Ok(()) => {}

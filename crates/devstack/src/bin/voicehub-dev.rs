@@ -36,7 +36,9 @@ async fn main() -> anyhow::Result<()> {
 
     let log = LogSettings {
         format: LogFormat::Text,
-        level: "info,tansu_broker=warn,tansu_storage=warn,actix_server=warn".into(),
+        level: "info,tansu_broker=warn,tansu_storage=warn,tansu_sans_io=warn,tansu_service=warn,\
+                tansu_schema=warn,actix_server=warn"
+            .into(),
     };
     telemetry::init(&log)?;
 

@@ -7,8 +7,14 @@
 //! previous one is answered: the maximum rate); with `--rate` it is open-loop at that many
 //! requests per second (latency includes any queueing, as VoiceHub would see it).
 //!
+//! `--count N` stops after N requests; `--analysis-url BASE` sends `AnalysisResultReady` events
+//! whose `analysisResultUrl` is `BASE/<n>` instead.
+//!
 //! `voicehub-load baseline --listen ADDR [--workers N]` serves a minimal actix handler that reads
 //! the body and answers 200: the HTTP ceiling to compare the ingress with.
+//!
+//! `voicehub-load analysis-api --listen ADDR [--delay-ms 20]` serves the example analysis on
+//! every path after the delay: a stand-in for VoiceHub's analysis API.
 
 #![allow(clippy::print_stdout)] // a command-line tool: stdout is its interface
 
@@ -25,6 +31,7 @@ async fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("run") => run(&args).await,
         Some("baseline") => baseline(&args).await,
+        Some("analysis-api") => analysis_api(&args).await,
         _ => {
             anyhow::bail!("usage: voicehub-load run --url URL --secret S | baseline --listen ADDR")
         }
@@ -49,6 +56,26 @@ async fn baseline(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+const EXAMPLE_ANALYSIS: &[u8] =
+    include_bytes!("../../../../tests/fixtures/voicehub/analysis-result.json");
+
+async fn analysis_api(args: &[String]) -> anyhow::Result<()> {
+    let listen = flag(args, "--listen").unwrap_or_else(|| "127.0.0.1:8082".into());
+    let delay = Duration::from_millis(number_flag(args, "--delay-ms", 20)?);
+    let server = HttpServer::new(move || {
+        App::new().default_service(web::to(move || async move {
+            tokio::time::sleep(delay).await;
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .body(EXAMPLE_ANALYSIS)
+        }))
+    })
+    .bind(&listen)?;
+    println!("analysis API listening on {listen}, answering in {delay:?}");
+    server.run().await?;
+    Ok(())
+}
+
 struct Totals {
     ok: AtomicU64,
     other: AtomicU64,
@@ -61,6 +88,8 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
     let concurrency: usize = number_flag(args, "--concurrency", 32)?;
     let seconds: u64 = number_flag(args, "--seconds", 20)?;
     let rate: f64 = number_flag(args, "--rate", 0.0)?;
+    let count: u64 = number_flag(args, "--count", u64::MAX)?;
+    let analysis_url = flag(args, "--analysis-url");
     let run_id = format!(
         "{:x}",
         std::process::id() ^ Instant::now().elapsed().subsec_nanos()
@@ -78,18 +107,24 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
     let sequence = Arc::new(AtomicU64::new(0));
     let send = {
         let (client, totals, sequence) = (client.clone(), totals.clone(), sequence.clone());
+        let analysis_url = analysis_url.clone();
         move || {
             let (client, totals, url, secret) =
                 (client.clone(), totals.clone(), url.clone(), secret.clone());
             let n = sequence.fetch_add(1, Ordering::Relaxed);
-            let body = serde_json::json!({
+            let mut event = serde_json::json!({
                 "eventType": "CallStatusChanged",
                 "timestamp": "2025-10-14T09:21:07.512Z",
                 "eventId": format!("bench-{run_id}-{n}"),
                 "callId": format!("call-{}", n % 100),
                 "status": "in-progress",
-            })
-            .to_string();
+            });
+            if let Some(base) = &analysis_url {
+                event["eventType"] = "AnalysisResultReady".into();
+                event["analysisId"] = format!("anl-{n}").into();
+                event["analysisResultUrl"] = format!("{base}/{n}").into();
+            }
+            let body = event.to_string();
             async move {
                 let started = Instant::now();
                 let response = client
@@ -116,7 +151,7 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
         let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         let mut tasks = tokio::task::JoinSet::new();
-        while Instant::now() < until {
+        while Instant::now() < until && sequence.load(Ordering::Relaxed) < count {
             ticker.tick().await;
             tasks.spawn(send());
             while let Some(Ok(latency)) = tasks.try_join_next() {
@@ -130,9 +165,10 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..concurrency {
             let send = send.clone();
+            let sequence = sequence.clone();
             workers.spawn(async move {
                 let mut mine = Vec::new();
-                while Instant::now() < until {
+                while Instant::now() < until && sequence.load(Ordering::Relaxed) < count {
                     mine.push(send().await);
                 }
                 mine
