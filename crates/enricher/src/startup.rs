@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
-use tokio::sync::watch;
 use tracing::{info, warn};
 use voicehub_runtime::admin::{AdminServer, Readiness};
 use voicehub_runtime::kafka::{self, RecoveringProducer};
 use voicehub_runtime::settings::SettingsError;
+pub use voicehub_runtime::shutdown::ShutdownTrigger;
 
 use crate::fetch::{self, Access, ApiKey};
 use crate::metrics::EnricherMetrics;
@@ -57,17 +57,6 @@ pub enum StartupError {
     Metrics(#[from] prometheus::Error),
 }
 
-/// Stops a running [`Application`] as SIGTERM does.
-#[derive(Debug, Clone)]
-pub struct ShutdownTrigger(watch::Sender<bool>);
-
-impl ShutdownTrigger {
-    /// Starts the drain.
-    pub fn trigger(&self) {
-        self.0.send_replace(true);
-    }
-}
-
 /// A built enricher: subscribed, admin bound, not processing yet.
 #[derive(Debug)]
 pub struct Application {
@@ -76,7 +65,7 @@ pub struct Application {
     readiness: Readiness,
     producer: Arc<RecoveringProducer<rdkafka::client::DefaultClientContext>>,
     drain_timeout: Duration,
-    shutdown: watch::Sender<bool>,
+    shutdown: ShutdownTrigger,
 }
 
 impl Application {
@@ -185,7 +174,7 @@ impl Application {
             readiness,
             producer,
             drain_timeout: Duration::from_millis(settings.consumer.drain_timeout_ms),
-            shutdown: watch::channel(false).0,
+            shutdown: ShutdownTrigger::new(),
         })
     }
 
@@ -196,7 +185,7 @@ impl Application {
 
     /// A handle that starts the drain.
     pub fn shutdown_trigger(&self) -> ShutdownTrigger {
-        ShutdownTrigger(self.shutdown.clone())
+        self.shutdown.clone()
     }
 
     /// Processes records until the trigger fires, then drains: stops fetching, finishes or

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 use voicehub_runtime::admin::{AdminServer, Readiness};
 use voicehub_runtime::kafka;
 use voicehub_runtime::settings::SettingsError;
+pub use voicehub_runtime::shutdown::ShutdownTrigger;
 
 use crate::auth::{SecretError, SourceSecrets};
 use crate::dedupe::Dedupe;
@@ -62,17 +63,6 @@ pub enum StartupError {
     Metrics(#[from] prometheus::Error),
 }
 
-/// Stops a running [`Application`] as SIGTERM does (drain, flush, exit).
-#[derive(Debug, Clone)]
-pub struct ShutdownTrigger(watch::Sender<bool>);
-
-impl ShutdownTrigger {
-    /// Starts the drain.
-    pub fn trigger(&self) {
-        self.0.send_replace(true);
-    }
-}
-
 /// A built ingress: listeners bound, producer created, not serving yet.
 pub struct Application {
     port: u16,
@@ -81,7 +71,7 @@ pub struct Application {
     state: web::Data<AppState>,
     readiness: Readiness,
     settings: IngressSettings,
-    shutdown: watch::Sender<bool>,
+    shutdown: ShutdownTrigger,
 }
 
 impl std::fmt::Debug for Application {
@@ -180,7 +170,7 @@ impl Application {
             state,
             readiness,
             settings,
-            shutdown: watch::channel(false).0,
+            shutdown: ShutdownTrigger::new(),
         })
     }
 
@@ -196,7 +186,7 @@ impl Application {
 
     /// A handle that starts the drain.
     pub fn shutdown_trigger(&self) -> ShutdownTrigger {
-        ShutdownTrigger(self.shutdown.clone())
+        self.shutdown.clone()
     }
 
     /// Serves until the shutdown trigger fires, then drains: readiness false, new requests
