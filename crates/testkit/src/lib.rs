@@ -4,9 +4,11 @@
 //! a free loopback port, storing in SQLite in a temporary directory (see [`Storage`]). Every test gets its own broker, so tests never
 //! see each other's records and need no unique topic names. The broker can be stopped and
 //! resumed on the same port with its data (to test outages), and records are read back with
-//! deadlines, never fixed sleeps.
+//! deadlines, never fixed sleeps. [`metrics`] reads a service's `/metrics` through a real
+//! Prometheus text parser.
 
 mod broker;
+pub mod metrics;
 mod read;
 
 pub use broker::{Storage, TestBroker};

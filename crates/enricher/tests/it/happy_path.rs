@@ -1,6 +1,7 @@
 use std::collections::HashSet;
 
 use voicehub_model::enriched::AnalysisEnriched;
+use voicehub_testkit::metrics::metric_value;
 
 use crate::helpers::{API_KEY, fixture, spawn_enricher};
 
@@ -57,18 +58,7 @@ async fn metrics_parse_and_count_outcomes_and_fetches() {
     enricher.dead_letters(1).await;
 
     let scrape = enricher.metrics().await;
-    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
-        scrape
-            .samples
-            .iter()
-            .filter(|s| s.metric == name)
-            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-            .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
-                _ => 0.0,
-            })
-            .sum()
-    };
+    let value = |name: &str, labels: &[(&str, &str)]| metric_value(&scrape, name, labels);
     assert_eq!(
         value(
             "voicehub_enricher_records_total",

@@ -11,6 +11,7 @@ use voicehub_model::record::Provenance;
 use voicehub_model::{Timestamp, Topics, parse_webhook};
 use voicehub_runtime::kafka;
 use voicehub_runtime::settings::{AdminSettings, KafkaSettings, LogSettings};
+use voicehub_testkit::metrics::{Scrape, scrape};
 use voicehub_testkit::{ConsumedRecord, TestBroker};
 
 pub const API_KEY: &str = "test-api-key";
@@ -240,14 +241,8 @@ async fn start(settings: &EnricherSettings) -> Instance {
 
 impl TestEnricher {
     /// A scrape of the admin server, parsed as Prometheus text.
-    pub async fn metrics(&self) -> prometheus_parse::Scrape {
-        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.admin_port))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
+    pub async fn metrics(&self) -> Scrape {
+        scrape(&format!("http://127.0.0.1:{}/metrics", self.admin_port)).await
     }
 
     /// Stops the running instance as SIGTERM does and waits for it.

@@ -1,6 +1,8 @@
 use serde_json::Value;
 
-use crate::helpers::{NEXT_SECRET, SECRET, sample, spawn_app, status_event};
+use voicehub_testkit::metrics::metric_value;
+
+use crate::helpers::{NEXT_SECRET, SECRET, spawn_app, status_event};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_or_wrong_secret_is_401_and_writes_nothing() {
@@ -26,7 +28,7 @@ async fn a_missing_or_wrong_secret_is_401_and_writes_nothing() {
     assert!(app.all_records().await.is_empty());
     let scrape = app.metrics().await;
     let failures = |reason| {
-        sample(
+        metric_value(
             &scrape,
             "voicehub_ingress_auth_failures_total",
             &[("source", "acme"), ("reason", reason)],
@@ -59,7 +61,7 @@ async fn the_second_active_secret_also_works_and_is_counted_by_slot() {
     );
     let scrape = app.metrics().await;
     assert_eq!(
-        sample(
+        metric_value(
             &scrape,
             "voicehub_ingress_auth_accepted_total",
             &[("source", "acme"), ("slot", "1")]

@@ -7,6 +7,7 @@ use voicehub_ingress::settings::{HttpSettings, SourceSettings};
 use voicehub_ingress::{Application, IngressSettings, ShutdownTrigger};
 use voicehub_model::Topics;
 use voicehub_runtime::settings::{AdminSettings, KafkaSettings, LogSettings};
+use voicehub_testkit::metrics::{Scrape, scrape};
 use voicehub_testkit::{ConsumedRecord, TestBroker};
 
 pub const SECRET: &str = "current-secret";
@@ -140,14 +141,8 @@ impl TestApp {
         }
     }
 
-    pub async fn metrics(&self) -> prometheus_parse::Scrape {
-        let text = reqwest::get(format!("{}/metrics", self.admin))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
+    pub async fn metrics(&self) -> Scrape {
+        scrape(&format!("{}/metrics", self.admin)).await
     }
 
     /// The `ce_id`s on the call-status topic, in partition then offset order.
@@ -171,20 +166,4 @@ impl TestApp {
         }
         all
     }
-}
-
-/// The value of a counter or gauge sample with these labels (0 when absent).
-pub fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
-        .sum()
 }

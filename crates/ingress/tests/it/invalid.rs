@@ -1,6 +1,8 @@
 use serde_json::Value;
 
-use crate::helpers::{SECRET, sample, spawn_app, spawn_app_with};
+use voicehub_testkit::metrics::metric_value;
+
+use crate::helpers::{SECRET, spawn_app, spawn_app_with};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unusable_bodies_are_400_and_dead_lettered_with_their_reason() {
@@ -42,7 +44,7 @@ async fn unusable_bodies_are_400_and_dead_lettered_with_their_reason() {
     });
     assert!(error_text.is_some(), "the error names the field");
     assert_eq!(
-        sample(
+        metric_value(
             &app.metrics().await,
             "voicehub_ingress_dead_letters_total",
             &[("reason", "invalid_json")]

@@ -1,4 +1,6 @@
-use crate::helpers::{SECRET, sample, spawn_app, status_event};
+use voicehub_testkit::metrics::metric_value;
+
+use crate::helpers::{SECRET, spawn_app, status_event};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_parse_as_prometheus_text_and_count_what_was_sent() {
@@ -14,7 +16,7 @@ async fn metrics_parse_as_prometheus_text_and_count_what_was_sent() {
 
     let scrape = app.metrics().await;
     let requests = |event_type, outcome| {
-        sample(
+        metric_value(
             &scrape,
             "voicehub_ingress_requests_total",
             &[
@@ -29,7 +31,7 @@ async fn metrics_parse_as_prometheus_text_and_count_what_was_sent() {
     assert_eq!(requests("none", "unauthorized"), 1.0);
     assert_eq!(requests("none", "invalid_payload"), 1.0);
     assert_eq!(
-        sample(
+        metric_value(
             &scrape,
             "voicehub_ingress_dedupe_hits_total",
             &[("source", "default")]
@@ -37,7 +39,7 @@ async fn metrics_parse_as_prometheus_text_and_count_what_was_sent() {
         1.0
     );
     assert_eq!(
-        sample(
+        metric_value(
             &scrape,
             "voicehub_ingress_request_duration_seconds_count",
             &[("outcome", "accepted")]
@@ -46,7 +48,7 @@ async fn metrics_parse_as_prometheus_text_and_count_what_was_sent() {
     );
     // 3 events + 1 dead letter were produced and acknowledged.
     assert_eq!(
-        sample(
+        metric_value(
             &scrape,
             "voicehub_ingress_produce_duration_seconds_count",
             &[]
@@ -54,11 +56,11 @@ async fn metrics_parse_as_prometheus_text_and_count_what_was_sent() {
         4.0
     );
     assert_eq!(
-        sample(&scrape, "voicehub_ingress_in_flight_requests", &[]),
+        metric_value(&scrape, "voicehub_ingress_in_flight_requests", &[]),
         0.0
     );
     assert_eq!(
-        sample(&scrape, "voicehub_build_info", &[("service", "ingress")]),
+        metric_value(&scrape, "voicehub_build_info", &[("service", "ingress")]),
         1.0
     );
 }
