@@ -11,6 +11,13 @@ cd "$(dirname "$0")/../.."
 records=${1:-5000}
 delay=${2:-20}
 
+for port in 18480 18482 19490 19491 19492; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is in use (an earlier run still going?); its figures would be wrong" >&2
+    exit 1
+  fi
+done
+
 cargo build --release --locked -p voicehub-ingress -p voicehub-enricher -p voicehub-devstack >&2
 bin=target/release
 work=$(mktemp -d)

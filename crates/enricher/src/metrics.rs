@@ -1,7 +1,7 @@
 //! Every metric of the enricher, created once against the service's own registry.
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 use voicehub_runtime::metrics::LATENCY_BUCKETS;
 
@@ -18,10 +18,14 @@ pub struct EnricherMetrics {
     pub fetch_attempts: IntCounterVec,
     /// `voicehub_enricher_in_flight_records`
     pub in_flight: IntGauge,
+    /// `voicehub_enricher_backlog_bytes`: received records waiting for a slot.
+    pub backlog_bytes: IntGauge,
+    /// `voicehub_enricher_fetching_paused`: 1 while the backlog is full.
+    pub fetching_paused: IntGauge,
     /// `voicehub_enricher_consumer_lag{partition}` (librdkafka statistics)
     pub consumer_lag: IntGaugeVec,
     /// `voicehub_enricher_commit_errors_total`
-    pub commit_errors: IntCounterVec,
+    pub commit_errors: IntCounter,
 }
 
 impl EnricherMetrics {
@@ -46,6 +50,16 @@ impl EnricherMetrics {
             "Records being processed now.",
         )?;
         registry.register(Box::new(in_flight.clone()))?;
+        let backlog_bytes = IntGauge::new(
+            "voicehub_enricher_backlog_bytes",
+            "Received records waiting for a processing slot, in bytes.",
+        )?;
+        registry.register(Box::new(backlog_bytes.clone()))?;
+        let fetching_paused = IntGauge::new(
+            "voicehub_enricher_fetching_paused",
+            "1 while fetching is paused because the backlog is full.",
+        )?;
+        registry.register(Box::new(fetching_paused.clone()))?;
         let consumer_lag = IntGaugeVec::new(
             Opts::new(
                 "voicehub_enricher_consumer_lag",
@@ -54,6 +68,11 @@ impl EnricherMetrics {
             &["partition"],
         )?;
         registry.register(Box::new(consumer_lag.clone()))?;
+        let commit_errors = IntCounter::new(
+            "voicehub_enricher_commit_errors_total",
+            "Failed offset commits.",
+        )?;
+        registry.register(Box::new(commit_errors.clone()))?;
         Ok(Self {
             records: counter(
                 "voicehub_enricher_records_total",
@@ -72,12 +91,10 @@ impl EnricherMetrics {
                 &["result"],
             )?,
             in_flight,
+            backlog_bytes,
+            fetching_paused,
             consumer_lag,
-            commit_errors: counter(
-                "voicehub_enricher_commit_errors_total",
-                "Failed offset commits.",
-                &["kind"],
-            )?,
+            commit_errors,
         })
     }
 }

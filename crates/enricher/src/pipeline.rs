@@ -11,19 +11,17 @@
 //! its enriched record carries the same `ce_id` (derived from the source and the input
 //! `eventId`), so consumers can deduplicate.
 
-use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{Headers, Message};
 use rdkafka::statistics::Statistics;
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, TopicPartitionList};
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -41,16 +39,20 @@ use crate::tracker::OffsetTracker;
 
 const SOURCE_PREFIX: &str = "/voicehub/sources/";
 
-/// The consumer's callbacks: statistics and commit failures into the metrics, and a final
-/// commit plus a note to the loop when partitions are revoked.
+/// The consumer's callbacks: statistics and commit failures into the metrics, and a note to
+/// the loop when partitions are revoked.
 #[derive(Debug)]
 pub struct ConsumerStats {
     /// Metrics.
     pub metrics: EnricherMetrics,
     /// The input topic.
     pub topic: String,
-    /// Revoked partitions, for the loop to forget.
-    pub revoked: tokio::sync::mpsc::UnboundedSender<i32>,
+    /// Revoked partitions, for the loop to forget, each with the number of its revocation.
+    pub revoked: tokio::sync::mpsc::UnboundedSender<(i32, u64)>,
+    /// Revocations so far. A record received after revocation `n` carries `n`: the loop
+    /// forgets only the records of a revoked partition received before its revocation, not
+    /// those of the same partition assigned again since.
+    pub revocations: AtomicU64,
 }
 
 impl ClientContext for ConsumerStats {
@@ -70,26 +72,15 @@ impl ClientContext for ConsumerStats {
 }
 
 impl ConsumerContext for ConsumerStats {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
-            // Commit what finished while the partitions are still ours; records in flight
-            // are processed again by the next owner.
-            match consumer.commit_consumer_state(CommitMode::Sync) {
-                Ok(()) => {}
-                Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {}
-                Err(error) => {
-                    self.metrics
-                        .commit_errors
-                        .with_label_values(&["revoke"])
-                        .inc();
-                    warn!(
-                        error = &error as &dyn std::error::Error,
-                        "commit before revoke failed"
-                    );
-                }
-            }
+            // librdkafka commits the offsets stored so far (what finished) as part of the
+            // unassignment (auto commit is on); records in flight are processed again by the
+            // next owner. No commit here: a synchronous one blocks for as long as the
+            // coordinator is unreachable.
+            let revocation = self.revocations.fetch_add(1, Ordering::SeqCst) + 1;
             for element in partitions.elements_for_topic(&self.topic) {
-                let _ = self.revoked.send(element.partition());
+                let _ = self.revoked.send((element.partition(), revocation));
             }
             info!(partitions = partitions.count(), "partitions revoked");
         }
@@ -97,8 +88,8 @@ impl ConsumerContext for ConsumerStats {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(partitions) = rebalance {
-            // librdkafka keeps a partition's pause flag across a revoke and re-assign; the loop
-            // pauses again if it is still at its bound.
+            // librdkafka keeps a partition's pause flag across a revoke and re-assign; a loop
+            // that is still paused pauses again on the first record it receives.
             if let Err(error) = consumer.resume(partitions) {
                 debug!(%error, "resume after assignment failed");
             }
@@ -113,10 +104,7 @@ impl ConsumerContext for ConsumerStats {
             Err(e)
                 if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::NoOffset) => {}
             Err(error) => {
-                self.metrics
-                    .commit_errors
-                    .with_label_values(&["commit"])
-                    .inc();
+                self.metrics.commit_errors.inc();
                 warn!(
                     error = &error as &dyn std::error::Error,
                     "offset commit failed"
@@ -128,6 +116,61 @@ impl ConsumerContext for ConsumerStats {
 
 /// The consumer, type-named once.
 pub type InputConsumer = StreamConsumer<ConsumerStats>;
+
+/// How long a clean shutdown waits for the consumer to leave its group.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The input consumer, closed on a thread of its own. Closing leaves the group and waits for
+/// the broker, which can take long (or, with the broker gone, not end), so it never runs on
+/// the async runtime's threads: [`Self::close`] waits for it within a bound, and a plain drop
+/// (the task aborted) leaves it to finish in the background.
+pub struct OwnedConsumer(Option<InputConsumer>);
+
+impl OwnedConsumer {
+    /// Wraps a subscribed consumer.
+    pub fn new(consumer: InputConsumer) -> Self {
+        Self(Some(consumer))
+    }
+
+    /// Closes the consumer; false if that did not finish within `within`.
+    async fn close(mut self, within: Duration) -> bool {
+        let (done, closed) = tokio::sync::oneshot::channel();
+        if let Some(consumer) = self.0.take() {
+            std::thread::spawn(move || {
+                drop(consumer);
+                let _ = done.send(());
+            });
+        }
+        matches!(tokio::time::timeout(within, closed).await, Ok(Ok(())))
+    }
+}
+
+impl std::fmt::Debug for OwnedConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnedConsumer")
+            .field("open", &self.0.is_some())
+            .finish()
+    }
+}
+
+impl std::ops::Deref for OwnedConsumer {
+    type Target = InputConsumer;
+
+    fn deref(&self) -> &InputConsumer {
+        // Only `close` and `drop` take it, and both consume `self`.
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("consumer used after close"))
+    }
+}
+
+impl Drop for OwnedConsumer {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.0.take() {
+            std::thread::spawn(move || drop(consumer));
+        }
+    }
+}
 
 /// What happened to one input record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +184,8 @@ enum Outcome {
 /// An input record, owned.
 #[derive(Debug)]
 struct Input {
+    /// Revocations seen when it was received (see [`ConsumerStats::revocations`]).
+    generation: u64,
     partition: i32,
     offset: i64,
     key: Option<String>,
@@ -149,7 +194,7 @@ struct Input {
 }
 
 impl Input {
-    fn from_message<M: Message>(message: &M) -> Self {
+    fn from_message<M: Message>(message: &M, generation: u64) -> Self {
         let headers = message
             .headers()
             .map(|headers| {
@@ -166,6 +211,7 @@ impl Input {
             })
             .unwrap_or_default();
         Self {
+            generation,
             partition: message.partition(),
             offset: message.offset(),
             key: message
@@ -176,11 +222,45 @@ impl Input {
         }
     }
 
+    /// Bytes held, roughly: payload, key and headers.
+    fn size(&self) -> usize {
+        let headers: usize = self.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        self.payload.len() + self.key.as_ref().map_or(0, String::len) + headers
+    }
+
     fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Received records waiting for a slot, oldest first, with their total size.
+#[derive(Debug, Default)]
+struct Backlog {
+    records: VecDeque<Input>,
+    bytes: usize,
+}
+
+impl Backlog {
+    fn push(&mut self, input: Input) {
+        self.bytes += input.size();
+        self.records.push_back(input);
+    }
+
+    fn pop(&mut self) -> Option<Input> {
+        let input = self.records.pop_front()?;
+        self.bytes -= input.size();
+        Some(input)
+    }
+
+    /// Drops the records a revoked partition had before revocation `revocation`: its next
+    /// owner processes them.
+    fn forget(&mut self, partition: i32, revocation: u64) {
+        self.records
+            .retain(|input| input.partition != partition || input.generation >= revocation);
+        self.bytes = self.records.iter().map(Input::size).sum();
     }
 }
 
@@ -208,17 +288,19 @@ pub struct Worker {
 /// The loop.
 pub struct Pipeline {
     /// Subscribed consumer.
-    pub consumer: Arc<InputConsumer>,
+    pub consumer: OwnedConsumer,
     /// The input topic.
     pub topic: String,
     /// Shared by the tasks.
     pub worker: Arc<Worker>,
     /// Records in flight at most.
     pub max_in_flight: usize,
+    /// Received records waiting for a slot, in bytes, before fetching pauses.
+    pub max_backlog_bytes: usize,
     /// Bound on finishing in-flight records at shutdown.
     pub drain_timeout: Duration,
     /// Partitions revoked by rebalances (from [`ConsumerStats`]).
-    pub revoked: tokio::sync::mpsc::UnboundedReceiver<i32>,
+    pub revoked: tokio::sync::mpsc::UnboundedReceiver<(i32, u64)>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -226,6 +308,7 @@ impl std::fmt::Debug for Pipeline {
         f.debug_struct("Pipeline")
             .field("topic", &self.topic)
             .field("max_in_flight", &self.max_in_flight)
+            .field("max_backlog_bytes", &self.max_backlog_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -233,33 +316,64 @@ impl std::fmt::Debug for Pipeline {
 impl Pipeline {
     /// Runs until `stop` turns true, then finishes or abandons in-flight records within the
     /// drain timeout and commits what finished.
+    ///
+    /// # Flow control
+    ///
+    /// The loop always polls, so rebalances are served and the consumer stays within
+    /// `max.poll.interval.ms` however long records take. Received records wait in a local
+    /// backlog until one of the `max_in_flight` slots is free. When the backlog holds
+    /// `max_backlog_bytes`, the partitions are paused; they resume once it has drained to half.
+    /// The hysteresis matters: a pause discards librdkafka's prefetched records (they are
+    /// fetched again on resume), and pausing at every crossing of a single bound refetched the
+    /// same records over and over; against a broker slow to answer fetches, consumption
+    /// stopped altogether.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut tracker = OffsetTracker::default();
         let mut tasks = tokio::task::JoinSet::new();
+        let mut backlog = Backlog::default();
         let task_stop = stop.clone();
         let mut paused = false;
         loop {
-            while let Ok(partition) = self.revoked.try_recv() {
+            // Records start only below this point, so the tracker holds none received after
+            // a revocation it has not yet seen.
+            while let Ok((partition, revocation)) = self.revoked.try_recv() {
                 tracker.forget(partition);
+                backlog.forget(partition, revocation);
+            }
+            while tasks.len() < self.max_in_flight {
+                let Some(input) = backlog.pop() else {
+                    break;
+                };
+                tracker.started(input.partition, input.offset);
+                self.worker.metrics.in_flight.inc();
+                tasks.spawn(self.worker.clone().process(input, task_stop.clone()));
+            }
+            self.worker
+                .metrics
+                .backlog_bytes
+                .set(i64::try_from(backlog.bytes).unwrap_or(i64::MAX));
+            if !paused && backlog.bytes >= self.max_backlog_bytes {
+                self.set_paused(&mut paused, true);
+            } else if paused && backlog.bytes <= self.max_backlog_bytes / 2 {
+                self.set_paused(&mut paused, false);
             }
             tokio::select! {
                 biased;
                 () = stopped(&mut stop) => break,
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                     self.finish(joined, &mut tracker);
-                    if tasks.len() < self.max_in_flight {
-                        self.set_paused(&mut paused, false);
-                    }
                 }
-                received = self.consumer.recv(), if tasks.len() < self.max_in_flight => {
+                received = self.consumer.recv() => {
                     match received {
                         Ok(message) => {
-                            let input = Input::from_message(&message);
-                            tracker.started(input.partition, input.offset);
-                            self.worker.metrics.in_flight.inc();
-                            let worker = self.worker.clone();
-                            tasks.spawn(worker.process(input, task_stop.clone()));
-                            if tasks.len() >= self.max_in_flight {
+                            // Rebalance callbacks run inside `recv`, so the count already
+                            // includes any revocation that preceded this record.
+                            let generation =
+                                self.consumer.context().revocations.load(Ordering::SeqCst);
+                            backlog.push(Input::from_message(&message, generation));
+                            if paused {
+                                // From a partition assigned since the pause.
+                                paused = false;
                                 self.set_paused(&mut paused, true);
                             }
                         }
@@ -284,30 +398,24 @@ impl Pipeline {
             );
             tasks.abort_all();
         }
-        match self.consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) => {}
-            Err(error) if error.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {}
-            Err(error) => {
-                self.worker
-                    .metrics
-                    .commit_errors
-                    .with_label_values(&["final"])
-                    .inc();
-                warn!(
-                    error = &error as &dyn std::error::Error,
-                    "final commit failed"
-                );
-            }
+        // Closing commits the offsets stored so far (auto commit is on), on a thread of its
+        // own and within a bound: with the broker unreachable it would wait indefinitely.
+        if !self.consumer.close(CLOSE_TIMEOUT).await {
+            warn!(
+                timeout = ?CLOSE_TIMEOUT,
+                "consumer did not close in time (broker unreachable?): the last offsets may be \
+                 uncommitted and its partitions move after the session timeout"
+            );
         }
     }
 
-    /// Pauses (or resumes) fetching on the current assignment, so that at the in-flight bound
-    /// librdkafka stops prefetching as well as this loop stops polling.
+    /// Pauses (or resumes) fetching on the current assignment.
     fn set_paused(&self, paused: &mut bool, want: bool) {
         if *paused == want {
             return;
         }
         *paused = want;
+        self.worker.metrics.fetching_paused.set(i64::from(want));
         let result = self.consumer.assignment().and_then(|assignment| {
             if want {
                 self.consumer.pause(&assignment)

@@ -45,8 +45,11 @@ fn default_admin() -> AdminSettings {
 pub struct ConsumerSettings {
     /// Consumer group id.
     pub group_id: String,
-    /// Records processed at once; fetching stops while this many are in flight.
+    /// Records processed at once.
     pub max_in_flight: usize,
+    /// Received records waiting for a free slot, in bytes; at this bound fetching pauses until
+    /// half of it has been taken. librdkafka's own prefetch queue is bounded to half of it too.
+    pub max_backlog_bytes: usize,
     /// `session.timeout.ms`.
     pub session_timeout_ms: u64,
     /// `max.poll.interval.ms`.
@@ -63,6 +66,7 @@ impl Default for ConsumerSettings {
         Self {
             group_id: "voicehub-enricher".into(),
             max_in_flight: 16,
+            max_backlog_bytes: 8 * 1024 * 1024,
             session_timeout_ms: 10_000,
             max_poll_interval_ms: 300_000,
             commit_interval_ms: 1_000,
@@ -164,6 +168,12 @@ impl EnricherSettings {
             return Err(SettingsError::invalid(
                 "consumer.max_in_flight",
                 "must be above 0",
+            ));
+        }
+        if self.consumer.max_backlog_bytes < 64 * 1024 {
+            return Err(SettingsError::invalid(
+                "consumer.max_backlog_bytes",
+                "must be at least 65536",
             ));
         }
         if self.fetch.max_body_bytes == 0 || self.fetch.timeout_ms == 0 {

@@ -14,7 +14,7 @@ pub use voicehub_runtime::shutdown::ShutdownTrigger;
 
 use crate::fetch::{self, Access, ApiKey};
 use crate::metrics::EnricherMetrics;
-use crate::pipeline::{ConsumerStats, InputConsumer, Pipeline, Worker};
+use crate::pipeline::{ConsumerStats, InputConsumer, OwnedConsumer, Pipeline, Worker};
 use crate::settings::{EnricherSettings, SourceSettings};
 
 /// The readiness check that passes while consuming.
@@ -122,6 +122,10 @@ impl Application {
                 )
                 .set("auto.offset.reset", "earliest")
                 .set(
+                    "queued.max.messages.kbytes",
+                    (consumer.max_backlog_bytes / 2 / 1024).max(1).to_string(),
+                )
+                .set(
                     "session.timeout.ms",
                     consumer.session_timeout_ms.to_string(),
                 )
@@ -137,6 +141,7 @@ impl Application {
                 metrics: metrics.clone(),
                 topic: topics.analysis_result_ready.clone(),
                 revoked: revoked_tx,
+                revocations: std::sync::atomic::AtomicU64::new(0),
             })?
         };
         consumer.subscribe(&[&topics.analysis_result_ready])?;
@@ -151,7 +156,7 @@ impl Application {
                 error,
             })?;
         let pipeline = Pipeline {
-            consumer: Arc::new(consumer),
+            consumer: OwnedConsumer::new(consumer),
             topic: topics.analysis_result_ready.clone(),
             worker: Arc::new(Worker {
                 producer: producer.clone(),
@@ -164,6 +169,7 @@ impl Application {
                 metrics,
             }),
             max_in_flight: settings.consumer.max_in_flight,
+            max_backlog_bytes: settings.consumer.max_backlog_bytes,
             drain_timeout: Duration::from_millis(settings.consumer.drain_timeout_ms),
             revoked,
         };

@@ -178,6 +178,7 @@ pub async fn spawn_enricher_with(customise: impl FnOnce(&mut EnricherSettings)) 
         consumer: ConsumerSettings {
             group_id: "enricher-test".into(),
             max_in_flight: 4,
+            max_backlog_bytes: 64 * 1024,
             session_timeout_ms: 6_000,
             max_poll_interval_ms: 7_000,
             commit_interval_ms: 200,
@@ -273,6 +274,25 @@ impl TestEnricher {
 
     /// Produces an `AnalysisResultReady` record (as the ingress would) whose URL is `url`.
     pub async fn send_event(&self, event_id: &str, call_id: &str, url: &str) {
+        self.send_events(&[(event_id, call_id, url)]).await;
+    }
+
+    /// Produces `AnalysisResultReady` records (event id, call id, URL) through one producer.
+    pub async fn send_events(&self, events: &[(&str, &str, &str)]) {
+        let producer =
+            kafka::create_producer(&self.kafka, rdkafka::client::DefaultClientContext).unwrap();
+        for &(event_id, call_id, url) in events {
+            self.produce_event(&producer, event_id, call_id, url).await;
+        }
+    }
+
+    async fn produce_event(
+        &self,
+        producer: &rdkafka::producer::FutureProducer,
+        event_id: &str,
+        call_id: &str,
+        url: &str,
+    ) {
         let body = serde_json::json!({
             "eventType": "AnalysisResultReady",
             "eventId": event_id,
@@ -287,10 +307,8 @@ impl TestEnricher {
             received_at: Timestamp::parse("2025-10-14T09:28:00Z").unwrap(),
             bridge_version: "test",
         });
-        let producer =
-            kafka::create_producer(&self.kafka, rdkafka::client::DefaultClientContext).unwrap();
         kafka::produce(
-            &producer,
+            producer,
             &self.topics.analysis_result_ready,
             &record,
             Duration::from_secs(10),

@@ -6,5 +6,6 @@
 mod helpers;
 
 mod failures;
+mod flow_control;
 mod happy_path;
 mod restart;

@@ -140,3 +140,19 @@ async fn a_rebalance_to_a_second_instance_loses_nothing() {
     second.trigger.trigger();
     assert!(second.task.await.unwrap().is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_with_the_broker_gone_still_exits_in_bounded_time() {
+    let mut enricher = spawn_enricher().await;
+    enricher
+        .send_event("e0", "c0", &enricher.api.url("/r/x"))
+        .await;
+    enricher.enriched(1).await;
+
+    // Act
+    enricher.broker.stop().await;
+    let stopped = tokio::time::timeout(Duration::from_secs(30), enricher.stop()).await;
+
+    // Assert: drain (3 s), close (5 s) and flush (3 s) are each bounded.
+    assert!(matches!(stopped, Ok(Ok(()))), "{stopped:?}");
+}
