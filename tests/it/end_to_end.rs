@@ -1,0 +1,207 @@
+//! Simulator → ingress → broker → enricher → enriched topic, all real, in one process.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use voicehub_enricher::EnricherSettings;
+use voicehub_enricher::settings::{ConsumerSettings, SourceSettings as EnricherSource};
+use voicehub_ingress::IngressSettings;
+use voicehub_ingress::settings::{HttpSettings, SourceSettings as IngressSource};
+use voicehub_model::enriched::AnalysisEnriched;
+use voicehub_runtime::settings::{AdminSettings, KafkaSettings};
+use voicehub_simulator::{AnalysisApi, AnalysisTrouble, SendOptions, Trouble, simulate};
+use voicehub_testkit::{ConsumedRecord, TestBroker};
+
+const CALLS: usize = 300;
+const SECRET: &str = "e2e-secret";
+const API_KEY: &str = "e2e-api-key";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_acknowledged_call_event_lands_in_order_and_every_analysis_is_enriched() {
+    let broker = TestBroker::start().await.unwrap();
+    let mut kafka = KafkaSettings {
+        bootstrap_servers: broker.bootstrap_servers(),
+        ..KafkaSettings::default()
+    };
+    kafka.provision.create_topics = true;
+    kafka.provision.partitions = 3;
+    kafka.provision.replication_factor = 1;
+    let topics = kafka.topics.clone();
+    let secrets = tempfile::tempdir().unwrap();
+    let (secret_file, key_file) = (secrets.path().join("secret"), secrets.path().join("key"));
+    std::fs::write(&secret_file, SECRET).unwrap();
+    std::fs::write(&key_file, API_KEY).unwrap();
+    let admin = || AdminSettings {
+        listen: "127.0.0.1:0".into(),
+    };
+
+    let ingress = voicehub_ingress::Application::build(IngressSettings {
+        http: HttpSettings {
+            listen: "127.0.0.1:0".into(),
+            ..HttpSettings::default()
+        },
+        dedupe: Default::default(),
+        sources: BTreeMap::from([(
+            "default".to_owned(),
+            IngressSource {
+                secret_envs: Vec::new(),
+                secret_files: vec![secret_file],
+                secret_reload_ms: 5_000,
+            },
+        )]),
+        kafka: kafka.clone(),
+        admin: admin(),
+        log: Default::default(),
+    })
+    .await
+    .unwrap();
+    let webhook_url = format!("http://127.0.0.1:{}/webhooks/voicehub", ingress.port());
+    let ingress_stop = ingress.shutdown_trigger();
+    let ingress_task = tokio::spawn(ingress.run_until_stopped());
+
+    // Slow-ish and failing once per analysis: the enricher retries.
+    let api = AnalysisApi::start(
+        "127.0.0.1:0",
+        API_KEY,
+        AnalysisTrouble {
+            delay: Duration::from_millis(5),
+            fail_first: 1,
+        },
+    )
+    .unwrap();
+    let mut enricher_settings = EnricherSettings {
+        consumer: ConsumerSettings {
+            group_id: "e2e".into(),
+            session_timeout_ms: 6_000,
+            ..ConsumerSettings::default()
+        },
+        fetch: Default::default(),
+        retry: Default::default(),
+        sources: BTreeMap::from([(
+            "default".to_owned(),
+            EnricherSource {
+                api_key_env: None,
+                api_key_file: Some(key_file),
+                allowed_hosts: vec![api.host()],
+                allow_http: true,
+            },
+        )]),
+        kafka,
+        admin: admin(),
+        log: Default::default(),
+    };
+    enricher_settings.retry.initial_backoff_ms = 50;
+    let enricher = voicehub_enricher::Application::build(enricher_settings)
+        .await
+        .unwrap();
+    let enricher_stop = enricher.shutdown_trigger();
+    let enricher_task = tokio::spawn(enricher.run_until_stopped());
+
+    // Act
+    let report = simulate(SendOptions {
+        webhook_url,
+        secret: SECRET.into(),
+        calls: CALLS,
+        concurrency: 16,
+        calls_per_second: None,
+        retries: 3,
+        retry_delay: Duration::from_millis(100),
+        timeout: Duration::from_secs(10),
+        analysis_base: api.base_url(),
+        run: "e2e".into(),
+        trouble: Trouble {
+            duplicate_every: Some(9),
+            out_of_order_every: Some(7),
+            malformed_every: Some(25),
+        },
+    })
+    .await;
+
+    // Assert: what the simulator was told, then what the topics hold.
+    let malformed = CALLS.div_ceil(25);
+    assert_eq!(report.refused, malformed, "{report:?}");
+    assert_eq!(report.acknowledged, report.webhooks - malformed);
+    assert!(report.duplicates_sent > 0);
+
+    let mut acked_by_type: HashMap<&str, Vec<&voicehub_simulator::Acknowledged>> = HashMap::new();
+    for ack in &report.acked {
+        acked_by_type.entry(ack.event_type).or_default().push(ack);
+    }
+    for (event_type, topic) in [
+        ("CallStatusChanged", &topics.call_status_changed),
+        ("RecordingsAvailable", &topics.recordings_available),
+        ("AnalysisResultReady", &topics.analysis_result_ready),
+    ] {
+        let acked = &acked_by_type[event_type];
+        let records = broker.read_all(topic).await.unwrap();
+        assert_eq!(
+            records.len(),
+            acked.len(),
+            "{topic}: one record per acknowledged event"
+        );
+        assert_eq!(
+            per_call(&records),
+            per_call_acked(acked),
+            "{topic}: per-call order"
+        );
+    }
+
+    // Every malformed attempt (first try and 3 retries) is a dead letter of the ingress.
+    let dead = broker
+        .wait_for_records(&topics.dead_letter, malformed * 4, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), malformed * 4);
+
+    // Every analysis is enriched; a redelivery would carry the same id.
+    let analyses = &acked_by_type["AnalysisResultReady"];
+    let expected: HashSet<String> = analyses
+        .iter()
+        .filter_map(|a| a.event_id.as_deref())
+        .map(|id| AnalysisEnriched::ce_id("default", id))
+        .collect();
+    let enriched = broker
+        .wait_for_records(
+            &topics.analysis_enriched,
+            expected.len(),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let ids: HashSet<String> = enriched
+        .iter()
+        .filter_map(|r| r.header("ce_id").map(str::to_owned))
+        .collect();
+    assert_eq!(ids, expected);
+
+    ingress_stop.trigger();
+    enricher_stop.trigger();
+    assert!(ingress_task.await.unwrap().is_ok());
+    assert!(enricher_task.await.unwrap().is_ok());
+    api.stop().await;
+}
+
+/// Event ids per call (the key), in topic order.
+fn per_call(records: &[ConsumedRecord]) -> HashMap<String, Vec<String>> {
+    let mut sorted: Vec<&ConsumedRecord> = records.iter().collect();
+    sorted.sort_by_key(|r| (r.partition, r.offset));
+    let mut calls: HashMap<String, Vec<String>> = HashMap::new();
+    for record in sorted {
+        let key = record.key.clone().unwrap_or_default();
+        let id = record.header("ce_id").unwrap_or_default().to_owned();
+        calls.entry(key).or_default().push(id);
+    }
+    calls
+}
+
+/// Event ids per call, in acknowledgement order.
+fn per_call_acked(acked: &[&voicehub_simulator::Acknowledged]) -> HashMap<String, Vec<String>> {
+    let mut calls: HashMap<String, Vec<String>> = HashMap::new();
+    for ack in acked {
+        calls
+            .entry(ack.call_id.clone())
+            .or_default()
+            .push(ack.event_id.clone().unwrap_or_default());
+    }
+    calls
+}
