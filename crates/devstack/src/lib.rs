@@ -1,5 +1,8 @@
 //! Local tooling: `voicehub-dev` runs the bridge with an embedded broker, `voicehub-load`
-//! drives webhook load at it (and serves the bare-HTTP baseline for benchmarks).
+//! drives webhook load at it (and serves the bare-HTTP baseline for benchmarks),
+//! `voicehub-tail` prints a topic's records.
+
+pub mod stack;
 
 /// Reads `--name value` flags; `None` when absent.
 pub fn flag(args: &[String], name: &str) -> Option<String> {

@@ -1,12 +1,15 @@
-//! `voicehub-dev`: the bridge on this machine, nothing to install.
+//! `voicehub-dev`: the whole bridge on this machine, nothing to install.
 //!
 //! Starts an embedded Kafka-compatible broker (tansu, SQLite in a temporary directory), creates
-//! the topics, and runs the ingress on loopback with a development secret. Ctrl-C stops it all
-//! cleanly.
+//! the topics, runs the ingress and the enricher on loopback, serves a stand-in analysis API,
+//! and plays simulated VoiceHub calls at a steady rate, printing a summary every few seconds.
+//! Ctrl-C stops it all cleanly.
 //!
-//! Flags: `--port` (8080), `--admin-port` (9090), `--broker-port` (9092), `--secret`
-//! (`dev-secret`), `--storage sqlite|memory` (sqlite), `--broker-only` (no ingress: for running
-//! the services yourself or for benchmarks).
+//! Flags: `--port` (8080), `--admin-port` (9090; the enricher's is the next one), `--broker-port`
+//! (9092), `--api-port` (8090, the stand-in analysis API), `--secret` (`dev-secret`),
+//! `--api-key` (`dev-api-key`), `--rate` (simulated calls per second, 2), `--no-sim` (no
+//! simulated calls: send your own), `--storage sqlite|memory` (sqlite), `--broker-only` (the
+//! broker alone: for running the services yourself or for benchmarks).
 
 #![allow(clippy::print_stdout)] // a command-line tool: stdout is its interface
 
@@ -14,10 +17,14 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use voicehub_devstack::{flag, number_flag};
-use voicehub_ingress::settings::{HttpSettings, SourceSettings};
-use voicehub_ingress::{Application, IngressSettings};
+use voicehub_enricher::EnricherSettings;
+use voicehub_enricher::settings::SourceSettings as EnricherSource;
+use voicehub_ingress::IngressSettings;
+use voicehub_ingress::settings::{HttpSettings, SourceSettings as IngressSource};
 use voicehub_runtime::settings::{AdminSettings, KafkaSettings, LogFormat, LogSettings};
+use voicehub_runtime::shutdown::ShutdownTrigger;
 use voicehub_runtime::{shutdown, telemetry};
+use voicehub_simulator::{AnalysisApi, AnalysisTrouble};
 use voicehub_testkit::{Storage, TestBroker};
 
 #[tokio::main]
@@ -27,6 +34,10 @@ async fn main() -> anyhow::Result<()> {
     let admin_port: u16 = number_flag(&args, "--admin-port", 9090)?;
     let broker_port: u16 = number_flag(&args, "--broker-port", 9092)?;
     let secret = flag(&args, "--secret").unwrap_or_else(|| "dev-secret".into());
+    let api_port: u16 = number_flag(&args, "--api-port", 8090)?;
+    let api_key = flag(&args, "--api-key").unwrap_or_else(|| "dev-api-key".into());
+    let rate: f64 = number_flag(&args, "--rate", 2.0)?;
+    let no_sim = args.iter().any(|a| a == "--no-sim");
     let broker_only = args.iter().any(|a| a == "--broker-only");
     let storage = match flag(&args, "--storage").as_deref() {
         None | Some("sqlite") => Storage::Sqlite,
@@ -37,7 +48,8 @@ async fn main() -> anyhow::Result<()> {
     let log = LogSettings {
         format: LogFormat::Text,
         level: "info,tansu_broker=warn,tansu_storage=warn,tansu_sans_io=warn,tansu_service=warn,\
-                tansu_schema=warn,actix_server=warn"
+                tansu_schema=warn,actix_server=warn,librdkafka=error,rdkafka=error,\
+                voicehub_enricher::pipeline=warn,voicehub_ingress::routes=warn"
             .into(),
     };
     telemetry::init(&log)?;
@@ -66,9 +78,12 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let secret_dir = tempfile::tempdir()?;
-    let secret_file = secret_dir.path().join("default");
+    let secret_file = secret_dir.path().join("secret");
     std::fs::write(&secret_file, &secret)?;
-    let settings = IngressSettings {
+    let key_file = secret_dir.path().join("api-key");
+    std::fs::write(&key_file, &api_key)?;
+
+    let ingress = voicehub_ingress::Application::build(IngressSettings {
         http: HttpSettings {
             listen: format!("127.0.0.1:{port}"),
             ..HttpSettings::default()
@@ -76,39 +91,98 @@ async fn main() -> anyhow::Result<()> {
         dedupe: Default::default(),
         sources: BTreeMap::from([(
             "default".to_owned(),
-            SourceSettings {
+            IngressSource {
                 secret_envs: Vec::new(),
                 secret_files: vec![secret_file],
                 secret_reload_ms: 5_000,
             },
         )]),
-        kafka,
+        kafka: kafka.clone(),
         admin: AdminSettings {
             listen: format!("127.0.0.1:{admin_port}"),
         },
+        log: log.clone(),
+    })
+    .await?;
+    let api = AnalysisApi::start(
+        &format!("127.0.0.1:{api_port}"),
+        &api_key,
+        AnalysisTrouble::default(),
+    )
+    .with_context(|| format!("starting the stand-in analysis API on 127.0.0.1:{api_port}"))?;
+    let enricher = voicehub_enricher::Application::build(EnricherSettings {
+        consumer: Default::default(),
+        fetch: Default::default(),
+        retry: Default::default(),
+        sources: BTreeMap::from([(
+            "default".to_owned(),
+            EnricherSource {
+                api_key_env: None,
+                api_key_file: Some(key_file),
+                // VoiceHub itself, and the stand-in (plain HTTP on loopback).
+                allowed_hosts: vec!["voicehub.dataqueue.ai".into(), api.host()],
+                allow_http: true,
+            },
+        )]),
+        kafka: kafka.clone(),
+        admin: AdminSettings {
+            listen: format!("127.0.0.1:{}", admin_port + 1),
+        },
         log,
-    };
-    let app = Application::build(settings).await?;
+    })
+    .await?;
+
+    let webhook_url = format!("http://127.0.0.1:{}/webhooks/voicehub", ingress.port());
+    println!("ingress  {webhook_url}  (x-webhook-secret: {secret})");
     println!(
-        "ingress  http://127.0.0.1:{}/webhooks/voicehub  (x-webhook-secret: {secret})",
-        app.port()
+        "admin    ingress http://127.0.0.1:{}/metrics, enricher http://127.0.0.1:{}/metrics  (/livez /readyz)",
+        ingress.admin_port(),
+        enricher.admin_port()
     );
     println!(
-        "admin    http://127.0.0.1:{}/metrics  /livez  /readyz",
-        app.admin_port()
+        "analysis {}/{{id}}  (x-dq-api-key: {api_key})",
+        api.base_url()
     );
     println!(
-        "try      curl -si http://127.0.0.1:{}/webhooks/voicehub -H 'x-webhook-secret: {secret}' \
-         -d @tests/fixtures/voicehub/call-status-changed.json",
-        app.port()
+        "try      curl -si {webhook_url} -H 'x-webhook-secret: {secret}' \
+         -d @tests/fixtures/voicehub/call-status-changed.json"
+    );
+    println!(
+        "tail     cargo run -p voicehub-devstack --bin voicehub-tail -- --brokers {} --topic {} --follow",
+        broker.bootstrap_servers(),
+        kafka.topics.analysis_enriched
     );
     println!("Ctrl-C stops everything.");
-    let trigger = app.shutdown_trigger();
-    tokio::spawn(async move {
-        let _ = shutdown::terminate_signal().await;
-        trigger.trigger();
-    });
-    app.run_until_stopped().await?;
+
+    let stopping = ShutdownTrigger::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let (ingress_stop, enricher_stop) = (ingress.shutdown_trigger(), enricher.shutdown_trigger());
+    let ingress_task = tokio::spawn(ingress.run_until_stopped());
+    let enricher_task = tokio::spawn(enricher.run_until_stopped());
+    if !no_sim {
+        tasks.spawn(voicehub_devstack::stack::play_calls(
+            webhook_url,
+            secret,
+            api.base_url(),
+            rate,
+            stopping.subscribe(),
+        ));
+    }
+    tasks.spawn(voicehub_devstack::stack::summarise(
+        broker.client_config(),
+        kafka.topics.clone(),
+        stopping.subscribe(),
+    ));
+
+    shutdown::terminate_signal().await?;
+    println!("stopping");
+    stopping.trigger();
+    while tasks.join_next().await.is_some() {}
+    ingress_stop.trigger();
+    enricher_stop.trigger();
+    ingress_task.await??;
+    enricher_task.await??;
+    api.stop().await;
     drop(broker);
     Ok(())
 }

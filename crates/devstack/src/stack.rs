@@ -1,0 +1,99 @@
+//! The local stack's two loops: simulated calls, and the summary line.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use tokio::sync::watch;
+use voicehub_model::Topics;
+use voicehub_simulator::{SendOptions, Trouble, simulate};
+
+/// Plays calls at `rate` per second in batches of five seconds' worth, with some trouble
+/// (duplicates, out-of-order statuses, a malformed body now and then), until `stop`.
+pub async fn play_calls(
+    webhook_url: String,
+    secret: String,
+    analysis_base: String,
+    rate: f64,
+    mut stop: watch::Receiver<bool>,
+) {
+    let calls = ((rate * 5.0).round() as usize).max(1);
+    for batch in 1.. {
+        let options = SendOptions {
+            webhook_url: webhook_url.clone(),
+            secret: secret.clone(),
+            calls,
+            concurrency: calls,
+            calls_per_second: Some(rate),
+            retries: 3,
+            retry_delay: Duration::from_secs(1),
+            timeout: Duration::from_secs(10),
+            analysis_base: analysis_base.clone(),
+            run: format!("{}-{batch}", std::process::id()),
+            trouble: Trouble {
+                duplicate_every: Some(10),
+                out_of_order_every: Some(7),
+                malformed_every: Some(50),
+            },
+        };
+        tokio::select! {
+            report = simulate(options) => tracing::info!(
+                calls = report.calls,
+                acknowledged = report.acknowledged,
+                refused = report.refused,
+                duplicates = report.duplicates_sent,
+                "simulated calls sent"
+            ),
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// Prints the records on each topic every five seconds until `stop`.
+pub async fn summarise(client: ClientConfig, topics: Topics, mut stop: watch::Receiver<bool>) {
+    let Ok(consumer) = client.create::<BaseConsumer>() else {
+        tracing::warn!("no summary: could not create a client");
+        return;
+    };
+    let consumer = std::sync::Arc::new(consumer);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        let (consumer, topics) = (consumer.clone(), topics.clone());
+        let counts = tokio::task::spawn_blocking(move || {
+            topics
+                .all()
+                .iter()
+                .map(|(_, name)| format!("{} {}", short(name), records_on(&consumer, name)))
+                .collect::<Vec<_>>()
+                .join(" · ")
+        })
+        .await
+        .unwrap_or_default();
+        tracing::info!("records  {counts}");
+    }
+}
+
+fn short(topic: &str) -> &str {
+    topic
+        .strip_prefix("voicehub.")
+        .and_then(|t| t.strip_suffix(".v1"))
+        .unwrap_or(topic)
+}
+
+/// The sum of the high watermarks of the topic's partitions.
+fn records_on(consumer: &BaseConsumer, topic: &str) -> i64 {
+    let timeout = Duration::from_secs(2);
+    let Ok(metadata) = consumer.fetch_metadata(Some(topic), timeout) else {
+        return 0;
+    };
+    metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions())
+        .filter_map(|p| consumer.fetch_watermarks(topic, p.id(), timeout).ok())
+        .map(|(low, high)| high - low)
+        .sum()
+}
