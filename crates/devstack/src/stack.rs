@@ -49,13 +49,21 @@ pub async fn play_calls(
     }
 }
 
-/// Prints the records on each topic every five seconds until `stop`.
-pub async fn summarise(client: ClientConfig, topics: Topics, mut stop: watch::Receiver<bool>) {
+/// Prints the records on each topic and the enricher's latency (from `enricher_metrics`, its
+/// `/metrics` URL) every five seconds until `stop`.
+pub async fn summarise(
+    client: ClientConfig,
+    topics: Topics,
+    enricher_metrics: String,
+    mut stop: watch::Receiver<bool>,
+) {
     let Ok(consumer) = client.create::<BaseConsumer>() else {
         tracing::warn!("no summary: could not create a client");
         return;
     };
     let consumer = std::sync::Arc::new(consumer);
+    let http = reqwest::Client::new();
+    let mut last = (0.0, 0.0);
     loop {
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(5)) => {}
@@ -73,7 +81,32 @@ pub async fn summarise(client: ClientConfig, topics: Topics, mut stop: watch::Re
         .await
         .unwrap_or_default();
         tracing::info!("records  {counts}");
+        let now = latency_sum_and_count(&http, &enricher_metrics).await;
+        if now.1 > last.1 {
+            let average_ms = (now.0 - last.0) / (now.1 - last.1) * 1_000.0;
+            tracing::info!(
+                "enriched {} in the last 5 s, {average_ms:.0} ms on average from webhook to enriched record",
+                now.1 - last.1
+            );
+        }
+        last = now;
     }
+}
+
+/// The sum and count of `voicehub_enricher_enrichment_latency_seconds`, (0, 0) if unreadable.
+async fn latency_sum_and_count(http: &reqwest::Client, url: &str) -> (f64, f64) {
+    let Ok(text) = async { http.get(url).send().await?.text().await }.await else {
+        return (0.0, 0.0);
+    };
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        value("voicehub_enricher_enrichment_latency_seconds_sum "),
+        value("voicehub_enricher_enrichment_latency_seconds_count "),
+    )
 }
 
 fn short(topic: &str) -> &str {

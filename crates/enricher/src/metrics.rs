@@ -1,7 +1,8 @@
 //! Every metric of the enricher, created once against the service's own registry.
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 use voicehub_runtime::metrics::LATENCY_BUCKETS;
 
@@ -14,6 +15,9 @@ pub struct EnricherMetrics {
     pub dead_letters: IntCounterVec,
     /// `voicehub_enricher_fetch_duration_seconds{result}`: `ok` or a failure reason.
     pub fetch_duration: HistogramVec,
+    /// `voicehub_enricher_enrichment_latency_seconds`: from the ingress receiving the webhook
+    /// to the enriched record being acknowledged.
+    pub enrichment_latency: Histogram,
     /// `voicehub_enricher_fetch_attempts_total{result}`
     pub fetch_attempts: IntCounterVec,
     /// `voicehub_enricher_in_flight_records`
@@ -45,6 +49,17 @@ impl EnricherMetrics {
             &["result"],
         )?;
         registry.register(Box::new(fetch_duration.clone()))?;
+        let enrichment_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "voicehub_enricher_enrichment_latency_seconds",
+                "From the ingress receiving the webhook to the enriched record acknowledged.",
+            )
+            // Up to the retry budget: an analysis can take minutes to become ready.
+            .buckets(vec![
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+            ]),
+        )?;
+        registry.register(Box::new(enrichment_latency.clone()))?;
         let in_flight = IntGauge::new(
             "voicehub_enricher_in_flight_records",
             "Records being processed now.",
@@ -85,6 +100,7 @@ impl EnricherMetrics {
                 &["reason"],
             )?,
             fetch_duration,
+            enrichment_latency,
             fetch_attempts: counter(
                 "voicehub_enricher_fetch_attempts_total",
                 "Analysis fetch attempts by result class.",

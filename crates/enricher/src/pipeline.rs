@@ -557,9 +557,10 @@ impl Worker {
             }
         };
 
+        let received_at = received_at(input);
         let provenance = Provenance {
             source,
-            received_at: received_at(input),
+            received_at,
             bridge_version: BRIDGE_VERSION,
         };
         let enriched = AnalysisEnriched::new(&event, analysis, now()).to_record(&provenance);
@@ -567,7 +568,13 @@ impl Worker {
             .deliver(&self.topics.analysis_enriched, &enriched, stop)
             .await
         {
-            Delivery::Done => Outcome::Enriched,
+            Delivery::Done => {
+                let latency = OffsetDateTime::now_utc() - received_at.instant();
+                self.metrics
+                    .enrichment_latency
+                    .observe(latency.as_seconds_f64().max(0.0));
+                Outcome::Enriched
+            }
             Delivery::Abandoned => Outcome::Abandoned,
             Delivery::TooLarge => {
                 let error = format!(

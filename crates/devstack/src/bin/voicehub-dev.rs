@@ -157,6 +157,7 @@ async fn main() -> anyhow::Result<()> {
     let stopping = ShutdownTrigger::new();
     let mut tasks = tokio::task::JoinSet::new();
     let (ingress_stop, enricher_stop) = (ingress.shutdown_trigger(), enricher.shutdown_trigger());
+    let enricher_admin_port = enricher.admin_port();
     let ingress_task = tokio::spawn(ingress.run_until_stopped());
     let enricher_task = tokio::spawn(enricher.run_until_stopped());
     if !no_sim {
@@ -171,6 +172,7 @@ async fn main() -> anyhow::Result<()> {
     tasks.spawn(voicehub_devstack::stack::summarise(
         broker.client_config(),
         kafka.topics.clone(),
+        format!("http://127.0.0.1:{enricher_admin_port}/metrics"),
         stopping.subscribe(),
     ));
 
