@@ -112,6 +112,10 @@ impl TestBroker {
         if self.is_running() {
             return Ok(());
         }
+        // Another process on the port would answer the readiness probe below in our place.
+        std::net::TcpListener::bind(("127.0.0.1", self.port)).map_err(|e| {
+            TestkitError::Broker(format!("cannot listen on 127.0.0.1:{}: {e}", self.port))
+        })?;
         let mut broker = self.broker.clone();
         self.task = Some(tokio::spawn(async move {
             if let Err(error) = broker.serve(tokio::time::Instant::now()).await {

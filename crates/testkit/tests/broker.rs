@@ -76,3 +76,15 @@ async fn a_stopped_broker_refuses_connections_and_resumes_with_its_data() -> any
     assert_eq!(values, [b"before".to_vec(), b"after".to_vec()]);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_port_already_taken_is_an_error_not_someone_elses_broker() -> anyhow::Result<()> {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = taken.local_addr()?.port();
+
+    let started = TestBroker::start_on(port, voicehub_testkit::Storage::Memory).await;
+
+    let err = started.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    Ok(())
+}
