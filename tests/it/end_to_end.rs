@@ -1,14 +1,11 @@
 //! Simulator → ingress → broker → enricher → enriched topic, all real, in one process.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use voicehub_enricher::EnricherSettings;
-use voicehub_enricher::settings::{ConsumerSettings, SourceSettings as EnricherSource};
-use voicehub_ingress::IngressSettings;
-use voicehub_ingress::settings::{HttpSettings, SourceSettings as IngressSource};
+use voicehub_devstack::stack;
 use voicehub_model::enriched::AnalysisEnriched;
-use voicehub_runtime::settings::{AdminSettings, KafkaSettings};
+use voicehub_runtime::settings::KafkaSettings;
 use voicehub_simulator::{AnalysisApi, AnalysisTrouble, SendOptions, Trouble, simulate};
 use voicehub_testkit::{ConsumedRecord, TestBroker};
 
@@ -31,30 +28,10 @@ async fn every_acknowledged_call_event_lands_in_order_and_every_analysis_is_enri
     let (secret_file, key_file) = (secrets.path().join("secret"), secrets.path().join("key"));
     std::fs::write(&secret_file, SECRET).unwrap();
     std::fs::write(&key_file, API_KEY).unwrap();
-    let admin = || AdminSettings {
-        listen: "127.0.0.1:0".into(),
-    };
-
-    let ingress = voicehub_ingress::Application::build(IngressSettings {
-        http: HttpSettings {
-            listen: "127.0.0.1:0".into(),
-            ..HttpSettings::default()
-        },
-        dedupe: Default::default(),
-        sources: BTreeMap::from([(
-            "default".to_owned(),
-            IngressSource {
-                secret_envs: Vec::new(),
-                secret_files: vec![secret_file],
-                secret_reload_ms: 5_000,
-            },
-        )]),
-        kafka: kafka.clone(),
-        admin: admin(),
-        log: Default::default(),
-    })
-    .await
-    .unwrap();
+    let ingress =
+        voicehub_ingress::Application::build(stack::ingress_settings(&kafka, 0, 0, secret_file))
+            .await
+            .unwrap();
     let webhook_url = format!("http://127.0.0.1:{}/webhooks/voicehub", ingress.port());
     let ingress_stop = ingress.shutdown_trigger();
     let ingress_task = tokio::spawn(ingress.run_until_stopped());
@@ -69,27 +46,9 @@ async fn every_acknowledged_call_event_lands_in_order_and_every_analysis_is_enri
         },
     )
     .unwrap();
-    let mut enricher_settings = EnricherSettings {
-        consumer: ConsumerSettings {
-            group_id: "e2e".into(),
-            session_timeout_ms: 6_000,
-            ..ConsumerSettings::default()
-        },
-        fetch: Default::default(),
-        retry: Default::default(),
-        sources: BTreeMap::from([(
-            "default".to_owned(),
-            EnricherSource {
-                api_key_env: None,
-                api_key_file: Some(key_file),
-                allowed_hosts: vec![api.host()],
-                allow_http: true,
-            },
-        )]),
-        kafka,
-        admin: admin(),
-        log: Default::default(),
-    };
+    let mut enricher_settings = stack::enricher_settings(&kafka, 0, key_file, vec![api.host()]);
+    enricher_settings.consumer.group_id = "e2e".into();
+    enricher_settings.consumer.session_timeout_ms = 6_000;
     enricher_settings.retry.initial_backoff_ms = 50;
     let enricher = voicehub_enricher::Application::build(enricher_settings)
         .await

@@ -1,12 +1,79 @@
-//! The local stack's two loops: simulated calls, and the summary line.
+//! The local stack: the settings of its two services, and its two loops (simulated calls,
+//! the summary line). The end-to-end test builds the same stack.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::watch;
+use voicehub_enricher::EnricherSettings;
+use voicehub_enricher::settings::SourceSettings as EnricherSource;
+use voicehub_ingress::IngressSettings;
+use voicehub_ingress::settings::{HttpSettings, SourceSettings as IngressSource};
 use voicehub_model::Topics;
+use voicehub_runtime::settings::{AdminSettings, KafkaSettings};
 use voicehub_simulator::{SendOptions, Trouble, simulate};
+
+/// The ingress on loopback `port` (admin on `admin_port`; 0 for any), one `default` source
+/// whose secret is in `secret_file`.
+pub fn ingress_settings(
+    kafka: &KafkaSettings,
+    port: u16,
+    admin_port: u16,
+    secret_file: PathBuf,
+) -> IngressSettings {
+    IngressSettings {
+        http: HttpSettings {
+            listen: format!("127.0.0.1:{port}"),
+            ..HttpSettings::default()
+        },
+        dedupe: Default::default(),
+        sources: BTreeMap::from([(
+            "default".to_owned(),
+            IngressSource {
+                secret_envs: Vec::new(),
+                secret_files: vec![secret_file],
+                secret_reload_ms: 5_000,
+            },
+        )]),
+        kafka: kafka.clone(),
+        admin: AdminSettings {
+            listen: format!("127.0.0.1:{admin_port}"),
+        },
+        log: Default::default(),
+    }
+}
+
+/// The enricher with its admin server on loopback `admin_port`, one `default` source whose
+/// API key is in `key_file`, fetching from `allowed_hosts` over HTTP or HTTPS.
+pub fn enricher_settings(
+    kafka: &KafkaSettings,
+    admin_port: u16,
+    key_file: PathBuf,
+    allowed_hosts: Vec<String>,
+) -> EnricherSettings {
+    EnricherSettings {
+        consumer: Default::default(),
+        fetch: Default::default(),
+        retry: Default::default(),
+        sources: BTreeMap::from([(
+            "default".to_owned(),
+            EnricherSource {
+                api_key_env: None,
+                api_key_file: Some(key_file),
+                allowed_hosts,
+                allow_http: true,
+            },
+        )]),
+        kafka: kafka.clone(),
+        admin: AdminSettings {
+            listen: format!("127.0.0.1:{admin_port}"),
+        },
+        log: Default::default(),
+    }
+}
 
 /// Plays calls at `rate` per second in batches of five seconds' worth, with some trouble
 /// (duplicates, out-of-order statuses, a malformed body now and then), until `stop`.

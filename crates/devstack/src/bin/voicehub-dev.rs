@@ -13,15 +13,11 @@
 
 #![allow(clippy::print_stdout)] // a command-line tool: stdout is its interface
 
-use std::collections::BTreeMap;
-
 use anyhow::Context;
-use voicehub_devstack::{flag, number_flag};
+use voicehub_devstack::{flag, number_flag, stack};
 use voicehub_enricher::EnricherSettings;
-use voicehub_enricher::settings::SourceSettings as EnricherSource;
 use voicehub_ingress::IngressSettings;
-use voicehub_ingress::settings::{HttpSettings, SourceSettings as IngressSource};
-use voicehub_runtime::settings::{AdminSettings, KafkaSettings, LogFormat, LogSettings};
+use voicehub_runtime::settings::{KafkaSettings, LogFormat, LogSettings};
 use voicehub_runtime::shutdown::ShutdownTrigger;
 use voicehub_runtime::{shutdown, telemetry};
 use voicehub_simulator::{AnalysisApi, AnalysisTrouble};
@@ -84,24 +80,8 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&key_file, &api_key)?;
 
     let ingress = voicehub_ingress::Application::build(IngressSettings {
-        http: HttpSettings {
-            listen: format!("127.0.0.1:{port}"),
-            ..HttpSettings::default()
-        },
-        dedupe: Default::default(),
-        sources: BTreeMap::from([(
-            "default".to_owned(),
-            IngressSource {
-                secret_envs: Vec::new(),
-                secret_files: vec![secret_file],
-                secret_reload_ms: 5_000,
-            },
-        )]),
-        kafka: kafka.clone(),
-        admin: AdminSettings {
-            listen: format!("127.0.0.1:{admin_port}"),
-        },
         log: log.clone(),
+        ..stack::ingress_settings(&kafka, port, admin_port, secret_file)
     })
     .await?;
     let api = AnalysisApi::start(
@@ -110,25 +90,11 @@ async fn main() -> anyhow::Result<()> {
         AnalysisTrouble::default(),
     )
     .with_context(|| format!("starting the stand-in analysis API on 127.0.0.1:{api_port}"))?;
+    // VoiceHub itself, and the stand-in (plain HTTP on loopback).
+    let allowed_hosts = vec!["voicehub.dataqueue.ai".into(), api.host()];
     let enricher = voicehub_enricher::Application::build(EnricherSettings {
-        consumer: Default::default(),
-        fetch: Default::default(),
-        retry: Default::default(),
-        sources: BTreeMap::from([(
-            "default".to_owned(),
-            EnricherSource {
-                api_key_env: None,
-                api_key_file: Some(key_file),
-                // VoiceHub itself, and the stand-in (plain HTTP on loopback).
-                allowed_hosts: vec!["voicehub.dataqueue.ai".into(), api.host()],
-                allow_http: true,
-            },
-        )]),
-        kafka: kafka.clone(),
-        admin: AdminSettings {
-            listen: format!("127.0.0.1:{}", admin_port + 1),
-        },
         log,
+        ..stack::enricher_settings(&kafka, admin_port + 1, key_file, allowed_hosts)
     })
     .await?;
 
@@ -161,7 +127,7 @@ async fn main() -> anyhow::Result<()> {
     let ingress_task = tokio::spawn(ingress.run_until_stopped());
     let enricher_task = tokio::spawn(enricher.run_until_stopped());
     if !no_sim {
-        tasks.spawn(voicehub_devstack::stack::play_calls(
+        tasks.spawn(stack::play_calls(
             webhook_url,
             secret,
             api.base_url(),
@@ -169,7 +135,7 @@ async fn main() -> anyhow::Result<()> {
             stopping.subscribe(),
         ));
     }
-    tasks.spawn(voicehub_devstack::stack::summarise(
+    tasks.spawn(stack::summarise(
         broker.client_config(),
         kafka.topics.clone(),
         format!("http://127.0.0.1:{enricher_admin_port}/metrics"),
