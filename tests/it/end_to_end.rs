@@ -7,6 +7,7 @@ use voicehub_devstack::stack;
 use voicehub_model::enriched::AnalysisEnriched;
 use voicehub_runtime::settings::KafkaSettings;
 use voicehub_simulator::{AnalysisApi, AnalysisTrouble, SendOptions, Trouble, simulate};
+use voicehub_testkit::metrics::scrape;
 use voicehub_testkit::{ConsumedRecord, TestBroker};
 
 const CALLS: usize = 300;
@@ -33,6 +34,7 @@ async fn every_acknowledged_call_event_lands_in_order_and_every_analysis_is_enri
             .await
             .unwrap();
     let webhook_url = format!("http://127.0.0.1:{}/webhooks/voicehub", ingress.port());
+    let ingress_admin = ingress.admin_port();
     let ingress_stop = ingress.shutdown_trigger();
     let ingress_task = tokio::spawn(ingress.run_until_stopped());
 
@@ -54,11 +56,12 @@ async fn every_acknowledged_call_event_lands_in_order_and_every_analysis_is_enri
         .await
         .unwrap();
     let enricher_stop = enricher.shutdown_trigger();
+    let enricher_admin = enricher.admin_port();
     let enricher_task = tokio::spawn(enricher.run_until_stopped());
 
     // Act
     let report = simulate(SendOptions {
-        webhook_url,
+        webhook_url: webhook_url.clone(),
         secret: SECRET.into(),
         calls: CALLS,
         concurrency: 16,
@@ -133,6 +136,50 @@ async fn every_acknowledged_call_event_lands_in_order_and_every_analysis_is_enri
         .collect();
     assert_eq!(ids, expected);
 
+    // The alert rules only name metrics the services export. Families appear once used, so
+    // first a wrong secret and an analysis URL off the allow-list (dead-lettered by the enricher).
+    let http = reqwest::Client::new();
+    let post = |secret: &'static str, body: serde_json::Value| {
+        http.post(&webhook_url)
+            .header("x-webhook-secret", secret)
+            .body(body.to_string())
+            .send()
+    };
+    assert_eq!(
+        post("wrong", serde_json::json!({})).await.unwrap().status(),
+        401
+    );
+    let forged = serde_json::json!({
+        "eventType": "AnalysisResultReady", "eventId": "forged-1", "callId": "forged",
+        "analysisId": "anl_forged", "timestamp": "2026-11-26T10:00:00Z",
+        "analysisResultUrl": "https://attacker.example/steal",
+    });
+    assert_eq!(post(SECRET, forged).await.unwrap().status(), 200);
+    broker
+        .wait_for_records(
+            &topics.dead_letter,
+            malformed * 4 + 1,
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    let mut exported = HashSet::new();
+    for port in [ingress_admin, enricher_admin] {
+        let scrape = scrape(&format!("http://127.0.0.1:{port}/metrics")).await;
+        exported.extend(scrape.samples.into_iter().map(|s| s.metric));
+    }
+    let rules = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus/alerts.yml"),
+    )
+    .unwrap();
+    let named = metric_names(&rules);
+    assert!(named.len() >= 8, "{named:?}");
+    let missing: Vec<&String> = named.iter().filter(|n| !exported.contains(*n)).collect();
+    assert!(
+        missing.is_empty(),
+        "alert rules name unexported metrics: {missing:?}"
+    );
+
     ingress_stop.trigger();
     enricher_stop.trigger();
     assert!(ingress_task.await.unwrap().is_ok());
@@ -163,4 +210,21 @@ fn per_call_acked(acked: &[&voicehub_simulator::Acknowledged]) -> HashMap<String
             .push(ack.event_id.clone().unwrap_or_default());
     }
     calls
+}
+
+/// The `voicehub_*` metric names in Prometheus rules, histogram suffixes removed.
+fn metric_names(rules: &str) -> HashSet<String> {
+    let mut names = HashSet::new();
+    for (start, _) in rules.match_indices("voicehub_") {
+        let name: String = rules[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(&name);
+        names.insert(base.to_owned());
+    }
+    names
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpResponse, HttpServer, web};
-use prometheus::Registry;
+use prometheus::{IntGauge, Registry};
 use serde::Serialize;
 use tracing::{error, info};
 
@@ -59,6 +59,7 @@ impl Readiness {
 struct State {
     registry: Registry,
     readiness: Readiness,
+    ready: IntGauge,
 }
 
 /// A bound, not yet running, admin server.
@@ -83,13 +84,21 @@ struct Status<'a> {
 }
 
 impl AdminServer {
-    /// Binds `listen` (`host:port`; port 0 picks a free one).
+    /// Binds `listen` (`host:port`; port 0 picks a free one), and adds `voicehub_ready` (what
+    /// `/readyz` would answer, as 1 or 0, at each scrape) to `registry`.
     pub fn bind(listen: &str, registry: Registry, readiness: Readiness) -> std::io::Result<Self> {
+        let ready = IntGauge::new(
+            "voicehub_ready",
+            "1 when every readiness check passes (what /readyz answers), else 0.",
+        )
+        .and_then(|gauge| registry.register(Box::new(gauge.clone())).map(|()| gauge))
+        .map_err(std::io::Error::other)?;
         let listener = TcpListener::bind(listen)?;
         let port = listener.local_addr()?.port();
         let state = State {
             registry,
             readiness,
+            ready,
         };
         let server = HttpServer::new(move || {
             App::new()
@@ -125,6 +134,7 @@ impl AdminServer {
 }
 
 async fn metrics(state: web::Data<State>) -> HttpResponse {
+    state.ready.set(i64::from(state.readiness.is_ready()));
     match crate::metrics::encode(&state.registry) {
         Ok(text) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4; charset=utf-8")
