@@ -136,7 +136,7 @@ async fn every_acknowledged_call_event_lands_in_order_and_every_analysis_is_enri
         .collect();
     assert_eq!(ids, expected);
 
-    // The alert rules only name metrics the services export. Families appear once used, so
+    // The alert rules and the dashboard only name metrics the services export. Families appear once used, so
     // first a wrong secret and an analysis URL off the allow-list (dead-lettered by the enricher).
     let http = reqwest::Client::new();
     let post = |secret: &'static str, body: serde_json::Value| {
@@ -168,17 +168,18 @@ async fn every_acknowledged_call_event_lands_in_order_and_every_analysis_is_enri
         let scrape = scrape(&format!("http://127.0.0.1:{port}/metrics")).await;
         exported.extend(scrape.samples.into_iter().map(|s| s.metric));
     }
-    let rules = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus/alerts.yml"),
-    )
-    .unwrap();
-    let named = metric_names(&rules);
-    assert!(named.len() >= 8, "{named:?}");
-    let missing: Vec<&String> = named.iter().filter(|n| !exported.contains(*n)).collect();
-    assert!(
-        missing.is_empty(),
-        "alert rules name unexported metrics: {missing:?}"
-    );
+    for file in ["prometheus/alerts.yml", "grafana/voicehub-bridge.json"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy")
+            .join(file);
+        let named = metric_names(&std::fs::read_to_string(path).unwrap());
+        assert!(named.len() >= 8, "{file}: {named:?}");
+        let missing: Vec<&String> = named.iter().filter(|n| !exported.contains(*n)).collect();
+        assert!(
+            missing.is_empty(),
+            "{file} names unexported metrics: {missing:?}"
+        );
+    }
 
     ingress_stop.trigger();
     enricher_stop.trigger();

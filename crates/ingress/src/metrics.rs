@@ -6,6 +6,7 @@
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
+use voicehub_runtime::kafka::ProduceError;
 use voicehub_runtime::metrics::LATENCY_BUCKETS;
 
 /// The ingress's metrics.
@@ -67,6 +68,15 @@ impl IngressMetrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
         )?;
         registry.register(Box::new(produce_duration.clone()))?;
+        let produce_errors = counter(
+            "voicehub_ingress_produce_errors_total",
+            "Produces that got no acknowledgement, by reason.",
+            &["reason"],
+        )?;
+        // Every reason starts at 0, so the series exist (and rate() works) before the first error.
+        for reason in ProduceError::REASONS {
+            produce_errors.with_label_values(&[reason]);
+        }
         Ok(Self {
             requests: counter(
                 "voicehub_ingress_requests_total",
@@ -75,11 +85,7 @@ impl IngressMetrics {
             )?,
             request_duration,
             produce_duration,
-            produce_errors: counter(
-                "voicehub_ingress_produce_errors_total",
-                "Produces that got no acknowledgement, by reason.",
-                &["reason"],
-            )?,
+            produce_errors,
             in_flight: gauge(
                 "voicehub_ingress_in_flight_requests",
                 "Webhook requests being processed now.",

@@ -95,6 +95,10 @@ pub enum ProduceError {
 }
 
 impl ProduceError {
+    /// Every value of [`Self::reason`], for metrics to start at zero.
+    pub const REASONS: [&'static str; 5] =
+        ["deadline", "timed_out", "queue_full", "too_large", "failed"];
+
     /// A closed set of reason codes, for metric labels.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -407,4 +411,28 @@ pub async fn ensure_topics(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use std::time::Duration;
+
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode;
+
+    use super::ProduceError;
+
+    #[test]
+    fn every_reason_is_listed() {
+        let error = || KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
+        let all = [
+            ProduceError::Deadline(Duration::ZERO),
+            ProduceError::TimedOut,
+            ProduceError::QueueFull,
+            ProduceError::TooLarge(error()),
+            ProduceError::Failed(error()),
+        ];
+        let reasons: Vec<&str> = all.iter().map(ProduceError::reason).collect();
+        assert_eq!(reasons, ProduceError::REASONS);
+    }
 }
