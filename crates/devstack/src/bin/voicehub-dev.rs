@@ -84,14 +84,21 @@ async fn main() -> anyhow::Result<()> {
         ..stack::ingress_settings(&kafka, port, admin_port, secret_file)
     })
     .await?;
-    let api = AnalysisApi::start(
-        &format!("127.0.0.1:{api_port}"),
-        &api_key,
-        AnalysisTrouble::default(),
-    )
-    .with_context(|| format!("starting the stand-in analysis API on 127.0.0.1:{api_port}"))?;
+    // With --no-sim the port is left for `voicehub-sim`, which serves the same API there.
+    let api = if no_sim {
+        None
+    } else {
+        let listen = format!("127.0.0.1:{api_port}");
+        Some(
+            AnalysisApi::start(&listen, &api_key, AnalysisTrouble::default())
+                .with_context(|| format!("starting the stand-in analysis API on {listen}"))?,
+        )
+    };
     // VoiceHub itself, and the stand-in (plain HTTP on loopback).
-    let allowed_hosts = vec!["voicehub.dataqueue.ai".into(), api.host()];
+    let allowed_hosts = vec![
+        "voicehub.dataqueue.ai".into(),
+        format!("127.0.0.1:{api_port}"),
+    ];
     let enricher = voicehub_enricher::Application::build(EnricherSettings {
         log,
         ..stack::enricher_settings(&kafka, admin_port + 1, key_file, allowed_hosts)
@@ -105,10 +112,16 @@ async fn main() -> anyhow::Result<()> {
         ingress.admin_port(),
         enricher.admin_port()
     );
-    println!(
-        "analysis {}/{{id}}  (x-dq-api-key: {api_key})",
-        api.base_url()
-    );
+    match &api {
+        Some(api) => println!(
+            "analysis {}/{{id}}  (x-dq-api-key: {api_key})",
+            api.base_url()
+        ),
+        None => println!(
+            "analysis fetched from voicehub.dataqueue.ai or 127.0.0.1:{api_port} (where \
+             `voicehub-sim --url {webhook_url}` serves it) with x-dq-api-key: {api_key}"
+        ),
+    }
     println!(
         "try      curl -si {webhook_url} -H 'x-webhook-secret: {secret}' \
          -d @tests/fixtures/voicehub/call-status-changed.json"
@@ -126,7 +139,7 @@ async fn main() -> anyhow::Result<()> {
     let enricher_admin_port = enricher.admin_port();
     let ingress_task = tokio::spawn(ingress.run_until_stopped());
     let enricher_task = tokio::spawn(enricher.run_until_stopped());
-    if !no_sim {
+    if let Some(api) = &api {
         tasks.spawn(stack::play_calls(
             webhook_url,
             secret,
@@ -150,7 +163,9 @@ async fn main() -> anyhow::Result<()> {
     enricher_stop.trigger();
     ingress_task.await??;
     enricher_task.await??;
-    api.stop().await;
+    if let Some(api) = api {
+        api.stop().await;
+    }
     drop(broker);
     Ok(())
 }
