@@ -7,6 +7,7 @@ mod helpers;
 mod auth;
 mod broker_outage;
 mod contract;
+mod hostile;
 mod invalid;
 mod metrics;
 mod shutdown;
