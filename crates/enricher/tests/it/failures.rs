@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant};
 
-use crate::helpers::{Reply, spawn_enricher};
+use crate::helpers::{Reply, StandIn, spawn_enricher};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_error_twice_then_success_is_enriched_after_retries() {
@@ -111,6 +111,26 @@ async fn a_host_off_the_allow_list_is_dead_lettered_and_never_sees_the_key() {
         enricher.api.all_seen().is_empty(),
         "the key left the process"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_to_another_host_is_not_followed_and_that_host_never_sees_the_key() {
+    let enricher = spawn_enricher().await;
+    let elsewhere = StandIn::start();
+    let redirect = Reply {
+        location: Some(elsewhere.url("/steal")),
+        ..Reply::status(302)
+    };
+    enricher.api.script("/r/moved", vec![redirect]);
+
+    enricher
+        .send_event("e1", "c1", &enricher.api.url("/r/moved"))
+        .await;
+
+    let dead = enricher.dead_letters(1).await;
+    assert_eq!(dead[0].header("ce_deadletterreason"), Some("redirected"));
+    assert_eq!(enricher.api.seen("/r/moved").len(), 1);
+    assert!(elsewhere.all_seen().is_empty(), "the redirect was followed");
 }
 
 #[tokio::test(flavor = "multi_thread")]

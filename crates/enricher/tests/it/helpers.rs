@@ -22,6 +22,7 @@ pub struct Reply {
     pub status: u16,
     pub body: Vec<u8>,
     pub retry_after: Option<u64>,
+    pub location: Option<String>,
     pub delay: Duration,
 }
 
@@ -31,6 +32,7 @@ impl Reply {
             status,
             body: Vec::new(),
             retry_after: None,
+            location: None,
             delay: Duration::ZERO,
         }
     }
@@ -134,6 +136,9 @@ async fn answer(request: HttpRequest, script: web::Data<Arc<Mutex<Script>>>) -> 
         HttpResponse::build(actix_web::http::StatusCode::from_u16(reply.status).unwrap());
     if let Some(seconds) = reply.retry_after {
         response.insert_header(("retry-after", seconds.to_string()));
+    }
+    if let Some(location) = reply.location {
+        response.insert_header(("location", location));
     }
     response.body(reply.body)
 }
