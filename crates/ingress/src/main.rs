@@ -1,4 +1,4 @@
-//! `voicehub-ingress [--config PATH]`: see the README for configuration.
+//! `voicehub-ingress [--config PATH] [--check-config]`: see the README for configuration.
 
 use anyhow::Context;
 use voicehub_ingress::{Application, IngressSettings};
@@ -6,8 +6,13 @@ use voicehub_runtime::{settings, shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let path = settings::config_path(std::env::args().skip(1));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let path = settings::config_path(args.iter().cloned());
     let settings: IngressSettings = settings::load(path.as_deref())?;
+    if settings::check_only(&args) {
+        eprintln!("voicehub-ingress: configuration is valid");
+        return Ok(());
+    }
     telemetry::init(&settings.log)?;
 
     let app = Application::build(settings)

@@ -111,6 +111,13 @@ pub fn config_path(args: impl IntoIterator<Item = String>) -> Option<PathBuf> {
     std::env::var_os(CONFIG_PATH_ENV).map(PathBuf::from)
 }
 
+/// Whether the command line asks only to validate the configuration (`--check-config`): load
+/// it, report, and exit without touching secrets, brokers or ports. Used to check rendered
+/// configuration (the Helm chart's, compose's) before it is deployed.
+pub fn check_only<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> bool {
+    args.into_iter().any(|arg| arg.as_ref() == "--check-config")
+}
+
 /// `[kafka]`: the broker connection and the topics.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -425,6 +432,23 @@ mod tests {
     fn a_missing_file_is_an_error_not_a_silent_default() {
         let err = load_with_env::<Sample>(Some(Path::new("/nonexistent.toml")), env(&[]));
         assert!(matches!(err, Err(SettingsError::File { .. })));
+    }
+
+    #[test]
+    fn a_secret_kafka_property_can_come_from_a_nested_environment_name() {
+        // The Helm chart's `kafka.secretProperties` use this form: no dot in the variable name.
+        let s: Sample = load_with_env(
+            None,
+            env(&[
+                ("VOICEHUB_BRIDGE__ADMIN__LISTEN", "x:1"),
+                ("VOICEHUB_BRIDGE__KAFKA__PROPERTIES__SASL__PASSWORD", "pw"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.kafka.properties.get("sasl.password").map(String::as_str),
+            Some("pw")
+        );
     }
 
     #[test]

@@ -40,3 +40,25 @@ fn a_missing_secret_stops_the_binary_naming_the_source_and_variable_not_a_value(
         "{stderr}"
     );
 }
+
+#[test]
+fn check_config_validates_without_secrets_or_broker() {
+    let shipped = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/config/ingress.toml"
+    );
+    let output = ingress()
+        .args(["--check-config", "--config", shipped])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+
+    let output = ingress()
+        .args(["--check-config", "--config", shipped])
+        .env("VOICEHUB_BRIDGE__KAFKA__COMPRESSION", "brotli")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`kafka.compression`"), "{stderr}");
+}
