@@ -65,6 +65,7 @@ pub fn enricher_settings(
                 api_key_file: Some(key_file),
                 allowed_hosts,
                 allow_http: true,
+                api_key_reload_ms: 5_000,
             },
         )]),
         kafka: kafka.clone(),

@@ -2,6 +2,7 @@
 //! bounded time and size, and a classification of every failure into retry or dead letter.
 
 use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -15,7 +16,7 @@ use voicehub_model::analysis::AnalysisResult;
 pub const API_KEY_HEADER: &str = "x-dq-api-key";
 
 /// The account API key of a source. Never printed.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey(HeaderValue);
 
 impl ApiKey {
@@ -37,11 +38,40 @@ impl fmt::Debug for ApiKey {
     }
 }
 
+/// A source's current API key, shared between the fetches and the task that re-reads the
+/// key's file, so that a rotated key is used without a restart.
+#[derive(Debug, Clone)]
+pub struct SharedKey(Arc<RwLock<ApiKey>>);
+
+impl SharedKey {
+    /// Starts with `key`.
+    pub fn new(key: ApiKey) -> Self {
+        Self(Arc::new(RwLock::new(key)))
+    }
+
+    /// The key to send now.
+    fn current(&self) -> HeaderValue {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .clone()
+    }
+
+    /// Installs `key`; whether it differs from the previous one.
+    pub fn replace(&self, key: ApiKey) -> bool {
+        let mut current = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        let changed = *current != key;
+        *current = key;
+        changed
+    }
+}
+
 /// Where a source's key may go.
 #[derive(Debug, Clone)]
 pub struct Access {
     /// The key.
-    pub api_key: ApiKey,
+    pub api_key: SharedKey,
     /// `host` or `host:port`, lower case.
     pub allowed_hosts: Vec<String>,
     /// Whether `http` is allowed besides `https`.
@@ -184,7 +214,7 @@ pub async fn fetch(
     let url = check_url(url, access)?;
     let response = client
         .get(url)
-        .header(API_KEY_HEADER, access.api_key.0.clone())
+        .header(API_KEY_HEADER, access.api_key.current())
         .send()
         .await
         .map_err(classify_transport)?;
@@ -240,7 +270,7 @@ mod tests {
 
     fn access(hosts: &[&str], allow_http: bool) -> Access {
         Access {
-            api_key: ApiKey::new("k").unwrap(),
+            api_key: SharedKey::new(ApiKey::new("k").unwrap()),
             allowed_hosts: hosts.iter().map(|h| h.to_string()).collect(),
             allow_http,
         }

@@ -30,6 +30,8 @@ pub struct EnricherMetrics {
     pub consumer_lag: IntGaugeVec,
     /// `voicehub_enricher_commit_errors_total`
     pub commit_errors: IntCounter,
+    /// `voicehub_enricher_api_key_reload_errors_total{source}`
+    pub api_key_reload_errors: IntCounterVec,
 }
 
 impl EnricherMetrics {
@@ -111,6 +113,11 @@ impl EnricherMetrics {
             fetching_paused,
             consumer_lag,
             commit_errors,
+            api_key_reload_errors: counter(
+                "voicehub_enricher_api_key_reload_errors_total",
+                "Re-reads of an API key file that failed (the previous key stays in use).",
+                &["source"],
+            )?,
         })
     }
 }

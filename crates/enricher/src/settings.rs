@@ -144,9 +144,14 @@ pub struct SourceSettings {
     /// Environment variable holding the account API key (`x-dq-api-key`).
     #[serde(default)]
     pub api_key_env: Option<String>,
-    /// File holding the API key (trailing newline ignored), read at startup.
+    /// File holding the API key (trailing newline ignored), read at startup and re-read every
+    /// `api_key_reload_ms`: a rotated key takes effect without a restart.
     #[serde(default)]
     pub api_key_file: Option<PathBuf>,
+    /// How often `api_key_file` is re-read. An unreadable or empty file keeps the previous key
+    /// (logged, counted in `voicehub_enricher_api_key_reload_errors_total`).
+    #[serde(default = "default_reload_ms")]
+    pub api_key_reload_ms: u64,
     /// Hosts (`host` or `host:port`) the key may be sent to. Compared exactly,
     /// case-insensitively.
     #[serde(default = "default_hosts")]
@@ -154,6 +159,10 @@ pub struct SourceSettings {
     /// Allow plain `http` URLs (local development only).
     #[serde(default)]
     pub allow_http: bool,
+}
+
+fn default_reload_ms() -> u64 {
+    5_000
 }
 
 fn default_hosts() -> Vec<String> {

@@ -2,6 +2,7 @@
 //! `run_until_stopped()`.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use voicehub_runtime::kafka::{self, RecoveringProducer};
 use voicehub_runtime::settings::SettingsError;
 pub use voicehub_runtime::shutdown::ShutdownTrigger;
 
-use crate::fetch::{self, Access, ApiKey};
+use crate::fetch::{self, Access, ApiKey, SharedKey};
 use crate::metrics::EnricherMetrics;
 use crate::pipeline::{ConsumerStats, InputConsumer, OwnedConsumer, Pipeline, Worker};
 use crate::settings::{EnricherSettings, SourceSettings};
@@ -66,6 +67,8 @@ pub struct Application {
     producer: Arc<RecoveringProducer<rdkafka::client::DefaultClientContext>>,
     drain_timeout: Duration,
     shutdown: ShutdownTrigger,
+    key_files: Vec<KeyFile>,
+    metrics: EnricherMetrics,
 }
 
 impl Application {
@@ -79,8 +82,11 @@ impl Application {
         readiness.register(CONSUMING_CHECK);
 
         let mut sources = HashMap::new();
+        let mut key_files = Vec::new();
         for (name, source) in &settings.sources {
-            sources.insert(name.clone(), access(name, source)?);
+            let (access, key_file) = access(name, source)?;
+            sources.insert(name.clone(), access);
+            key_files.extend(key_file);
         }
 
         let topics = settings.kafka.topics.clone();
@@ -166,7 +172,7 @@ impl Application {
                 fetch: settings.fetch.clone(),
                 retry: settings.retry.clone(),
                 produce_deadline: settings.kafka.message_timeout() + Duration::from_secs(5),
-                metrics,
+                metrics: metrics.clone(),
             }),
             max_in_flight: settings.consumer.max_in_flight,
             max_backlog_bytes: settings.consumer.max_backlog_bytes,
@@ -181,6 +187,8 @@ impl Application {
             producer,
             drain_timeout: Duration::from_millis(settings.consumer.drain_timeout_ms),
             shutdown: ShutdownTrigger::new(),
+            key_files,
+            metrics,
         })
     }
 
@@ -199,6 +207,11 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let admin_handle = self.admin.handle();
         let admin_task = tokio::spawn(self.admin.run());
+        // Dropped (and so aborted) when the enricher stops.
+        let mut reloads = tokio::task::JoinSet::new();
+        for key_file in self.key_files {
+            reloads.spawn(key_file.reload_forever(self.metrics.clone()));
+        }
         self.readiness.set(CONSUMING_CHECK, true);
         self.pipeline.run(self.shutdown.subscribe()).await;
         self.readiness.set(CONSUMING_CHECK, false);
@@ -219,22 +232,84 @@ impl Application {
     }
 }
 
-fn access(name: &str, source: &SourceSettings) -> Result<Access, StartupError> {
+/// Reads a key file; the error says what is wrong without the contents.
+fn read_key_file(path: &Path) -> Result<ApiKey, String> {
+    let key = std::fs::read_to_string(path)
+        .map_err(|e| format!("API key file {}: {e}", path.display()))?;
+    ApiKey::new(&key).ok_or_else(|| {
+        format!(
+            "API key file {}: empty or not a valid header value",
+            path.display()
+        )
+    })
+}
+
+/// A source whose key comes from a file, re-read while the enricher runs.
+#[derive(Debug)]
+struct KeyFile {
+    source: String,
+    path: PathBuf,
+    every: Duration,
+    key: SharedKey,
+}
+
+impl KeyFile {
+    async fn reload_forever(self, metrics: EnricherMetrics) {
+        let mut interval = tokio::time::interval(self.every);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            let path = self.path.clone();
+            let read = tokio::task::spawn_blocking(move || read_key_file(&path))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            match read {
+                Ok(key) => {
+                    if self.key.replace(key) {
+                        info!(source = %self.source, "API key reloaded");
+                    }
+                }
+                Err(error) => {
+                    metrics
+                        .api_key_reload_errors
+                        .with_label_values(&[&self.source])
+                        .inc();
+                    warn!(source = %self.source, %error, "API key reload failed; the previous key stays in use");
+                }
+            }
+        }
+    }
+}
+
+fn access(name: &str, source: &SourceSettings) -> Result<(Access, Option<KeyFile>), StartupError> {
     let fail = |detail: String| StartupError::ApiKey {
         source_name: name.to_owned(),
         detail,
     };
-    let key = match (&source.api_key_env, &source.api_key_file) {
-        (Some(var), _) => {
-            std::env::var(var).map_err(|_| fail(format!("environment variable {var} is unset")))?
-        }
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .map_err(|e| fail(format!("API key file {}: {e}", path.display())))?,
+    let api_key = match (&source.api_key_env, &source.api_key_file) {
+        (Some(var), _) => std::env::var(var)
+            .ok()
+            .and_then(|key| ApiKey::new(&key))
+            .ok_or_else(|| {
+                fail(format!(
+                    "environment variable {var} is unset, empty or not a valid header value"
+                ))
+            })?,
+        (None, Some(path)) => read_key_file(path).map_err(fail)?,
         (None, None) => return Err(fail("no API key configured".into())),
     };
-    let api_key = ApiKey::new(&key)
-        .ok_or_else(|| fail("the API key is empty or not a valid header value".into()))?;
-    Ok(Access {
+    let api_key = SharedKey::new(api_key);
+    let key_file = source
+        .api_key_file
+        .as_ref()
+        .filter(|_| source.api_key_env.is_none())
+        .map(|path| KeyFile {
+            source: name.to_owned(),
+            path: path.clone(),
+            every: Duration::from_millis(source.api_key_reload_ms),
+            key: api_key.clone(),
+        });
+    let access = Access {
         api_key,
         allowed_hosts: source
             .allowed_hosts
@@ -242,5 +317,6 @@ fn access(name: &str, source: &SourceSettings) -> Result<Access, StartupError> {
             .map(|h| h.to_ascii_lowercase())
             .collect(),
         allow_http: source.allow_http,
-    })
+    };
+    Ok((access, key_file))
 }

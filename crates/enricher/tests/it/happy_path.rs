@@ -93,3 +93,46 @@ async fn metrics_parse_and_count_outcomes_and_fetches() {
         1.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_api_key_file_is_used_without_a_restart_and_a_broken_one_is_ignored() {
+    let enricher = spawn_enricher().await;
+    // The test settings re-read the key file every 100 ms; 1 s leaves ample margin.
+    let reloaded = || tokio::time::sleep(std::time::Duration::from_secs(1));
+    let key_seen_for = |path: &str| {
+        let seen = enricher.api.seen(path);
+        assert_eq!(seen.len(), 1, "{path}: {seen:?}");
+        seen[0].api_key.clone()
+    };
+
+    enricher
+        .send_event("e1", "c1", &enricher.api.url("/r/before"))
+        .await;
+    enricher.enriched(1).await;
+    assert_eq!(key_seen_for("/r/before").as_deref(), Some(API_KEY));
+
+    std::fs::write(enricher.key_file.path(), "rotated-key\n").unwrap();
+    reloaded().await;
+    enricher
+        .send_event("e2", "c2", &enricher.api.url("/r/after"))
+        .await;
+    enricher.enriched(2).await;
+    assert_eq!(key_seen_for("/r/after").as_deref(), Some("rotated-key"));
+
+    // An empty file (a half-written rotation) keeps the previous key, counted.
+    std::fs::write(enricher.key_file.path(), "").unwrap();
+    reloaded().await;
+    enricher
+        .send_event("e3", "c3", &enricher.api.url("/r/broken"))
+        .await;
+    enricher.enriched(3).await;
+    assert_eq!(key_seen_for("/r/broken").as_deref(), Some("rotated-key"));
+    let scrape = enricher.metrics().await;
+    assert!(
+        metric_value(
+            &scrape,
+            "voicehub_enricher_api_key_reload_errors_total",
+            &[("source", "acme")]
+        ) >= 1.0
+    );
+}

@@ -159,7 +159,7 @@ pub struct TestEnricher {
     pub task: Option<JoinHandle<std::io::Result<()>>>,
     pub admin_port: u16,
     settings: EnricherSettings,
-    _key: tempfile::NamedTempFile,
+    pub key_file: tempfile::NamedTempFile,
 }
 
 pub async fn spawn_enricher() -> TestEnricher {
@@ -206,6 +206,7 @@ pub async fn spawn_enricher_with(customise: impl FnOnce(&mut EnricherSettings)) 
                 api_key_file: Some(key.path().to_owned()),
                 allowed_hosts: vec![format!("127.0.0.1:{}", api.port)],
                 allow_http: true,
+                api_key_reload_ms: 100,
             },
         )]),
         kafka: kafka.clone(),
@@ -226,7 +227,7 @@ pub async fn spawn_enricher_with(customise: impl FnOnce(&mut EnricherSettings)) 
         task: Some(instance.task),
         admin_port: instance.admin_port,
         settings,
-        _key: key,
+        key_file: key,
     }
 }
 
