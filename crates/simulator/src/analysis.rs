@@ -63,7 +63,13 @@ impl AnalysisApi {
 
     /// The URL prefix an `analysisResultUrl` starts with.
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}/api/v1/analysis-results", self.port)
+        Self::base_url_at(&format!("http://127.0.0.1:{}", self.port))
+    }
+
+    /// The URL prefix of analysis results when the API is reached at `origin`
+    /// (`scheme://host:port`), e.g. through a container name.
+    pub fn base_url_at(origin: &str) -> String {
+        format!("{}/api/v1/analysis-results", origin.trim_end_matches('/'))
     }
 
     /// `host:port`, for the enricher's allow-list.

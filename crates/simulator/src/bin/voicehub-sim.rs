@@ -1,16 +1,12 @@
 //! `voicehub-sim`: plays VoiceHub against a running bridge and prints what was sent and
 //! acknowledged as JSON.
 //!
-//! ```text
-//! voicehub-sim --url http://127.0.0.1:8080/webhooks/voicehub --secret dev-secret \
-//!   [--calls 100] [--concurrency 16] [--rate CALLS_PER_S] [--retries 3] [--retry-delay-ms 1000]
-//!   [--timeout-ms 10000] [--duplicate-every N] [--out-of-order-every N] [--malformed-every N]
-//!   [--api-listen 127.0.0.1:8090] [--api-key dev-api-key] [--api-delay-ms 0] [--api-fail-first 0]
-//!   [--serve-seconds 0]
-//! ```
+//! Flags: `voicehub-sim --help` (`USAGE` below).
 //!
 //! It serves the analysis API itself (on `--api-listen`) and keeps serving it for
-//! `--serve-seconds` after the last webhook, so the enricher can fetch what it needs.
+//! `--serve-seconds` after the last webhook, so the enricher can fetch what it needs. The
+//! `analysisResultUrl` of each call points at `--api-url` (default: the listen address), which
+//! must be what the enricher reaches it at, e.g. `http://simulator:8090` in docker compose.
 
 #![allow(clippy::print_stdout)] // a command-line tool: stdout is its interface
 
@@ -18,6 +14,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use voicehub_simulator::{AnalysisApi, AnalysisTrouble, SendOptions, Trouble, simulate};
+
+const USAGE: &str = "
+voicehub-sim --url http://127.0.0.1:8080/webhooks/voicehub --secret dev-secret
+  [--calls 100] [--concurrency 16] [--rate CALLS_PER_S] [--retries 3] [--retry-delay-ms 1000]
+  [--timeout-ms 10000] [--duplicate-every N] [--out-of-order-every N] [--malformed-every N]
+  [--api-listen 127.0.0.1:8090] [--api-key dev-api-key] [--api-delay-ms 0] [--api-fail-first 0]
+  [--api-url http://<api-listen>] [--serve-seconds 0]
+
+Plays VoiceHub: sends whole calls as webhooks (with VoiceHub's retries), serves the analysis API
+the enricher fetches from, and prints a JSON report of what was sent and acknowledged.
+";
 
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -41,6 +48,10 @@ where
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{}", USAGE.trim());
+        return Ok(());
+    }
     let url = flag(&args, "--url").context("--url is required (the bridge's webhook URL)")?;
     let api_key = flag(&args, "--api-key").unwrap_or_else(|| "dev-api-key".into());
     let api = AnalysisApi::start(
@@ -68,7 +79,9 @@ async fn main() -> anyhow::Result<()> {
         retries: number(&args, "--retries")?.unwrap_or(3),
         retry_delay: Duration::from_millis(number(&args, "--retry-delay-ms")?.unwrap_or(1_000)),
         timeout: Duration::from_millis(number(&args, "--timeout-ms")?.unwrap_or(10_000)),
-        analysis_base: api.base_url(),
+        analysis_base: flag(&args, "--api-url")
+            .map(|origin| AnalysisApi::base_url_at(&origin))
+            .unwrap_or_else(|| api.base_url()),
         run,
         trouble: Trouble {
             duplicate_every: number(&args, "--duplicate-every")?,
