@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every test (the broker-backed ones start their own
-# embedded broker; nothing to set up), and the Prometheus alert rules' unit tests. Needs cmake
-# (librdkafka is built from source), cargo-nextest and promtool (Debian: prometheus); `.ci/run`
-# installs them on a clean machine.
+# embedded broker; nothing to set up), the Prometheus alert rules' unit tests, the Helm chart
+# checks, and the container image built and run under docker compose. Needs cmake, OpenSSL and
+# curl headers (librdkafka is built from source), cargo-nextest, and the deployment tools of
+# deploy/ci/install-tools.sh (root: it starts a Docker engine); `.ci/run` installs all of them on
+# a clean machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 profile=${NEXTEST_PROFILE:-default}
 
-command -v promtool >/dev/null || {
-  echo "promtool is missing (Debian: apt-get install prometheus; or run .ci/run)" >&2
-  exit 1
-}
+for tool in promtool /opt/voicehub-tools/bin/helm /opt/voicehub-tools/bin/kubernetes-validate dockerd; do
+  command -v "$tool" >/dev/null || {
+    echo "$tool is missing: run deploy/ci/install-tools.sh (or .ci/run)" >&2
+    exit 1
+  }
+done
 
 echo "--- cargo fmt --check"
 cargo fmt --all -- --check
@@ -25,3 +29,12 @@ cargo nextest run --workspace --all-targets --locked --profile "$profile"
 echo "--- promtool: alert rules"
 promtool check rules deploy/prometheus/alerts.yml
 promtool test rules deploy/prometheus/alerts.test.yml
+
+echo "--- binaries (for the deployment checks)"
+cargo build --workspace --bins --locked
+
+echo "--- Helm chart"
+deploy/ci/check-chart.sh target/debug
+
+echo "--- container image and docker compose"
+deploy/ci/compose-smoke.sh target/debug

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Builds the image from deploy/Dockerfile for real and runs docker-compose.yml against it (with
+# deploy/ci/compose.ci.yml: stand-in Kafka and Prometheus, host networking on loopback), then
+# checks from the outside: /readyz 200 on both services; an authenticated webhook of every
+# event type accepted (whole simulated calls plus the Call Studio examples); every record on its
+# topic; one enriched record per analysis-ready record, fetched from the simulator's stand-in
+# API; the Prometheus scrape of both services up with the alert rules loaded; and the bridge
+# containers running as uid 65532 with a read-only root filesystem.
+#
+# Needs root and the tools of deploy/ci/install-tools.sh; starts dockerd if none runs (and stops
+# it). Usage: deploy/ci/compose-smoke.sh [BIN_DIR]  (host-built voicehub-dev and voicehub-tail,
+# default target/debug). Prints the image's size and build time.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PATH=/opt/voicehub-tools/bin:$PATH
+bin_dir=${1:-target/debug}
+work=$(mktemp -d)
+project=voicehub-ci
+dockerd_pid=
+compose() { docker compose -p "$project" -f docker-compose.yml -f deploy/ci/compose.ci.yml "$@"; }
+fail() {
+  echo "compose-smoke: $*" >&2
+  compose --profile demo logs --no-color --tail 40 >&2 || true
+  exit 1
+}
+cleanup() {
+  compose --profile demo down --volumes --timeout 10 >/dev/null 2>&1 || true
+  if [[ -n $dockerd_pid ]]; then
+    kill "$dockerd_pid" 2>/dev/null || true
+    wait "$dockerd_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_for() { # description seconds command...
+  local what=$1 deadline=$((SECONDS + $2))
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || fail "timed out waiting for $what"
+    sleep 1
+  done
+}
+
+if ! docker info >/dev/null 2>&1; then
+  echo "--- starting dockerd"
+  dockerd >"$work/dockerd.log" 2>&1 &
+  dockerd_pid=$!
+  wait_for "the Docker engine" 30 docker info
+fi
+
+echo "--- base images"
+deploy/ci/base-images.sh
+
+echo "--- docker-compose.yml against the Compose specification"
+docker compose -f docker-compose.yml --profile demo config --quiet
+compose --profile demo config --quiet
+echo "  valid (alone and with the CI override)"
+
+echo "--- image build (deploy/Dockerfile, local base images)"
+start=$SECONDS
+DOCKER_BUILDKIT=1 /usr/bin/docker build --quiet -f deploy/Dockerfile \
+  --build-arg RUST_IMAGE=voicehub-ci/rust:bookworm \
+  --build-arg RUNTIME_IMAGE=voicehub-ci/cc-runtime:bookworm \
+  -t voicehub-bridge:local . >/dev/null
+echo "  built in $((SECONDS - start)) s; size $(docker image inspect -f '{{.Size}}' voicehub-bridge:local | numfmt --to=iec)"
+
+echo "--- stand-in images (broker, Prometheus)"
+mkdir -p "$work/broker" "$work/prometheus/data"
+cp "$bin_dir/voicehub-dev" "$work/broker/"
+printf 'FROM voicehub-ci/cc-runtime:bookworm\nCOPY voicehub-dev /usr/local/bin/\n' >"$work/broker/Dockerfile"
+docker build --quiet -t voicehub-ci/broker:local "$work/broker" >/dev/null
+cp "$(command -v prometheus)" "$work/prometheus/"
+printf 'FROM voicehub-ci/cc-runtime:bookworm\nCOPY prometheus /bin/\nCOPY --chown=65532:65532 data /prometheus\nENTRYPOINT ["/bin/prometheus"]\n' \
+  >"$work/prometheus/Dockerfile"
+docker build --quiet -t voicehub-ci/prometheus:local "$work/prometheus" >/dev/null
+
+echo "--- compose up"
+compose up -d --no-build kafka ingress enricher prometheus
+wait_for "ingress /readyz" 90 curl -fsS http://127.0.0.1:9090/readyz
+wait_for "enricher /readyz" 90 curl -fsS http://127.0.0.1:9091/readyz
+echo "  /readyz 200 on both"
+
+for service in ingress enricher; do
+  id=$(compose ps -q "$service")
+  user=$(docker inspect -f '{{.Config.User}}' "$id")
+  read_only=$(docker inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$id")
+  [[ $user == 65532:65532 && $read_only == true ]] ||
+    fail "$service runs as '$user' with read-only root filesystem '$read_only'"
+done
+echo "  ingress and enricher run as 65532:65532, read-only root filesystem"
+
+echo "--- webhooks"
+for example in call-studio-job-status-changed call-studio-job-analysis-result-ready; do
+  status=$(curl -sS -o "$work/answer" -w '%{http_code}' -H 'x-webhook-secret: dev-secret' \
+    --data-binary "@tests/fixtures/voicehub/$example.json" http://127.0.0.1:8080/webhooks/voicehub)
+  [[ $status == 200 ]] || fail "$example: HTTP $status $(cat "$work/answer")"
+done
+status=$(curl -sS -o /dev/null -w '%{http_code}' -H 'x-webhook-secret: wrong' \
+  --data-binary @tests/fixtures/voicehub/call-status-changed.json http://127.0.0.1:8080/webhooks/voicehub)
+[[ $status == 401 ]] || fail "a wrong secret was answered $status"
+compose --profile demo up -d --no-build simulator
+sim_reported() { compose logs --no-color simulator | grep -q '"acknowledged"'; }
+wait_for "the simulator's report" 60 sim_reported
+compose logs --no-color --no-log-prefix simulator | grep '"acknowledged"' | tee "$work/report"
+
+count() { # topic
+  "$bin_dir/voicehub-tail" --brokers 127.0.0.1:9092 --topic "$1" 2>/dev/null | grep -c '^--- ' || true
+}
+for topic in call-status-changed recordings-available analysis-result-ready \
+  call-studio-job-status-changed call-studio-analysis-result-ready; do
+  n=$(count "voicehub.$topic.v1")
+  ((n > 0)) || fail "no record on voicehub.$topic.v1"
+  echo "  voicehub.$topic.v1: $n records"
+done
+ready=$(count voicehub.analysis-result-ready.v1)
+all_enriched() { (($(count voicehub.analysis-enriched.v1) >= ready)); }
+wait_for "$ready enriched records" 60 all_enriched
+echo "  voicehub.analysis-enriched.v1: $(count voicehub.analysis-enriched.v1) records (analysis-ready: $ready)"
+dead=$(count voicehub.dead-letter.v1 2>/dev/null)
+[[ ${dead:-0} == 0 ]] || fail "$dead dead letters"
+
+echo "--- metrics"
+curl -fsS http://127.0.0.1:9090/metrics | grep -q '^voicehub_ingress_requests_total{.*outcome="accepted".*} [1-9]' ||
+  fail "ingress /metrics shows no accepted request"
+curl -fsS http://127.0.0.1:9091/metrics | grep -q '^voicehub_enricher_records_total{.*outcome="enriched".*} [1-9]' ||
+  fail "enricher /metrics shows no enriched record"
+query() { curl -fsS "http://127.0.0.1:9099/api/v1/$1"; }
+both_up() { query 'query?query=sum(up%7Bjob%3D~%22voicehub-.%2A%22%7D)' | grep -q '"value":\[[0-9.]*,"2"\]'; }
+wait_for "Prometheus to scrape both services" 60 both_up
+rules=$(query rules | grep -o '"type":"alerting"' | wc -l)
+((rules >= 7)) || fail "Prometheus loaded $rules alert rules"
+echo "  both scraped by Prometheus (up=1), $rules alert rules loaded"
+echo "--- compose smoke test passed"
