@@ -3,61 +3,32 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use voicehub_devstack::stack;
 use voicehub_model::enriched::AnalysisEnriched;
-use voicehub_runtime::settings::KafkaSettings;
-use voicehub_simulator::{AnalysisApi, AnalysisTrouble, SendOptions, Trouble, simulate};
+use voicehub_simulator::{AnalysisTrouble, SendOptions, Trouble, simulate};
+use voicehub_testkit::TestBroker;
 use voicehub_testkit::metrics::scrape;
-use voicehub_testkit::{ConsumedRecord, TestBroker};
+
+use crate::harness::{Bridge, SECRET, per_call};
 
 const CALLS: usize = 300;
-const SECRET: &str = "e2e-secret";
-const API_KEY: &str = "e2e-api-key";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_acknowledged_call_event_lands_in_order_and_every_analysis_is_enriched() {
     let broker = TestBroker::start().await.unwrap();
-    let mut kafka = KafkaSettings {
-        bootstrap_servers: broker.bootstrap_servers(),
-        ..KafkaSettings::default()
-    };
-    kafka.provision.create_topics = true;
-    kafka.provision.partitions = 3;
-    kafka.provision.replication_factor = 1;
-    let topics = kafka.topics.clone();
-    let secrets = tempfile::tempdir().unwrap();
-    let (secret_file, key_file) = (secrets.path().join("secret"), secrets.path().join("key"));
-    std::fs::write(&secret_file, SECRET).unwrap();
-    std::fs::write(&key_file, API_KEY).unwrap();
-    let ingress =
-        voicehub_ingress::Application::build(stack::ingress_settings(&kafka, 0, 0, secret_file))
-            .await
-            .unwrap();
-    let webhook_url = format!("http://127.0.0.1:{}/webhooks/voicehub", ingress.port());
-    let ingress_admin = ingress.admin_port();
-    let ingress_stop = ingress.shutdown_trigger();
-    let ingress_task = tokio::spawn(ingress.run_until_stopped());
-
     // Slow-ish and failing once per analysis: the enricher retries.
-    let api = AnalysisApi::start(
-        "127.0.0.1:0",
-        API_KEY,
+    let bridge = Bridge::start(
+        &broker,
         AnalysisTrouble {
             delay: Duration::from_millis(5),
             fail_first: 1,
         },
     )
-    .unwrap();
-    let mut enricher_settings = stack::enricher_settings(&kafka, 0, key_file, vec![api.host()]);
-    enricher_settings.consumer.group_id = "e2e".into();
-    enricher_settings.consumer.session_timeout_ms = 6_000;
-    enricher_settings.retry.initial_backoff_ms = 50;
-    let enricher = voicehub_enricher::Application::build(enricher_settings)
-        .await
-        .unwrap();
-    let enricher_stop = enricher.shutdown_trigger();
-    let enricher_admin = enricher.admin_port();
-    let enricher_task = tokio::spawn(enricher.run_until_stopped());
+    .await;
+    let (webhook_url, topics, api) = (
+        bridge.webhook_url.clone(),
+        bridge.topics.clone(),
+        &bridge.api,
+    );
 
     // Act
     let report = simulate(SendOptions {
@@ -164,7 +135,7 @@ async fn every_acknowledged_call_event_lands_in_order_and_every_analysis_is_enri
         .await
         .unwrap();
     let mut exported = HashSet::new();
-    for port in [ingress_admin, enricher_admin] {
+    for port in [bridge.ingress_admin, bridge.enricher_admin] {
         let scrape = scrape(&format!("http://127.0.0.1:{port}/metrics")).await;
         exported.extend(scrape.samples.into_iter().map(|s| s.metric));
     }
@@ -181,24 +152,7 @@ async fn every_acknowledged_call_event_lands_in_order_and_every_analysis_is_enri
         );
     }
 
-    ingress_stop.trigger();
-    enricher_stop.trigger();
-    assert!(ingress_task.await.unwrap().is_ok());
-    assert!(enricher_task.await.unwrap().is_ok());
-    api.stop().await;
-}
-
-/// Event ids per call (the key), in topic order.
-fn per_call(records: &[ConsumedRecord]) -> HashMap<String, Vec<String>> {
-    let mut sorted: Vec<&ConsumedRecord> = records.iter().collect();
-    sorted.sort_by_key(|r| (r.partition, r.offset));
-    let mut calls: HashMap<String, Vec<String>> = HashMap::new();
-    for record in sorted {
-        let key = record.key.clone().unwrap_or_default();
-        let id = record.header("ce_id").unwrap_or_default().to_owned();
-        calls.entry(key).or_default().push(id);
-    }
-    calls
+    bridge.stop().await;
 }
 
 /// Event ids per call, in acknowledgement order.

@@ -2,5 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
+mod broker_bounce;
 mod cloudevents_binding;
 mod end_to_end;
+mod harness;
+mod process_crash;

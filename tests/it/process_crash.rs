@@ -1,0 +1,171 @@
+//! kill -9 of the ingress and of the enricher (the real binaries) under steady VoiceHub
+//! traffic, each restarted at once: nothing acknowledged is lost, every analysis is enriched,
+//! and neither log ever contains the webhook secret or the API key.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use voicehub_simulator::{AnalysisApi, AnalysisTrouble, simulate};
+use voicehub_testkit::{TestBroker, free_port};
+
+use crate::harness::{
+    API_KEY, Accounting, SECRET, SecretFiles, lines_containing, until_ready, voicehub_traffic,
+};
+
+/// A binary of this workspace, built next to the test binaries (cargo builds a package's
+/// binaries for its integration tests, so `cargo nextest run --workspace` has them).
+fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built (cargo build --bins)",
+        path.display()
+    );
+    path
+}
+
+/// One service as a child process, with its configuration file and log.
+struct Service {
+    name: &'static str,
+    config: PathBuf,
+    log: PathBuf,
+    admin_port: u16,
+    child: Option<Child>,
+}
+
+impl Service {
+    fn new(dir: &Path, name: &'static str, admin_port: u16, toml: String) -> Self {
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(&config, toml).unwrap();
+        Self {
+            name,
+            config,
+            log: dir.join(format!("{name}.log")),
+            admin_port,
+            child: None,
+        }
+    }
+
+    /// Starts it (appending to its log) and waits until it is ready; the time that took.
+    async fn start(&mut self) -> Duration {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let started = Instant::now();
+        self.child = Some(
+            Command::new(binary(&format!("voicehub-{}", self.name)))
+                .arg("--config")
+                .arg(&self.config)
+                .env_clear()
+                .stdout(Stdio::from(log.try_clone().unwrap()))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .unwrap(),
+        );
+        until_ready(self.admin_port, Duration::from_secs(60)).await;
+        started.elapsed()
+    }
+
+    /// SIGKILL: no drain, no flush, no commit.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn kafka_toml(broker: &TestBroker) -> String {
+    format!(
+        "[kafka]\nbootstrap_servers = \"{}\"\n[kafka.provision]\ncreate_topics = true\n\
+         partitions = 3\nreplication_factor = 1\n[log]\nlevel = \"info\"\n",
+        broker.bootstrap_servers()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_of_either_service_under_load_loses_nothing_acknowledged() {
+    let broker = TestBroker::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = SecretFiles::write();
+    let api = AnalysisApi::start("127.0.0.1:0", API_KEY, AnalysisTrouble::default()).unwrap();
+    let (http_port, ingress_admin, enricher_admin) = (
+        free_port().unwrap(),
+        free_port().unwrap(),
+        free_port().unwrap(),
+    );
+    let mut ingress = Service::new(
+        dir.path(),
+        "ingress",
+        ingress_admin,
+        format!(
+            "[http]\nlisten = \"127.0.0.1:{http_port}\"\n[admin]\nlisten = \"127.0.0.1:{ingress_admin}\"\n\
+             [sources.default]\nsecret_files = [\"{}\"]\n{}",
+            secrets.secret.display(),
+            kafka_toml(&broker)
+        ),
+    );
+    let mut enricher = Service::new(
+        dir.path(),
+        "enricher",
+        enricher_admin,
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:{enricher_admin}\"\n[consumer]\ngroup_id = \"crash\"\n\
+             session_timeout_ms = 6000\n[retry]\ninitial_backoff_ms = 50\n\
+             [sources.default]\napi_key_file = \"{}\"\nallowed_hosts = [\"{}\"]\nallow_http = true\n{}",
+            secrets.api_key.display(),
+            api.host(),
+            kafka_toml(&broker)
+        ),
+    );
+    ingress.start().await;
+    enricher.start().await;
+
+    let webhook_url = format!("http://127.0.0.1:{http_port}/webhooks/voicehub");
+    let traffic = tokio::spawn(simulate(voicehub_traffic(&webhook_url, &api, 200, 10.0)));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    ingress.kill();
+    let ingress_recovery = ingress.start().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    enricher.kill();
+    let enricher_recovery = enricher.start().await;
+    let report = traffic.await.unwrap();
+
+    let topics = voicehub_model::Topics::default();
+    let accounting = Accounting::of(&broker, &topics, &report, Duration::from_secs(90)).await;
+    eprintln!(
+        "kill -9: {} webhooks, {} requests, {} acknowledged, {} refused; ingress back in \
+         {ingress_recovery:?}, enricher in {enricher_recovery:?}; {accounting}",
+        report.webhooks, report.requests, report.acknowledged, report.refused
+    );
+    assert!(accounting.lost.is_empty(), "lost: {:?}", accounting.lost);
+    assert_eq!(accounting.not_enriched, 0, "{accounting:?}");
+    assert!(accounting.acknowledged > 400, "{report:?}");
+    // Requests cut by the kill are retried by VoiceHub's budget.
+    assert_eq!(report.refused, 0, "{report:?}");
+    assert!(ingress.is_running() && enricher.is_running());
+
+    let logs = [ingress.log.as_path(), enricher.log.as_path()];
+    assert!(std::fs::metadata(&ingress.log).unwrap().len() > 0);
+    for secret in [SECRET, API_KEY] {
+        assert_eq!(lines_containing(&logs, secret), Vec::<String>::new());
+    }
+    api.stop().await;
+}
