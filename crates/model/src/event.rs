@@ -9,6 +9,7 @@ use crate::record::{self, Provenance, Record};
 use crate::routing::EventKind;
 use crate::serde_helpers::{absolute_url, check_id, id, json_kind, one_or_many, optional_id};
 use crate::status::{CallStatus, JobStatus};
+use crate::strict_json;
 use crate::timestamp::Timestamp;
 
 /// Fields nobody has documented yet, kept verbatim and re-emitted.
@@ -175,12 +176,13 @@ const TYPE_NAME_PREFIX: &str = "WebhookEventType.";
 ///
 /// Accepts a JSON object, or a JSON string holding one (the docs call the body a "jsonized
 /// string"). Requires a string `eventType` and `eventId`; the documented fields of a known
-/// type must have their documented types. Unknown fields and unknown event types are kept.
+/// type must have their documented types. Unknown fields and unknown event types are kept. An
+/// object with the same key twice is refused (`invalid_json`).
 pub fn parse_webhook(body: &[u8]) -> Result<WebhookEvent, ParseError> {
     let mut value: Value =
-        serde_json::from_slice(body).map_err(|e| ParseError::InvalidJson(e.to_string()))?;
+        strict_json::from_slice(body).map_err(|e| ParseError::InvalidJson(e.to_string()))?;
     if let Value::String(inner) = &value {
-        value = serde_json::from_str(inner)
+        value = strict_json::from_slice(inner.as_bytes())
             .map_err(|e| ParseError::InvalidJson(format!("string-wrapped body: {e}")))?;
     }
     let Value::Object(mut object) = value else {

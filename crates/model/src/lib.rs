@@ -23,6 +23,7 @@ pub mod routing;
 pub mod schema;
 mod serde_helpers;
 pub mod status;
+mod strict_json;
 pub mod timestamp;
 
 pub use error::ParseError;

@@ -109,3 +109,154 @@ async fn thousands_of_wrong_secrets_are_all_refused_and_counted() {
     assert_eq!(failures, attempts as f64);
     assert!(app.all_records().await.is_empty());
 }
+
+/// Sends raw bytes on a fresh connection, then `trickle` one byte per `pause`, and returns
+/// whatever the server answered before closing (or within 15 s).
+async fn raw_exchange(
+    app: &crate::helpers::TestApp,
+    head: &[u8],
+    trickle: &[u8],
+    pause: std::time::Duration,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(head).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let trickle = trickle.to_vec();
+    let writer_task = tokio::spawn(async move {
+        for byte in trickle {
+            tokio::time::sleep(pause).await;
+            if writer.write_all(&[byte]).await.is_err() {
+                break; // the server closed the connection: what we are testing for
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        reader.read_to_end(&mut answer),
+    )
+    .await;
+    writer_task.abort();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn post_head(secret: &str, extra: &str) -> String {
+    format!(
+        "POST /webhooks/voicehub HTTP/1.1\r\nhost: x\r\nx-webhook-secret: {secret}\r\n{extra}\r\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_trickled_byte_by_byte_is_cut_off_with_408_and_writes_nothing() {
+    let app = crate::helpers::spawn_app_with(|s| s.http.body_timeout_ms = 1_000).await;
+    let body = status_event("slow", "c1").to_string();
+    let head = post_head(SECRET, &format!("content-length: {}\r\n", body.len()));
+    let started = std::time::Instant::now();
+
+    let answer = raw_exchange(
+        &app,
+        head.as_bytes(),
+        body.as_bytes(),
+        std::time::Duration::from_millis(200),
+    )
+    .await;
+
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"error\":\"request_timeout\""), "{answer}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(app.all_records().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn headers_that_never_end_are_cut_off_by_the_http_layer() {
+    let app = spawn_app().await;
+    // Slowloris proper: the header section is never finished.
+    let answer = raw_exchange(
+        &app,
+        b"POST /webhooks/voicehub HTTP/1.1\r\nhost: x\r\n",
+        b"x-a: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+        std::time::Duration::from_millis(200),
+    )
+    .await;
+    // actix-web's client request timeout (5 s): 408 and the connection closed.
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(app.all_records().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn header_floods_are_refused_by_the_http_layer_and_write_nothing() {
+    let app = spawn_app().await;
+    let body = status_event("flood", "c1").to_string();
+    // actix-web's limits: at most 96 headers, a header section of at most 128 KiB.
+    let many: String = (0..100).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let huge = format!("x-big: {}\r\n", "a".repeat(200 * 1024));
+
+    for extra in [many, huge] {
+        let head = post_head(
+            SECRET,
+            &format!(
+                "{extra}content-length: {}\r\nconnection: close\r\n",
+                body.len()
+            ),
+        );
+        let request = [head.as_bytes(), body.as_bytes()].concat();
+        let answer = raw_exchange(&app, &request, b"", std::time::Duration::ZERO).await;
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+    }
+    assert!(app.all_records().await.is_empty());
+    // The service is unharmed.
+    assert_eq!(
+        app.post_json(&status_event("after", "c1")).await.status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chunked_body_without_length_within_the_limit_is_accepted() {
+    let app = spawn_app().await;
+    let body = status_event("chunked", "c1").to_string();
+    let (first, rest) = body.split_at(body.len() / 2);
+    let chunk = |part: &str| format!("{:x}\r\n{part}\r\n", part.len());
+    let request = format!(
+        "{}{}{}0\r\n\r\n",
+        post_head(
+            SECRET,
+            "transfer-encoding: chunked\r\nconnection: close\r\n"
+        ),
+        chunk(first),
+        chunk(rest)
+    );
+
+    let answer = raw_exchange(&app, request.as_bytes(), b"", std::time::Duration::ZERO).await;
+
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(app.status_ids().await, vec!["chunked".to_owned()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicate_keys_are_refused_as_an_invalid_payload_and_dead_lettered() {
+    let app = spawn_app().await;
+    // Which of two values is "the" eventType is undecidable: refuse rather than guess.
+    let body = br#"{"eventType":"CallStatusChanged","eventId":"d1","eventId":"d2","timestamp":"2026-11-26T10:00:00Z","callId":"c1","status":"started"}"#;
+
+    let response = app
+        .post("/webhooks/voicehub", Some(SECRET), body.to_vec())
+        .await;
+
+    assert_eq!(response.status(), 400);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["error"], "invalid_payload", "{answer}");
+    assert!(app.status_ids().await.is_empty());
+    let dead = app
+        .broker
+        .wait_for_records(
+            &app.topics.dead_letter,
+            1,
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(dead[0].value, body.to_vec());
+}
