@@ -49,9 +49,11 @@ async fn a_full_backlog_pauses_fetching_and_everything_is_enriched_once_it_drain
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(in_flight, 4.0);
-    // The bound, plus at most the one record that crossed it.
+    // At most the bound plus the one record that crossed it; while paused, above half of it
+    // (the resume point). Not exactly the bound: on a loaded machine the first scrape that
+    // sees the pause can come after a slow record finished and a backlog record took its slot.
     assert!(
-        (BACKLOG_BYTES..BACKLOG_BYTES + 2048.0).contains(&backlog),
+        (BACKLOG_BYTES / 2.0..BACKLOG_BYTES + 2048.0).contains(&backlog),
         "{backlog}"
     );
 
