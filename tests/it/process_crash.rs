@@ -1,6 +1,6 @@
 //! kill -9 of the ingress and of the enricher (the real binaries) under steady VoiceHub
 //! traffic, each restarted at once: nothing acknowledged is lost, every analysis is enriched,
-//! and neither log ever contains the webhook secret or the API key.
+//! and neither the logs nor the metrics ever contain the webhook secret or the API key.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -164,8 +164,14 @@ async fn kill_9_of_either_service_under_load_loses_nothing_acknowledged() {
 
     let logs = [ingress.log.as_path(), enricher.log.as_path()];
     assert!(std::fs::metadata(&ingress.log).unwrap().len() > 0);
+    let mut metrics = String::new();
+    for port in [ingress_admin, enricher_admin] {
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        metrics += &reqwest::get(url).await.unwrap().text().await.unwrap();
+    }
     for secret in [SECRET, API_KEY] {
         assert_eq!(lines_containing(&logs, secret), Vec::<String>::new());
+        assert!(!metrics.contains(secret), "a metric holds a secret");
     }
     api.stop().await;
 }
