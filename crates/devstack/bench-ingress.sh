@@ -11,36 +11,14 @@ seconds=${2:-20}
 storage=${3:-sqlite}
 secret=bench-secret
 
-cargo build --release --locked -p voicehub-ingress -p voicehub-devstack >&2
-bin=target/release
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-
-wait_http() { for _ in $(seq 100); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
+. crates/devstack/script-lib.sh
+require_free_ports 18380 18381 19390 19392
+build_release voicehub-ingress voicehub-devstack
 cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
-peak_rss_mib() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 field() { python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['$2'], 2))" "$1"; }
 
-"$bin/voicehub-dev" --broker-only --storage "$storage" --broker-port 19392 >"$work/broker.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do grep -q '^topics' "$work/broker.log" && break; sleep 0.1; done
-
-cat >"$work/ingress.toml" <<TOML
-[http]
-listen = "127.0.0.1:18380"
-[sources.default]
-secret_envs = ["BENCH_SECRET"]
-[kafka]
-bootstrap_servers = "127.0.0.1:19392"
-[admin]
-listen = "127.0.0.1:19390"
-TOML
-BENCH_SECRET=$secret "$bin/voicehub-ingress" --config "$work/ingress.toml" >"$work/ingress.log" 2>&1 &
-ingress=$!
-pids+=($ingress)
-wait_http http://127.0.0.1:19390/readyz
+start_broker 19392 "$storage"
+start_ingress 18380 19390 19392 "$secret" info
 url=http://127.0.0.1:18380/webhooks/voicehub
 
 "$bin/voicehub-load" run --url "$url" --secret "$secret" --concurrency "$concurrency" --seconds 3 >/dev/null

@@ -2,7 +2,8 @@
 # Soak: broker, ingress and enricher as separate release processes under steady simulated
 # VoiceHub traffic (whole calls, with duplicates, out-of-order statuses and malformed bodies),
 # sampling every few seconds: RSS of both services, webhooks answered and their p50/p99 over
-# the interval (from the ingress's histogram), enriched records and dead letters. Not in CI.
+# the interval, the p99 of the Kafka acknowledgement alone (both from the ingress's
+# histograms), enriched records and dead letters. Not in CI.
 #
 #   crates/devstack/soak.sh [minutes=10] [calls per second=20] [sample seconds=30]
 #
@@ -13,66 +14,12 @@ minutes=${1:-10}
 rate=${2:-20}
 every=${3:-30}
 
-for port in 18580 18582 19590 19591 19592; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "port $port is in use (an earlier run still going?)" >&2
-    exit 1
-  fi
-done
-
-cargo build --release --locked -p voicehub-ingress -p voicehub-enricher -p voicehub-devstack \
-  -p voicehub-simulator >&2
-bin=target/release
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-wait_http() { for _ in $(seq 200); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
-
-"$bin/voicehub-dev" --broker-only --broker-port 19592 >"$work/broker.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do grep -q '^topics' "$work/broker.log" && break; sleep 0.1; done
-
-cat >"$work/ingress.toml" <<TOML
-[http]
-listen = "127.0.0.1:18580"
-[sources.default]
-secret_envs = ["SOAK_SECRET"]
-[kafka]
-bootstrap_servers = "127.0.0.1:19592"
-[kafka.provision]
-create_topics = true
-partitions = 3
-replication_factor = 1
-[admin]
-listen = "127.0.0.1:19590"
-[log]
-level = "warn"
-TOML
-cat >"$work/enricher.toml" <<TOML
-[sources.default]
-api_key_env = "SOAK_API_KEY"
-allowed_hosts = ["127.0.0.1:18582"]
-allow_http = true
-[kafka]
-bootstrap_servers = "127.0.0.1:19592"
-[kafka.provision]
-create_topics = true
-partitions = 3
-replication_factor = 1
-[admin]
-listen = "127.0.0.1:19591"
-[log]
-level = "warn"
-TOML
-SOAK_SECRET=soak "$bin/voicehub-ingress" --config "$work/ingress.toml" >"$work/ingress.log" 2>&1 &
-ingress=$!
-pids+=($ingress)
-wait_http http://127.0.0.1:19590/readyz
-SOAK_API_KEY=soak-key "$bin/voicehub-enricher" --config "$work/enricher.toml" >"$work/enricher.log" 2>&1 &
-enricher=$!
-pids+=($enricher)
-wait_http http://127.0.0.1:19591/readyz
+. crates/devstack/script-lib.sh
+require_free_ports 18580 18582 19590 19591 19592
+build_release voicehub-ingress voicehub-enricher voicehub-devstack voicehub-simulator
+start_broker 19592
+start_ingress 18580 19590 19592 soak
+start_enricher 19591 19592 127.0.0.1:18582 soak-key
 
 calls=$(python3 -c "print(int($minutes * 60 * $rate))")
 "$bin/voicehub-sim" --url http://127.0.0.1:18580/webhooks/voicehub --secret soak \
@@ -102,11 +49,11 @@ def scrape(port):
             samples[name] = float(value)
     return samples
 
-def buckets(samples):
+def buckets(samples, histogram):
     """Cumulative counts per upper bound, summed over every label set."""
     total = {}
     for name, value in samples.items():
-        if name.startswith("voicehub_ingress_request_duration_seconds_bucket"):
+        if name.startswith(histogram + "_bucket"):
             le = re.search(r'le="([^"]+)"', name).group(1)
             total[float(le)] = total.get(float(le), 0) + value
     return dict(sorted(total.items()))
@@ -134,16 +81,22 @@ def alive(pid):
     except FileNotFoundError:
         return False
 
+REQUEST = "voicehub_ingress_request_duration_seconds"
+PRODUCE = "voicehub_ingress_produce_duration_seconds"
 start = time.time()
-previous = buckets(scrape(19590))
+first = scrape(19590)
+previous = {h: buckets(first, h) for h in (REQUEST, PRODUCE)}
 rows = []
-print("elapsed_s,ingress_rss_mib,enricher_rss_mib,webhooks,p50_ms,p99_ms,enriched,dead_letters", flush=True)
+print("elapsed_s,ingress_rss_mib,enricher_rss_mib,webhooks,p50_ms,p99_ms,produce_p99_ms,enriched,dead_letters", flush=True)
 while True:
     time.sleep(every)
     i, e = scrape(19590), scrape(19591)
-    current = buckets(i)
-    delta = {le: current[le] - previous.get(le, 0) for le in current}
-    previous = current
+    deltas = {}
+    for h in (REQUEST, PRODUCE):
+        current = buckets(i, h)
+        deltas[h] = {le: current[le] - previous[h].get(le, 0) for le in current}
+        previous[h] = current
+    delta = deltas[REQUEST]
     row = (
         round(time.time() - start),
         round(rss_mib(ingress), 1),
@@ -151,6 +104,7 @@ while True:
         int(delta.get(float("inf"), 0)),
         round(quantile(0.5, delta), 1),
         round(quantile(0.99, delta), 1),
+        round(quantile(0.99, deltas[PRODUCE]), 1),
         int(total(e, 'voicehub_enricher_records_total{outcome="enriched"}')),
         int(total(i, "voicehub_ingress_dead_letters_total") + total(e, "voicehub_enricher_dead_letters_total")),
     )
@@ -163,7 +117,8 @@ print(
     f"summary: {last[0]} s; RSS ingress {first[1]} -> {last[1]} MiB (max {max(r[1] for r in rows)}), "
     f"enricher {first[2]} -> {last[2]} MiB (max {max(r[2] for r in rows)}); "
     f"p99 per interval {min(r[5] for r in rows)}-{max(r[5] for r in rows)} ms; "
-    f"{sum(r[3] for r in rows)} webhooks answered, {last[6]} enriched, {last[7]} dead letters",
+    f"produce p99 {min(r[6] for r in rows)}-{max(r[6] for r in rows)} ms; "
+    f"{sum(r[3] for r in rows)} webhooks answered, {last[7]} enriched, {last[8]} dead letters",
     flush=True,
 )
 PY

@@ -1,0 +1,86 @@
+# Shared by this folder's benchmark and measurement scripts; sourced, not run. Gives them:
+# $bin (release binaries), $work (a temporary directory, removed at exit) and a trap that stops
+# every process whose pid was added to `pids`.
+
+# Refuses to measure next to a leftover run: its figures would be wrong.
+require_free_ports() {
+  for port in "$@"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "port $port is in use (an earlier run still going?); its figures would be wrong" >&2
+      exit 1
+    fi
+  done
+}
+
+# Builds the named packages in release mode.
+build_release() {
+  local args=()
+  for package in "$@"; do args+=(-p "$package"); done
+  cargo build --release --locked "${args[@]}" >&2
+}
+
+bin=target/release
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_http() {
+  for _ in $(seq 200); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "no answer from $1" >&2
+  exit 1
+}
+peak_rss_mib() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+rss_mib() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+
+# start_broker PORT [sqlite|memory]: the embedded tansu broker, ready when this returns.
+start_broker() {
+  "$bin/voicehub-dev" --broker-only --storage "${2:-sqlite}" --broker-port "$1" \
+    >"$work/broker.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do grep -q '^topics' "$work/broker.log" && break; sleep 0.1; done
+}
+
+# kafka_toml BROKER_PORT: the [kafka] section, topics created with 3 partitions.
+kafka_toml() {
+  cat <<TOML
+[kafka]
+bootstrap_servers = "127.0.0.1:$1"
+[kafka.provision]
+create_topics = true
+partitions = 3
+replication_factor = 1
+TOML
+}
+
+# start_ingress HTTP_PORT ADMIN_PORT BROKER_PORT SECRET [LOG_LEVEL]: ready when this returns;
+# its pid is in $ingress.
+start_ingress() {
+  {
+    printf '[http]\nlisten = "127.0.0.1:%s"\n[admin]\nlisten = "127.0.0.1:%s"\n' "$1" "$2"
+    printf '[sources.default]\nsecret_envs = ["SCRIPT_SECRET"]\n[log]\nlevel = "%s"\n' "${5:-warn}"
+    kafka_toml "$3"
+  } >"$work/ingress.toml"
+  SCRIPT_SECRET=$4 "$bin/voicehub-ingress" --config "$work/ingress.toml" >"$work/ingress.log" 2>&1 &
+  ingress=$!
+  pids+=($ingress)
+  wait_http "http://127.0.0.1:$2/readyz"
+}
+
+# start_enricher ADMIN_PORT BROKER_PORT API_HOST API_KEY: ready when this returns; pid in
+# $enricher.
+start_enricher() {
+  {
+    printf '[admin]\nlisten = "127.0.0.1:%s"\n[log]\nlevel = "warn"\n' "$1"
+    printf '[sources.default]\napi_key_env = "SCRIPT_API_KEY"\nallowed_hosts = ["%s"]\nallow_http = true\n' "$3"
+    kafka_toml "$2"
+  } >"$work/enricher.toml"
+  SCRIPT_API_KEY=$4 "$bin/voicehub-enricher" --config "$work/enricher.toml" >"$work/enricher.log" 2>&1 &
+  enricher=$!
+  pids+=($enricher)
+  wait_http "http://127.0.0.1:$1/readyz"
+}
