@@ -1,0 +1,306 @@
+//! One segment file: its records' positions in memory, appends buffered until the next sync.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::{Entry, Seq, SpoolError};
+
+/// Bytes of one segment to write and sync, taken out of the spool's lock.
+#[derive(Debug)]
+pub(crate) struct Flush {
+    pub(crate) first_seq: Seq,
+    path: PathBuf,
+    file: File,
+    pub(crate) bytes: Vec<u8>,
+}
+
+impl Flush {
+    /// Appends the bytes to the file and syncs it.
+    pub(crate) fn run(&mut self) -> Result<(), SpoolError> {
+        self.file
+            .write_all(&self.bytes)
+            .and_then(|()| self.file.sync_data())
+            .map_err(SpoolError::io(&self.path))
+    }
+}
+
+/// `[len u32][crc32 u32][seq u64][appended_at_ms u64]` before each payload.
+pub(crate) const HEADER_BYTES: u64 = 4 + 4 + 8 + 8;
+
+#[derive(Debug)]
+pub(crate) struct Segment {
+    path: PathBuf,
+    /// Open for appending while this is the active segment.
+    file: Option<File>,
+    first_seq: Seq,
+    /// Per record (index `seq - first_seq`): offset, size on disk, append time, acknowledged.
+    offsets: Vec<u64>,
+    sizes: Vec<u64>,
+    appended_at_ms: Vec<u64>,
+    acknowledged: Vec<bool>,
+    acknowledged_count: u64,
+    /// Index of the first unacknowledged record.
+    cursor: usize,
+    /// Bytes written to the file; `pending` follows them at the next sync.
+    written: u64,
+    pending: Vec<u8>,
+}
+
+fn encode(seq: Seq, appended_at_ms: u64, payload: &[u8], out: &mut Vec<u8>) {
+    let mut checked = Vec::with_capacity(16 + payload.len());
+    checked.extend_from_slice(&seq.to_le_bytes());
+    checked.extend_from_slice(&appended_at_ms.to_le_bytes());
+    checked.extend_from_slice(payload);
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&checked).to_le_bytes());
+    out.extend_from_slice(&checked);
+}
+
+/// The record starting at `bytes[0]`: (seq, appended_at_ms, payload, size), or `None` if it
+/// is incomplete or its checksum does not match.
+fn decode(bytes: &[u8]) -> Option<(Seq, u64, &[u8], u64)> {
+    let header = bytes.get(..HEADER_BYTES as usize)?;
+    let len = u32::from_le_bytes(header[0..4].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
+    let checked = bytes.get(8..HEADER_BYTES as usize + len)?;
+    if crc32fast::hash(checked) != crc {
+        return None;
+    }
+    let seq = u64::from_le_bytes(checked[0..8].try_into().ok()?);
+    let at = u64::from_le_bytes(checked[8..16].try_into().ok()?);
+    Some((seq, at, &checked[16..], HEADER_BYTES + len as u64))
+}
+
+impl Segment {
+    /// A new, empty, active segment whose first record will be `first_seq`.
+    pub(crate) fn create(dir: &Path, first_seq: Seq) -> Result<Self, SpoolError> {
+        let path = dir.join(format!("{first_seq:020}.seg"));
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(SpoolError::io(&path))?;
+        // The new name must survive a crash too.
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(SpoolError::io(dir))?;
+        Ok(Self::empty(path, Some(file), first_seq))
+    }
+
+    fn empty(path: PathBuf, file: Option<File>, first_seq: Seq) -> Self {
+        Self {
+            path,
+            file,
+            first_seq,
+            offsets: Vec::new(),
+            sizes: Vec::new(),
+            appended_at_ms: Vec::new(),
+            acknowledged: Vec::new(),
+            acknowledged_count: 0,
+            cursor: 0,
+            written: 0,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Reads a segment left by an earlier run: every valid record in order; at the first
+    /// incomplete or corrupt one the file is truncated. Returns the (sealed) segment and
+    /// whether something was dropped (0 or 1).
+    pub(crate) fn recover(path: &Path) -> Result<(Self, u64), SpoolError> {
+        let first_seq = path
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .and_then(|stem| stem.parse::<Seq>().ok())
+            .ok_or_else(|| SpoolError::Io {
+                path: path.to_owned(),
+                source: std::io::Error::other("not a segment name"),
+            })?;
+        let bytes = std::fs::read(path).map_err(SpoolError::io(path))?;
+        let mut segment = Self::empty(path.to_owned(), None, first_seq);
+        let mut offset = 0u64;
+        while (offset as usize) < bytes.len() {
+            let expected = first_seq + segment.offsets.len() as u64;
+            match decode(&bytes[offset as usize..]) {
+                Some((seq, at, _, size)) if seq == expected => {
+                    segment.push(offset, size, at);
+                    offset += size;
+                }
+                _ => break,
+            }
+        }
+        segment.written = offset;
+        let torn = u64::from(offset < bytes.len() as u64);
+        if torn > 0 {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(SpoolError::io(path))?;
+            file.set_len(offset).map_err(SpoolError::io(path))?;
+            file.sync_all().map_err(SpoolError::io(path))?;
+        }
+        Ok((segment, torn))
+    }
+
+    fn push(&mut self, offset: u64, size: u64, appended_at_ms: u64) {
+        self.offsets.push(offset);
+        self.sizes.push(size);
+        self.appended_at_ms.push(appended_at_ms);
+        self.acknowledged.push(false);
+    }
+
+    /// Buffers a record (written and synced by [`Self::sync`]); its size on disk.
+    pub(crate) fn append(
+        &mut self,
+        seq: Seq,
+        appended_at_ms: u64,
+        payload: &[u8],
+    ) -> Result<u64, SpoolError> {
+        if self.file.is_none() {
+            return Err(SpoolError::Closed);
+        }
+        let offset = self.bytes_on_disk();
+        encode(seq, appended_at_ms, payload, &mut self.pending);
+        let size = self.bytes_on_disk() - offset;
+        self.push(offset, size, appended_at_ms);
+        Ok(size)
+    }
+
+    /// Hands over what is buffered, to be written and synced outside the spool's lock
+    /// ([`Flush::run`]); `None` if nothing is.
+    pub(crate) fn take_pending(&mut self) -> Result<Option<Flush>, SpoolError> {
+        let Some(file) = self.file.as_ref() else {
+            return Ok(None);
+        };
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Flush {
+            first_seq: self.first_seq,
+            path: self.path.clone(),
+            file: file.try_clone().map_err(SpoolError::io(&self.path))?,
+            bytes: std::mem::take(&mut self.pending),
+        }))
+    }
+
+    /// `bytes` handed over by [`Self::take_pending`] are on disk: their records can be read.
+    pub(crate) fn mark_written(&mut self, bytes: u64) {
+        self.written += bytes;
+    }
+
+    /// A flush failed: forgets the records that are not on disk and takes no more appends
+    /// (whatever half-written bytes follow `written` are cut off as a torn tail at the next
+    /// open). Returns the (records, bytes) forgotten.
+    pub(crate) fn abandon_unwritten(&mut self) -> (u64, u64) {
+        let keep = self
+            .offsets
+            .iter()
+            .zip(&self.sizes)
+            .take_while(|(offset, size)| *offset + *size <= self.written)
+            .count();
+        let forgotten: u64 = self.sizes[keep..].iter().sum();
+        let records = (self.offsets.len() - keep) as u64;
+        self.offsets.truncate(keep);
+        self.sizes.truncate(keep);
+        self.appended_at_ms.truncate(keep);
+        self.acknowledged.truncate(keep);
+        self.pending.clear();
+        self.file = None;
+        (records, forgotten)
+    }
+
+    /// No more appends (what is buffered must have been taken).
+    pub(crate) fn seal(&mut self) {
+        self.file = None;
+    }
+
+    pub(crate) fn is_sealed(&self) -> bool {
+        self.file.is_none()
+    }
+
+    /// Adds up to `max` unacknowledged records with `seq >= from` to `out`.
+    pub(crate) fn read(
+        &self,
+        from: Seq,
+        max: usize,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), SpoolError> {
+        let start = from.saturating_sub(self.first_seq) as usize;
+        let wanted: Vec<usize> = (start.max(self.cursor)..self.offsets.len())
+            .filter(|&i| !self.acknowledged[i] && self.offsets[i] + self.sizes[i] <= self.written)
+            .take(max)
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let mut file = File::open(&self.path).map_err(SpoolError::io(&self.path))?;
+        for i in wanted {
+            let mut bytes = vec![0; self.sizes[i] as usize];
+            file.seek(SeekFrom::Start(self.offsets[i]))
+                .and_then(|_| file.read_exact(&mut bytes))
+                .map_err(SpoolError::io(&self.path))?;
+            let (seq, appended_at_ms, payload, _) =
+                decode(&bytes).ok_or_else(|| SpoolError::Io {
+                    path: self.path.clone(),
+                    source: std::io::Error::other("checksum mismatch on read"),
+                })?;
+            out.push(Entry {
+                seq,
+                appended_at_ms,
+                payload: payload.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Marks `seq` acknowledged; its size on disk if it was not already.
+    pub(crate) fn acknowledge(&mut self, seq: Seq) -> Option<u64> {
+        let i = usize::try_from(seq.checked_sub(self.first_seq)?).ok()?;
+        if *self.acknowledged.get(i)? {
+            return None;
+        }
+        self.acknowledged[i] = true;
+        self.acknowledged_count += 1;
+        while self.cursor < self.acknowledged.len() && self.acknowledged[self.cursor] {
+            self.cursor += 1;
+        }
+        Some(self.sizes[i])
+    }
+
+    pub(crate) fn all_acknowledged(&self) -> bool {
+        self.acknowledged_count == self.records()
+    }
+
+    pub(crate) fn oldest_unacknowledged_ms(&self) -> Option<u64> {
+        self.appended_at_ms.get(self.cursor).copied()
+    }
+
+    pub(crate) fn records(&self) -> u64 {
+        self.offsets.len() as u64
+    }
+
+    /// Bytes of the records not yet acknowledged.
+    pub(crate) fn bytes(&self) -> u64 {
+        (0..self.offsets.len())
+            .filter(|&i| !self.acknowledged[i])
+            .map(|i| self.sizes[i])
+            .sum()
+    }
+
+    pub(crate) fn bytes_on_disk(&self) -> u64 {
+        self.written + self.pending.len() as u64
+    }
+
+    pub(crate) fn first_seq(&self) -> Seq {
+        self.first_seq
+    }
+
+    pub(crate) fn next_seq(&self) -> Seq {
+        self.first_seq + self.records()
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
