@@ -42,6 +42,14 @@ wait_for() { # description seconds command...
   done
 }
 
+# Host networking: the compose file's ports are this machine's.
+for port in 8080 8090 9090 9091 9092 9099; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "compose-smoke: port $port is in use (voicehub-dev running?); the smoke test needs it" >&2
+    exit 1
+  fi
+done
+
 if ! docker info >/dev/null 2>&1; then
   echo "--- starting dockerd"
   dockerd >"$work/dockerd.log" 2>&1 &
