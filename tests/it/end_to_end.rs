@@ -3,12 +3,11 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use voicehub_model::enriched::AnalysisEnriched;
 use voicehub_simulator::{AnalysisTrouble, SendOptions, Trouble, simulate};
 use voicehub_testkit::TestBroker;
 use voicehub_testkit::metrics::scrape;
 
-use crate::harness::{Bridge, SECRET, per_call};
+use crate::harness::{Bridge, SECRET, ce_ids, expected_enriched_ids, per_call};
 
 const CALLS: usize = 300;
 
@@ -87,12 +86,7 @@ async fn every_acknowledged_call_event_lands_in_order_and_every_analysis_is_enri
     assert_eq!(dead.len(), malformed * 4);
 
     // Every analysis is enriched; a redelivery would carry the same id.
-    let analyses = &acked_by_type["AnalysisResultReady"];
-    let expected: HashSet<String> = analyses
-        .iter()
-        .filter_map(|a| a.event_id.as_deref())
-        .map(|id| AnalysisEnriched::ce_id("default", id))
-        .collect();
+    let expected = expected_enriched_ids(&report);
     let enriched = broker
         .wait_for_records(
             &topics.analysis_enriched,
@@ -101,11 +95,7 @@ async fn every_acknowledged_call_event_lands_in_order_and_every_analysis_is_enri
         )
         .await
         .unwrap();
-    let ids: HashSet<String> = enriched
-        .iter()
-        .filter_map(|r| r.header("ce_id").map(str::to_owned))
-        .collect();
-    assert_eq!(ids, expected);
+    assert_eq!(ce_ids(&enriched), expected);
 
     // The alert rules and the dashboard only name metrics the services export. Families appear once used, so
     // first a wrong secret and an analysis URL off the allow-list (dead-lettered by the enricher).

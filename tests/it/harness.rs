@@ -203,13 +203,7 @@ impl Accounting {
                     .filter(|id| !ids.contains(id)),
             );
         }
-        let expected: HashSet<String> = report
-            .acked
-            .iter()
-            .filter(|ack| ack.event_type == "AnalysisResultReady")
-            .filter_map(|ack| ack.event_id.as_deref())
-            .map(|id| AnalysisEnriched::ce_id("default", id))
-            .collect();
+        let expected = expected_enriched_ids(report);
         let enriched = broker
             .wait_for_records(
                 &topics.analysis_enriched,
@@ -246,7 +240,19 @@ impl std::fmt::Display for Accounting {
     }
 }
 
-fn ce_ids(records: &[ConsumedRecord]) -> HashSet<String> {
+/// The `ce_id` of the enriched record each acknowledged analysis-ready event must get.
+pub fn expected_enriched_ids(report: &Report) -> HashSet<String> {
+    report
+        .acked
+        .iter()
+        .filter(|ack| ack.event_type == "AnalysisResultReady")
+        .filter_map(|ack| ack.event_id.as_deref())
+        .map(|id| AnalysisEnriched::ce_id("default", id))
+        .collect()
+}
+
+/// The distinct `ce_id`s of `records`.
+pub fn ce_ids(records: &[ConsumedRecord]) -> HashSet<String> {
     records
         .iter()
         .filter_map(|r| r.header("ce_id").map(str::to_owned))
