@@ -111,6 +111,7 @@ compose --profile demo up -d --no-build simulator
 sim_reported() { compose logs --no-color simulator | grep -q '"acknowledged"'; }
 wait_for "the simulator's report" 60 sim_reported
 compose logs --no-color --no-log-prefix simulator | grep '"acknowledged"' | tee "$work/report"
+grep -q '"refused":0,' "$work/report" || fail "the simulator had webhooks refused"
 
 count() { # topic
   "$bin_dir/voicehub-tail" --brokers 127.0.0.1:9092 --topic "$1" 2>/dev/null | grep -c '^--- ' || true

@@ -39,7 +39,8 @@ pub enum Storage {
 pub struct TestBroker {
     port: u16,
     broker: Tansu,
-    task: Option<JoinHandle<()>>,
+    /// The serving task; it ends with the broker's error, if any.
+    task: Option<JoinHandle<Result<(), String>>>,
     _data: Option<tempfile::TempDir>,
 }
 
@@ -107,25 +108,42 @@ impl TestBroker {
         }
     }
 
-    /// Serves again on the same port, with the data it had when stopped.
+    /// Serves again on the same port, with the data it had when stopped. A broker that stops
+    /// again at once (its error is in the message) is started up to twice more before this
+    /// gives up: the whole-system tests bounce it under load, and a restart that fails is the
+    /// test kit's problem, not the bridge's.
     pub async fn resume(&mut self) -> Result<()> {
         if self.is_running() {
             return Ok(());
         }
-        // Another process on the port would answer the readiness probe below in our place.
-        std::net::TcpListener::bind(("127.0.0.1", self.port)).map_err(|e| {
-            TestkitError::Broker(format!("cannot listen on 127.0.0.1:{}: {e}", self.port))
-        })?;
-        let mut broker = self.broker.clone();
-        self.task = Some(tokio::spawn(async move {
-            if let Err(error) = broker.serve(tokio::time::Instant::now()).await {
-                tracing::error!(?error, "embedded broker stopped");
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            // Another process on the port would answer the readiness probe below in our place.
+            std::net::TcpListener::bind(("127.0.0.1", self.port)).map_err(|e| {
+                TestkitError::Broker(format!("cannot listen on 127.0.0.1:{}: {e}", self.port))
+            })?;
+            let mut broker = self.broker.clone();
+            self.task = Some(tokio::spawn(async move {
+                broker
+                    .serve(tokio::time::Instant::now())
+                    .await
+                    .map_err(|error| {
+                        tracing::error!(?error, "embedded broker stopped");
+                        format!("{error:?}")
+                    })
+            }));
+            match self.wait_until_accepting().await {
+                Err(error) if attempt < 3 && self.task.is_none() => {
+                    eprintln!("testkit: embedded broker did not come back ({error}); again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                outcome => return outcome,
             }
-        }));
-        self.wait_until_accepting().await
+        }
     }
 
-    async fn wait_until_accepting(&self) -> Result<()> {
+    async fn wait_until_accepting(&mut self) -> Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
@@ -134,9 +152,24 @@ impl TestBroker {
             {
                 return Ok(());
             }
-            if tokio::time::Instant::now() > deadline || !self.is_running() {
+            if !self.is_running() {
+                // Say why: the broker's own error, or its panic.
+                let why = match self.task.take() {
+                    Some(task) => match task.await {
+                        Ok(Ok(())) => "it stopped serving".to_owned(),
+                        Ok(Err(error)) => error,
+                        Err(join) => format!("it panicked: {join}"),
+                    },
+                    None => "it was not started".to_owned(),
+                };
                 return Err(TestkitError::Broker(format!(
-                    "not accepting connections on port {}",
+                    "not accepting connections on port {}: {why}",
+                    self.port
+                )));
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(TestkitError::Broker(format!(
+                    "not accepting connections on port {} within 10 s",
                     self.port
                 )));
             }
