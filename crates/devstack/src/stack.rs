@@ -30,6 +30,7 @@ pub fn ingress_settings(
             ..HttpSettings::default()
         },
         dedupe: Default::default(),
+        spool: Default::default(),
         sources: BTreeMap::from([(
             "default".to_owned(),
             IngressSource {

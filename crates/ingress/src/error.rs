@@ -45,6 +45,12 @@ pub enum WebhookError {
         /// `Retry-After` seconds.
         retry_after_s: u64,
     },
+    /// 503: the spool is full or not draining (`spool.max_bytes`, `spool.max_age_s`).
+    #[error("the local spool is full; retry later")]
+    SpoolFull {
+        /// `Retry-After` seconds.
+        retry_after_s: u64,
+    },
     /// 503: too many requests in flight.
     #[error("too many requests in flight; retry later")]
     Overloaded {
@@ -70,6 +76,7 @@ impl WebhookError {
             Self::BodyRead(_) => "bad_request",
             Self::Invalid(_) => "invalid_payload",
             Self::Unavailable { .. } => "unavailable",
+            Self::SpoolFull { .. } => "spool_full",
             Self::Overloaded { .. } => "overloaded",
             Self::Draining { .. } => "draining",
         }
@@ -78,6 +85,7 @@ impl WebhookError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             Self::Unavailable { retry_after_s }
+            | Self::SpoolFull { retry_after_s }
             | Self::Overloaded { retry_after_s }
             | Self::Draining { retry_after_s } => Some(*retry_after_s),
             _ => None,
@@ -99,9 +107,10 @@ impl ResponseError for WebhookError {
             Self::TooLarge { .. } | Self::RecordTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::BodyRead(_) | Self::Invalid(_) => StatusCode::BAD_REQUEST,
-            Self::Unavailable { .. } | Self::Overloaded { .. } | Self::Draining { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Unavailable { .. }
+            | Self::SpoolFull { .. }
+            | Self::Overloaded { .. }
+            | Self::Draining { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

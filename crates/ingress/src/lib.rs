@@ -2,8 +2,10 @@
 //!
 //! # Delivery semantics
 //!
-//! A webhook is answered 2xx **only after the broker acknowledged its record** (`acks=all`,
-//! idempotent producer), within `http.produce_deadline_ms`; past that, 503 with
+//! A webhook is answered 2xx **only once its record is durable**: with `spool.mode = off`
+//! (the default) that is once the broker acknowledged it (`acks=all`, idempotent producer),
+//! within `http.produce_deadline_ms`; with the spool on, once it is fsynced to the instance's
+//! disk, from where the forwarder produces it (see [`outbox`]). Otherwise 503 with
 //! `Retry-After`, so VoiceHub retries. A 503 does not mean "not written": the record may still
 //! land later, and the retry is then deduplicated (on this instance) or carries the same
 //! `ce_id` (across instances). So: at least once, never a 2xx for an event that is not
@@ -14,15 +16,18 @@
 //!
 //! The request path, in order: source (404) → secret (401) → draining / load shedding (503)
 //! → body limit and timeout (413, 408) → parse (400 + dead letter) → deduplicate (200
-//! duplicate) → produce and wait for the acknowledgement (200, or 503).
+//! duplicate) → outbox: produce, or spool, and wait until durable (200, or 503).
 
 pub mod auth;
 pub mod dedupe;
 pub mod error;
+pub mod forwarder;
 pub mod metrics;
+pub mod outbox;
 pub mod publisher;
 pub mod routes;
 pub mod settings;
+pub mod spooled;
 pub mod startup;
 
 pub use settings::IngressSettings;

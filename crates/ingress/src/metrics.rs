@@ -4,7 +4,8 @@
 //! outcomes, reasons, secret slots. Never an event, call or job id.
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 use voicehub_runtime::kafka::ProduceError;
 use voicehub_runtime::metrics::LATENCY_BUCKETS;
@@ -36,7 +37,50 @@ pub struct IngressMetrics {
     pub producer_queue: IntGauge,
     /// `voicehub_ingress_producer_replacements_total`
     pub producer_replacements: IntCounter,
+    /// `voicehub_ingress_broker_reachable`: 1 after an acknowledgement or a metadata answer, 0
+    /// after a failure.
+    pub broker_reachable: IntGauge,
+    /// The spool's metrics (registered in every mode, so dashboards and alerts find them).
+    pub spool: SpoolMetrics,
 }
+
+/// `voicehub_ingress_spool_*`
+#[derive(Debug, Clone)]
+pub struct SpoolMetrics {
+    /// `voicehub_ingress_spool_mode{mode}`: 1 for the configured mode.
+    pub mode: IntGaugeVec,
+    /// `voicehub_ingress_spool_records`: spooled, not yet acknowledged by Kafka.
+    pub records: IntGauge,
+    /// `voicehub_ingress_spool_bytes`: their bytes on disk.
+    pub bytes: IntGauge,
+    /// `voicehub_ingress_spool_max_bytes`: the bound (`spool.max_bytes`).
+    pub max_bytes: IntGauge,
+    /// `voicehub_ingress_spool_oldest_record_age_seconds`
+    pub oldest_age: Gauge,
+    /// `voicehub_ingress_spool_appended_records_total`
+    pub appended: IntCounter,
+    /// `voicehub_ingress_spool_forwarded_records_total`
+    pub forwarded: IntCounter,
+    /// `voicehub_ingress_spool_torn_records_total`: dropped at a torn or corrupt segment end
+    /// when the spool was opened.
+    pub torn: IntCounter,
+    /// `voicehub_ingress_spool_undeliverable_records_total{reason}`: set aside on disk.
+    pub undeliverable: IntCounterVec,
+    /// `voicehub_ingress_spool_fsync_duration_seconds`: one write + fsync of a batch.
+    pub fsync_duration: Histogram,
+    /// `voicehub_ingress_spool_fsync_batch_records`: appends made durable by one fsync.
+    pub fsync_batch: Histogram,
+}
+
+impl voicehub_spool::SyncObserver for SpoolMetrics {
+    fn synced(&self, records: usize, took: std::time::Duration) {
+        self.fsync_duration.observe(took.as_secs_f64());
+        self.fsync_batch.observe(records as f64);
+    }
+}
+
+/// Reasons of `voicehub_ingress_spool_undeliverable_records_total`.
+pub const UNDELIVERABLE_REASONS: [&str; 2] = ["too_large", "unreadable"];
 
 impl IngressMetrics {
     /// Creates and registers every metric.
@@ -126,6 +170,119 @@ impl IngressMetrics {
             producer_queue: gauge(
                 "voicehub_ingress_producer_queue_messages",
                 "Records in the producer's queue awaiting delivery (librdkafka statistics).",
+            )?,
+            broker_reachable: gauge(
+                "voicehub_ingress_broker_reachable",
+                "1 while the broker acknowledges records or answers metadata requests, else 0.",
+            )?,
+            spool: SpoolMetrics::register(registry)?,
+        })
+    }
+}
+
+impl SpoolMetrics {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        fn add<M: prometheus::core::Collector + Clone + 'static>(
+            registry: &Registry,
+            metric: M,
+        ) -> Result<M, prometheus::Error> {
+            registry.register(Box::new(metric.clone()))?;
+            Ok(metric)
+        }
+        let undeliverable = add(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "voicehub_ingress_spool_undeliverable_records_total",
+                    "Spooled records Kafka can never take (too large for the broker, or \
+                     unreadable), moved to the spool's undeliverable/ directory.",
+                ),
+                &["reason"],
+            )?,
+        )?;
+        for reason in UNDELIVERABLE_REASONS {
+            undeliverable.with_label_values(&[reason]);
+        }
+        Ok(Self {
+            mode: add(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "voicehub_ingress_spool_mode",
+                        "1 for the configured spool mode (off, fallback, always).",
+                    ),
+                    &["mode"],
+                )?,
+            )?,
+            records: add(
+                registry,
+                IntGauge::new(
+                    "voicehub_ingress_spool_records",
+                    "Records in the spool not yet acknowledged by Kafka.",
+                )?,
+            )?,
+            bytes: add(
+                registry,
+                IntGauge::new(
+                    "voicehub_ingress_spool_bytes",
+                    "Bytes on disk of the records not yet acknowledged by Kafka.",
+                )?,
+            )?,
+            max_bytes: add(
+                registry,
+                IntGauge::new(
+                    "voicehub_ingress_spool_max_bytes",
+                    "The spool's byte bound; appends beyond it are refused with 503.",
+                )?,
+            )?,
+            oldest_age: add(
+                registry,
+                Gauge::new(
+                    "voicehub_ingress_spool_oldest_record_age_seconds",
+                    "Age of the oldest record not yet acknowledged by Kafka (0 when empty).",
+                )?,
+            )?,
+            appended: add(
+                registry,
+                IntCounter::new(
+                    "voicehub_ingress_spool_appended_records_total",
+                    "Records made durable in the spool (each answered 2xx).",
+                )?,
+            )?,
+            forwarded: add(
+                registry,
+                IntCounter::new(
+                    "voicehub_ingress_spool_forwarded_records_total",
+                    "Spooled records acknowledged by Kafka.",
+                )?,
+            )?,
+            torn: add(
+                registry,
+                IntCounter::new(
+                    "voicehub_ingress_spool_torn_records_total",
+                    "Records dropped at a torn or corrupt segment end when the spool was opened.",
+                )?,
+            )?,
+            undeliverable,
+            fsync_duration: add(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "voicehub_ingress_spool_fsync_duration_seconds",
+                        "Time to write and fsync one group of appends.",
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                )?,
+            )?,
+            fsync_batch: add(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "voicehub_ingress_spool_fsync_batch_records",
+                        "Appends made durable by one fsync (group commit).",
+                    )
+                    .buckets(prometheus::exponential_buckets(1.0, 2.0, 13)?),
+                )?,
             )?,
         })
     }

@@ -1,9 +1,10 @@
 //! Where accepted records go: the Kafka producer, with its health feeding readiness.
 //!
-//! This is the seam a durable spool (write-ahead on local disk) plugs into: the routes only
-//! ask "is this record durable?" and wait for the answer.
+//! The routes do not call it directly: they hand records to the [`crate::outbox`], which
+//! produces through this or spools first, depending on `spool.mode`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
@@ -38,7 +39,9 @@ impl ClientContext for ProducerStats {
 pub struct Publisher {
     producer: Arc<RecoveringProducer<ProducerStats>>,
     deadline: Duration,
-    readiness: Readiness,
+    /// Broker health gates readiness only without a spool (with one, the spool does).
+    readiness: Option<Readiness>,
+    healthy: Arc<AtomicBool>,
     metrics: IngressMetrics,
 }
 
@@ -51,14 +54,17 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    /// Creates the producer (no connection is made yet).
+    /// Creates the producer (no connection is made yet). With `readiness`, broker health is
+    /// one of its checks.
     pub fn new(
         settings: &KafkaSettings,
         deadline: Duration,
-        readiness: Readiness,
+        readiness: Option<Readiness>,
         metrics: IngressMetrics,
     ) -> Result<Self, rdkafka::error::KafkaError> {
-        readiness.register(BROKER_CHECK);
+        if let Some(readiness) = &readiness {
+            readiness.register(BROKER_CHECK);
+        }
         let stats_metrics = metrics.clone();
         let producer = RecoveringProducer::new(settings, move || ProducerStats {
             metrics: stats_metrics.clone(),
@@ -67,6 +73,7 @@ impl Publisher {
             producer: Arc::new(producer),
             deadline,
             readiness,
+            healthy: Arc::new(AtomicBool::new(false)),
             metrics,
         })
     }
@@ -80,11 +87,52 @@ impl Publisher {
         record: &Record,
         on_outcome: impl FnOnce(bool) + Send + 'static,
     ) -> Result<Delivered, ProduceError> {
+        self.publish_within(topic, record, self.deadline, on_outcome)
+            .await
+    }
+
+    /// [`Publisher::publish`] with another deadline.
+    pub async fn publish_within(
+        &self,
+        topic: &str,
+        record: &Record,
+        deadline: Duration,
+        on_outcome: impl FnOnce(bool) + Send + 'static,
+    ) -> Result<Delivered, ProduceError> {
+        let delivery = self.deliver(topic, record);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let result = delivery.await;
+            on_outcome(result.is_ok());
+            // The requester may have stopped waiting.
+            let _ = tx.send(result);
+        });
+        match tokio::time::timeout(deadline, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ProduceError::Failed(rdkafka::error::KafkaError::Canceled)),
+            Err(_) => {
+                let error = ProduceError::Deadline(deadline);
+                self.metrics
+                    .produce_errors
+                    .with_label_values(&[error.reason()])
+                    .inc();
+                self.set_broker_health(false);
+                Err(error)
+            }
+        }
+    }
+
+    /// Starts delivering `record` now; the future resolves with the broker's answer (or
+    /// `message.timeout.ms` later), counting it in the metrics and in broker health.
+    pub fn deliver(
+        &self,
+        topic: &str,
+        record: &Record,
+    ) -> impl Future<Output = Result<Delivered, ProduceError>> + Send + 'static {
         let started = Instant::now();
         let delivery = self.producer.send(topic, record);
-        let (tx, rx) = tokio::sync::oneshot::channel();
         let this = self.clone();
-        tokio::spawn(async move {
+        async move {
             let generation = this.producer.generation();
             let result = delivery.await;
             let replaced = this.producer.generation().saturating_sub(generation);
@@ -106,22 +154,7 @@ impl Publisher {
                     }
                 }
             }
-            on_outcome(result.is_ok());
-            // The requester may have stopped waiting.
-            let _ = tx.send(result);
-        });
-        match tokio::time::timeout(self.deadline, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(ProduceError::Failed(rdkafka::error::KafkaError::Canceled)),
-            Err(_) => {
-                let error = ProduceError::Deadline(self.deadline);
-                self.metrics
-                    .produce_errors
-                    .with_label_values(&[error.reason()])
-                    .inc();
-                self.set_broker_health(false);
-                Err(error)
-            }
+            result
         }
     }
 
@@ -154,11 +187,15 @@ impl Publisher {
     }
 
     fn set_broker_health(&self, healthy: bool) {
-        if self.readiness.set(BROKER_CHECK, healthy) {
+        self.metrics.broker_reachable.set(i64::from(healthy));
+        if let Some(readiness) = &self.readiness {
+            readiness.set(BROKER_CHECK, healthy);
+        }
+        if self.healthy.swap(healthy, Ordering::AcqRel) != healthy {
             if healthy {
-                info!(check = BROKER_CHECK, "broker reachable: ready");
+                info!(check = BROKER_CHECK, "broker reachable");
             } else {
-                warn!(check = BROKER_CHECK, "broker unreachable: not ready");
+                warn!(check = BROKER_CHECK, "broker unreachable");
             }
         }
     }

@@ -14,13 +14,12 @@ use tracing::{info, warn};
 use voicehub_model::record::{DeadLetter, Provenance, Stage};
 use voicehub_model::{EventKind, Timestamp, Topics, WebhookEvent, parse_webhook};
 use voicehub_runtime::BRIDGE_VERSION;
-use voicehub_runtime::kafka::ProduceError;
 
 use crate::auth::{AuthOutcome, SourceSecrets};
 use crate::dedupe::{Claim, Dedupe};
 use crate::error::WebhookError;
 use crate::metrics::IngressMetrics;
-use crate::publisher::Publisher;
+use crate::outbox::{Outbox, StoreError};
 
 /// The source served by `POST /webhooks/voicehub`.
 pub const DEFAULT_SOURCE: &str = "default";
@@ -34,8 +33,8 @@ pub struct AppState {
     pub sources: HashMap<String, Arc<SourceSecrets>>,
     /// Topic names.
     pub topics: Topics,
-    /// Where records go.
-    pub publisher: Publisher,
+    /// Where records go: Kafka, or the spool first.
+    pub outbox: Outbox,
     /// Recent event ids.
     pub dedupe: Arc<Dedupe>,
     /// Bounds requests in flight.
@@ -263,7 +262,7 @@ async fn publish_once(
     event: &WebhookEvent,
 ) -> Result<&'static str, WebhookError> {
     let retry_after_s = state.retry_after_s;
-    let wait_until = tokio::time::Instant::now() + state.publisher.deadline();
+    let wait_until = tokio::time::Instant::now() + state.outbox.deadline();
     loop {
         match state.dedupe.claim(provenance.source, event.event_id()) {
             Claim::Duplicate => {
@@ -291,7 +290,7 @@ async fn publish_once(
                         pending.succeeded();
                     } // else dropping `pending` releases the id for a retry
                 };
-                return match state.publisher.publish(topic, &record, on_outcome).await {
+                return match state.outbox.store(topic, &record, on_outcome).await {
                     Ok(_) => Ok(if event.kind() == EventKind::Unrouted {
                         "unrouted"
                     } else {
@@ -304,17 +303,31 @@ async fn publish_once(
     }
 }
 
-fn produce_failed(error: ProduceError, retry_after_s: u64, event: &WebhookEvent) -> WebhookError {
-    match error {
-        ProduceError::TooLarge(_) => {
+fn produce_failed(error: StoreError, retry_after_s: u64, event: &WebhookEvent) -> WebhookError {
+    if error.is_too_large() {
+        warn!(
+            error = &error as &dyn std::error::Error,
+            event_id = event.event_id(),
+            "record refused as too large"
+        );
+        return WebhookError::RecordTooLarge;
+    }
+    store_failed(&error, retry_after_s)
+}
+
+fn store_failed(error: &StoreError, retry_after_s: u64) -> WebhookError {
+    if error.is_too_large() {
+        WebhookError::RecordTooLarge
+    } else if error.is_spool_full() {
+        WebhookError::SpoolFull { retry_after_s }
+    } else {
+        if let StoreError::Spool(error) = error {
             warn!(
-                error = &error as &dyn std::error::Error,
-                event_id = event.event_id(),
-                "record refused as too large"
+                error = error as &dyn std::error::Error,
+                "spool append failed"
             );
-            WebhookError::RecordTooLarge
         }
-        _ => WebhookError::Unavailable { retry_after_s },
+        WebhookError::Unavailable { retry_after_s }
     }
 }
 
@@ -336,8 +349,8 @@ async fn dead_letter(
     }
     .to_record(provenance);
     match state
-        .publisher
-        .publish(&state.topics.dead_letter, &record, |_| {})
+        .outbox
+        .store(&state.topics.dead_letter, &record, |_| {})
         .await
     {
         Ok(_) => {
@@ -348,10 +361,7 @@ async fn dead_letter(
                 .inc();
             Ok(())
         }
-        Err(ProduceError::TooLarge(_)) => Err(WebhookError::RecordTooLarge),
-        Err(_) => Err(WebhookError::Unavailable {
-            retry_after_s: state.retry_after_s,
-        }),
+        Err(error) => Err(store_failed(&error, state.retry_after_s)),
     }
 }
 

@@ -20,6 +20,9 @@ pub struct IngressSettings {
     /// Duplicate suppression.
     #[serde(default)]
     pub dedupe: DedupeSettings,
+    /// The durable local spool (write-ahead on the instance's disk).
+    #[serde(default)]
+    pub spool: SpoolSettings,
     /// Webhook sources by name (the `{source}` path segment; `default` serves
     /// `/webhooks/voicehub`). At least one.
     pub sources: BTreeMap<String, SourceSettings>,
@@ -115,6 +118,72 @@ impl Default for DedupeSettings {
     }
 }
 
+/// `spool.mode`: when an event is acknowledged to VoiceHub.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpoolMode {
+    /// 2xx only after the Kafka acknowledgement; no local state.
+    #[default]
+    Off,
+    /// Kafka first; an event not acknowledged within `spool.fallback_after_ms` is spooled
+    /// instead, and while the spool holds anything every event goes through it.
+    Fallback,
+    /// Every event is spooled; 2xx after the fsync; a forwarder drains the spool to Kafka.
+    Always,
+}
+
+impl SpoolMode {
+    /// The config value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Fallback => "fallback",
+            Self::Always => "always",
+        }
+    }
+}
+
+/// `[spool]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpoolSettings {
+    /// `off`, `fallback` or `always`.
+    pub mode: SpoolMode,
+    /// Directory of the segment files; one instance per directory (a lock file enforces it).
+    pub dir: PathBuf,
+    /// Appends are refused (503) while the spool holds this many bytes.
+    pub max_bytes: u64,
+    /// Appends are refused (503) while its oldest record is older than this.
+    pub max_age_s: u64,
+    /// Size at which a segment file is closed and a new one started.
+    pub segment_bytes: u64,
+    /// `fallback` mode: how long to wait for Kafka's acknowledgement before spooling.
+    pub fallback_after_ms: u64,
+    /// Records the forwarder keeps in flight to Kafka at once.
+    pub forward_window: usize,
+}
+
+impl Default for SpoolSettings {
+    fn default() -> Self {
+        Self {
+            mode: SpoolMode::Off,
+            dir: PathBuf::from("/var/lib/voicehub/spool"),
+            max_bytes: 1024 * 1024 * 1024,
+            max_age_s: 6 * 3600,
+            segment_bytes: 16 * 1024 * 1024,
+            fallback_after_ms: 1_000,
+            forward_window: 512,
+        }
+    }
+}
+
+impl SpoolSettings {
+    /// `fallback_after_ms` as a duration.
+    pub fn fallback_after(&self) -> Duration {
+        Duration::from_millis(self.fallback_after_ms)
+    }
+}
+
 /// `[sources.<name>]`: one VoiceHub agent or Call Studio workspace webhook.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -150,10 +219,37 @@ impl IngressSettings {
             ("http.max_body_bytes", http.max_body_bytes),
             ("http.max_in_flight", http.max_in_flight),
             ("dedupe.max_entries", self.dedupe.max_entries),
+            ("spool.forward_window", self.spool.forward_window),
         ] {
             if value == 0 {
                 return Err(SettingsError::invalid(key, "must be above 0"));
             }
+        }
+        let spool = &self.spool;
+        if spool.mode != SpoolMode::Off {
+            if spool.dir.as_os_str().is_empty() {
+                return Err(SettingsError::invalid(
+                    "spool.dir",
+                    "must be set when the spool is on",
+                ));
+            }
+            if spool.segment_bytes == 0 || spool.max_bytes < spool.segment_bytes {
+                return Err(SettingsError::invalid(
+                    "spool.max_bytes",
+                    "must be at least spool.segment_bytes (and both above 0)",
+                ));
+            }
+            if spool.max_age_s == 0 {
+                return Err(SettingsError::invalid("spool.max_age_s", "must be above 0"));
+            }
+        }
+        if spool.mode == SpoolMode::Fallback
+            && (spool.fallback_after_ms == 0 || spool.fallback_after() >= http.produce_deadline())
+        {
+            return Err(SettingsError::invalid(
+                "spool.fallback_after_ms",
+                "must be above 0 and below http.produce_deadline_ms",
+            ));
         }
         if self.sources.is_empty() {
             return Err(SettingsError::invalid(

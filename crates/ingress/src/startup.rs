@@ -18,13 +18,21 @@ pub use voicehub_runtime::shutdown::ShutdownTrigger;
 
 use crate::auth::{SecretError, SourceSecrets};
 use crate::dedupe::Dedupe;
+use crate::forwarder::Forwarder;
 use crate::metrics::IngressMetrics;
+use crate::outbox::{Outbox, SpoolState};
 use crate::publisher::Publisher;
 use crate::routes::{self, AppState};
-use crate::settings::IngressSettings;
+use crate::settings::{IngressSettings, SpoolMode};
 
 /// The readiness check that fails while draining.
 pub const ACCEPTING_CHECK: &str = "accepting";
+/// With the spool on: the readiness check that fails while the spool refuses appends.
+pub const SPOOL_CHECK: &str = "spool";
+/// How often the spool's gauges and readiness are refreshed.
+const SPOOL_REFRESH: Duration = Duration::from_millis(500);
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
 /// How often the broker is probed for readiness.
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -61,6 +69,9 @@ pub enum StartupError {
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The spool could not be opened.
+    #[error("spool.dir: {0}")]
+    Spool(#[from] voicehub_spool::SpoolError),
 }
 
 /// A built ingress: listeners bound, producer created, not serving yet.
@@ -113,17 +124,43 @@ impl Application {
             kafka::ensure_topics(&settings.kafka, &names, Duration::from_secs(30)).await?;
         }
 
+        let spool_mode = settings.spool.mode;
+        metrics
+            .spool
+            .mode
+            .with_label_values(&[spool_mode.as_str()])
+            .set(1);
         let publisher = Publisher::new(
             &settings.kafka,
             settings.http.produce_deadline(),
-            readiness.clone(),
+            (spool_mode == SpoolMode::Off).then(|| readiness.clone()),
             metrics.clone(),
         )?;
+        let outbox = match spool_mode {
+            SpoolMode::Off => Outbox::direct(publisher),
+            mode => {
+                let spool = open_spool(&settings, &metrics)?;
+                readiness.register(SPOOL_CHECK);
+                let max_record_bytes = settings
+                    .kafka
+                    .properties
+                    .get("message.max.bytes")
+                    .and_then(|value| value.parse().ok())
+                    .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES);
+                Outbox::spooled(
+                    mode,
+                    publisher,
+                    spool,
+                    settings.spool.fallback_after(),
+                    max_record_bytes,
+                )
+            }
+        };
 
         let state = web::Data::new(AppState {
             sources,
             topics: settings.kafka.topics.clone(),
-            publisher,
+            outbox,
             dedupe: Arc::new(Dedupe::new(
                 Duration::from_secs(settings.dedupe.window_s),
                 settings.dedupe.max_entries,
@@ -208,6 +245,19 @@ impl Application {
         let admin_task = tokio::spawn(admin.run());
         let mut background = tokio::task::JoinSet::new();
         background.spawn(probe_broker(state.clone()));
+        let mut forwarder = None;
+        if let Some(spool) = state.outbox.spool() {
+            background.spawn(watch_spool(spool.clone(), readiness.clone()));
+            forwarder = Some(tokio::spawn(
+                Forwarder {
+                    spool: spool.clone(),
+                    publisher: state.outbox.publisher().clone(),
+                    window: settings.spool.forward_window,
+                    undeliverable_dir: settings.spool.dir.join("undeliverable"),
+                }
+                .run(),
+            ));
+        }
         for (name, source) in &settings.sources {
             if let Some(secrets) = state.sources.get(name).filter(|s| s.has_files()) {
                 background.spawn(reload_secrets(
@@ -228,6 +278,9 @@ impl Application {
         if let Some(result) = server_result {
             error!("webhook server stopped by itself");
             background.abort_all();
+            if let Some(forwarder) = forwarder {
+                forwarder.abort();
+            }
             admin_handle.stop(false).await;
             return result.unwrap_or_else(|e| Err(std::io::Error::other(e)));
         }
@@ -241,8 +294,23 @@ impl Application {
         // shutdown timeout, set to the drain timeout).
         http.stop(true).await;
         let _ = server_task.await;
+        if let (Some(spool), Some(forwarder)) = (state.outbox.spool(), forwarder) {
+            // Forward what can be forwarded in time; the rest stays on disk for the next start.
+            let deadline = drain_started + drain_timeout;
+            while spool.spool.depth().records > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            forwarder.abort();
+            let left = spool.spool.depth().records;
+            if left > 0 {
+                warn!(
+                    records = left,
+                    "spool not drained in time: left on disk for the next start"
+                );
+            }
+        }
         let remaining = drain_timeout.saturating_sub(drain_started.elapsed());
-        if let Err(error) = state.publisher.flush(remaining).await {
+        if let Err(error) = state.outbox.publisher().flush(remaining).await {
             warn!(
                 error = &error as &dyn std::error::Error,
                 "producer flush incomplete"
@@ -287,7 +355,73 @@ async fn probe_broker(state: web::Data<AppState>) {
     let mut interval = tokio::time::interval(PROBE_INTERVAL);
     loop {
         interval.tick().await;
-        state.publisher.probe(PROBE_INTERVAL).await;
+        state.outbox.publisher().probe(PROBE_INTERVAL).await;
+    }
+}
+
+/// Opens the spool: validates its segments, counts a torn tail.
+fn open_spool(
+    settings: &IngressSettings,
+    metrics: &IngressMetrics,
+) -> Result<Arc<SpoolState>, StartupError> {
+    let options = voicehub_spool::Options {
+        dir: settings.spool.dir.clone(),
+        segment_bytes: settings.spool.segment_bytes,
+        max_bytes: settings.spool.max_bytes,
+        max_age: Duration::from_secs(settings.spool.max_age_s),
+    };
+    let (spool, recovery) = voicehub_spool::Spool::open_observed(options, metrics.spool.clone())?;
+    metrics.spool.torn.inc_by(recovery.torn);
+    metrics
+        .spool
+        .max_bytes
+        .set(i64::try_from(settings.spool.max_bytes).unwrap_or(i64::MAX));
+    info!(
+        mode = settings.spool.mode.as_str(),
+        dir = %settings.spool.dir.display(),
+        records = recovery.records,
+        torn = recovery.torn,
+        "spool open"
+    );
+    let state = Arc::new(SpoolState::new(spool, metrics.spool.clone()));
+    refresh_spool(&state, None);
+    Ok(state)
+}
+
+/// Keeps the spool's gauges and readiness current.
+async fn watch_spool(spool: Arc<SpoolState>, readiness: Readiness) {
+    let mut interval = tokio::time::interval(SPOOL_REFRESH);
+    loop {
+        interval.tick().await;
+        refresh_spool(&spool, Some(&readiness));
+    }
+}
+
+fn refresh_spool(spool: &SpoolState, readiness: Option<&Readiness>) {
+    let depth = spool.spool.depth();
+    let metrics = &spool.metrics;
+    metrics
+        .records
+        .set(i64::try_from(depth.records).unwrap_or(i64::MAX));
+    metrics
+        .bytes
+        .set(i64::try_from(depth.bytes).unwrap_or(i64::MAX));
+    metrics
+        .oldest_age
+        .set(depth.oldest.map_or(0.0, |age| age.as_secs_f64()));
+    if let Some(readiness) = readiness {
+        let accepts = spool.spool.accepts(0);
+        if readiness.set(SPOOL_CHECK, accepts) {
+            if accepts {
+                info!(check = SPOOL_CHECK, "spool accepts appends: ready");
+            } else {
+                warn!(
+                    check = SPOOL_CHECK,
+                    ?depth,
+                    "spool full or not draining: not ready"
+                );
+            }
+        }
     }
 }
 

@@ -31,6 +31,28 @@ pub mod header {
     pub const DEAD_LETTER_REASON: &str = "ce_deadletterreason";
     /// Extension (dead letters): the error text.
     pub const DEAD_LETTER_ERROR: &str = "ce_deadlettererror";
+
+    /// Every header name the bridge writes.
+    pub const ALL: [&str; 12] = [
+        SPEC_VERSION,
+        ID,
+        TYPE,
+        SOURCE,
+        TIME,
+        SUBJECT,
+        CONTENT_TYPE,
+        RECEIVED_AT,
+        BRIDGE_VERSION,
+        DEAD_LETTER_STAGE,
+        DEAD_LETTER_REASON,
+        DEAD_LETTER_ERROR,
+    ];
+
+    /// The bridge's own `&'static` name for `name`, if it is one of [`ALL`] (for records read
+    /// back from storage).
+    pub fn known(name: &str) -> Option<&'static str> {
+        ALL.into_iter().find(|known| *known == name)
+    }
 }
 
 /// CloudEvents `type` prefix.

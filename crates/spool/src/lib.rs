@@ -37,6 +37,19 @@ pub struct Options {
     /// Appends are refused ([`SpoolError::Full`]) while the unacknowledged records take this
     /// many bytes.
     pub max_bytes: u64,
+    /// Appends are refused ([`SpoolError::Stale`]) while the oldest unacknowledged record is
+    /// older than this: a spool that cannot drain stops taking more rather than dropping any.
+    pub max_age: Duration,
+}
+
+/// Told about every group commit (for metrics).
+pub trait SyncObserver: Send + Sync + 'static {
+    /// `records` appends were made durable by one write and fsync that took `took`.
+    fn synced(&self, records: usize, took: Duration);
+}
+
+impl SyncObserver for () {
+    fn synced(&self, _records: usize, _took: Duration) {}
 }
 
 /// Why a spool operation failed.
@@ -50,6 +63,17 @@ pub enum SpoolError {
         /// The bound.
         max_bytes: u64,
     },
+    /// The oldest unacknowledged record is older than `max_age`: nothing was written.
+    #[error("spool not draining (oldest record {oldest:?} old, bound {max_age:?})")]
+    Stale {
+        /// Age of the oldest record.
+        oldest: Duration,
+        /// The bound.
+        max_age: Duration,
+    },
+    /// Another process holds the spool directory.
+    #[error("spool {0} is in use by another process")]
+    Locked(PathBuf),
     /// A file operation failed; an append that reports it may not be durable.
     #[error("spool {path}: {source}")]
     Io {
@@ -109,6 +133,9 @@ pub struct Spool {
     state: Arc<Mutex<State>>,
     appends: mpsc::Sender<Append>,
     max_bytes: u64,
+    max_age: Duration,
+    /// Held (locked) for the life of the spool: one process per directory.
+    _lock: Arc<std::fs::File>,
 }
 
 #[derive(Debug)]
@@ -135,7 +162,31 @@ impl Spool {
     /// Opens (or creates) the spool in `options.dir`: validates every segment, truncates a torn
     /// tail, and starts the writer thread.
     pub fn open(options: Options) -> Result<(Self, Recovery), SpoolError> {
+        Self::open_observed(options, ())
+    }
+
+    /// [`Spool::open`], telling `observer` about every group commit.
+    pub fn open_observed(
+        options: Options,
+        observer: impl SyncObserver,
+    ) -> Result<(Self, Recovery), SpoolError> {
         std::fs::create_dir_all(&options.dir).map_err(SpoolError::io(&options.dir))?;
+        let lock_path = options.dir.join("LOCK");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(SpoolError::io(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(SpoolError::Locked(options.dir.clone()));
+            }
+            Err(std::fs::TryLockError::Error(error)) => {
+                return Err(SpoolError::io(&lock_path)(error));
+            }
+        }
         let mut paths: Vec<PathBuf> = std::fs::read_dir(&options.dir)
             .map_err(SpoolError::io(&options.dir))?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -178,13 +229,15 @@ impl Spool {
         let writer_state = state.clone();
         std::thread::Builder::new()
             .name("spool-writer".into())
-            .spawn(move || write_forever(&writer_state, &receiver))
+            .spawn(move || write_forever(&writer_state, &receiver, &observer))
             .map_err(SpoolError::io(Path::new("spool-writer thread")))?;
         Ok((
             Self {
                 state,
                 appends,
                 max_bytes: options.max_bytes,
+                max_age: options.max_age,
+                _lock: Arc::new(lock),
             },
             recovery,
         ))
@@ -199,6 +252,12 @@ impl Spool {
                 return Err(SpoolError::Full {
                     bytes: state.bytes,
                     max_bytes: self.max_bytes,
+                });
+            }
+            if let Some(oldest) = state.oldest().filter(|age| *age > self.max_age) {
+                return Err(SpoolError::Stale {
+                    oldest,
+                    max_age: self.max_age,
                 });
             }
         }
@@ -249,16 +308,23 @@ impl Spool {
     /// What is waiting.
     pub fn depth(&self) -> Depth {
         let state = self.lock();
-        let now = now_ms();
         Depth {
             records: state.records,
             bytes: state.bytes,
-            oldest: state
-                .segments
-                .values()
-                .find_map(Segment::oldest_unacknowledged_ms)
-                .map(|at| Duration::from_millis(now.saturating_sub(at))),
+            oldest: state.oldest(),
         }
+    }
+
+    /// The byte bound.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// Whether an append of `payload_bytes` would be taken now (not full, not stale).
+    pub fn accepts(&self, payload_bytes: usize) -> bool {
+        let state = self.lock();
+        state.bytes + HEADER_BYTES + payload_bytes as u64 <= self.max_bytes
+            && state.oldest().is_none_or(|age| age <= self.max_age)
     }
 
     /// Syncs and records written so far: their ratio is the mean group-commit batch.
@@ -280,7 +346,11 @@ fn now_ms() -> u64 {
 
 /// The writer thread: batches whatever is waiting, writes, syncs once, answers. Ends when every
 /// [`Spool`] handle is dropped.
-fn write_forever(state: &Mutex<State>, receiver: &mpsc::Receiver<Append>) {
+fn write_forever(
+    state: &Mutex<State>,
+    receiver: &mpsc::Receiver<Append>,
+    observer: &impl SyncObserver,
+) {
     const MAX_BATCH: usize = 4096;
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
@@ -290,7 +360,9 @@ fn write_forever(state: &Mutex<State>, receiver: &mpsc::Receiver<Append>) {
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         let results = write_batch(state, &batch);
+        observer.synced(batch.len(), started.elapsed());
         for (append, result) in batch.into_iter().zip(results) {
             let _ = append.done.send(result);
         }
@@ -373,12 +445,26 @@ impl SpoolError {
                 path: path.clone(),
                 source: std::io::Error::new(source.kind(), source.to_string()),
             },
+            Self::Stale { oldest, max_age } => Self::Stale {
+                oldest: *oldest,
+                max_age: *max_age,
+            },
+            Self::Locked(dir) => Self::Locked(dir.clone()),
             Self::Closed => Self::Closed,
         }
     }
 }
 
 impl State {
+    /// Age of the oldest unacknowledged record.
+    fn oldest(&self) -> Option<Duration> {
+        let now = now_ms();
+        self.segments
+            .values()
+            .find_map(Segment::oldest_unacknowledged_ms)
+            .map(|at| Duration::from_millis(now.saturating_sub(at)))
+    }
+
     /// Buffers one record in the active segment, sealing it and opening a new one when it is
     /// full (the sealed one's buffer goes to `flushes`).
     fn write(&mut self, payload: &[u8], flushes: &mut Vec<Flush>) -> Result<Seq, SpoolError> {
@@ -420,6 +506,7 @@ mod tests {
             dir: dir.to_owned(),
             segment_bytes: 1024,
             max_bytes: 1 << 20,
+            max_age: Duration::from_secs(3600),
         }
     }
 
@@ -427,6 +514,7 @@ mod tests {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "seg"))
             .collect();
         files.sort();
         files
@@ -589,6 +677,44 @@ mod tests {
         assert_eq!(spool.read(0, 10).unwrap().len(), 3);
         spool.acknowledge(0).unwrap();
         assert!(spool.append(vec![3; 100]).await.is_ok(), "room again");
+    }
+
+    #[tokio::test]
+    async fn a_spool_that_does_not_drain_refuses_appends_once_its_oldest_is_too_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = Spool::open(Options {
+            max_age: Duration::from_millis(200),
+            ..options(dir.path())
+        })
+        .unwrap();
+        let first = spool.append(vec![1; 10]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!spool.accepts(10));
+
+        let refused = spool.append(vec![2; 10]).await;
+
+        assert!(
+            matches!(refused, Err(SpoolError::Stale { .. })),
+            "{refused:?}"
+        );
+        spool.acknowledge(first).unwrap();
+        assert!(spool.accepts(10));
+        assert!(
+            spool.append(vec![3; 10]).await.is_ok(),
+            "drained: taken again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_spool_on_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = Spool::open(options(dir.path())).unwrap();
+
+        let second = Spool::open(options(dir.path()));
+
+        assert!(matches!(second, Err(SpoolError::Locked(_))), "{second:?}");
+        drop(spool);
+        assert!(Spool::open(options(dir.path())).is_ok(), "free once closed");
     }
 
     #[tokio::test]

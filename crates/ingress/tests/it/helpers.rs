@@ -75,6 +75,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut IngressSettings)) -> Tes
             ..HttpSettings::default()
         },
         dedupe: Default::default(),
+        spool: Default::default(),
         sources: BTreeMap::from([
             ("default".to_owned(), source(vec![current.clone()])),
             ("acme".to_owned(), source(vec![current, next])),
