@@ -83,6 +83,8 @@ pub struct SpoolState {
     engaged: AtomicBool,
     /// Appends started and not finished (so the forwarder does not disengage under one).
     appending: AtomicUsize,
+    /// Size of the last append refused as full or stale (0: none since it had room again).
+    refused_bytes: AtomicUsize,
     /// Metrics.
     pub metrics: SpoolMetrics,
 }
@@ -95,6 +97,7 @@ impl SpoolState {
             appended: Notify::new(),
             engaged: AtomicBool::new(false),
             appending: AtomicUsize::new(0),
+            refused_bytes: AtomicUsize::new(0),
             metrics,
         }
     }
@@ -113,10 +116,25 @@ impl SpoolState {
         }
     }
 
+    /// Whether appends are taken: false once one was refused (full or stale) until one of
+    /// that size would be taken again. Readiness follows it.
+    pub fn accepting(&self) -> bool {
+        let refused = self.refused_bytes.load(Ordering::Acquire);
+        let accepting = self.spool.accepts(refused);
+        if accepting && refused > 0 {
+            self.refused_bytes.store(0, Ordering::Release);
+        }
+        accepting
+    }
+
     async fn append(&self, payload: Vec<u8>) -> Result<(), SpoolError> {
+        let bytes = payload.len();
         self.appending.fetch_add(1, Ordering::AcqRel);
         let result = self.spool.append(payload).await;
         self.appending.fetch_sub(1, Ordering::AcqRel);
+        if let Err(SpoolError::Full { .. } | SpoolError::Stale { .. }) = &result {
+            self.refused_bytes.store(bytes.max(1), Ordering::Release);
+        }
         result?;
         self.metrics.appended.inc();
         self.appended.notify_one();

@@ -410,7 +410,7 @@ fn refresh_spool(spool: &SpoolState, readiness: Option<&Readiness>) {
         .oldest_age
         .set(depth.oldest.map_or(0.0, |age| age.as_secs_f64()));
     if let Some(readiness) = readiness {
-        let accepts = spool.spool.accepts(0);
+        let accepts = spool.accepting();
         if readiness.set(SPOOL_CHECK, accepts) {
             if accepts {
                 info!(check = SPOOL_CHECK, "spool accepts appends: ready");

@@ -11,4 +11,5 @@ mod hostile;
 mod invalid;
 mod metrics;
 mod shutdown;
+mod spool;
 mod startup;

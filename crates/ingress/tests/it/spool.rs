@@ -1,0 +1,363 @@
+//! The durable spool against a real (embedded) broker: outages, a full spool, a torn segment.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use voicehub_ingress::IngressSettings;
+use voicehub_ingress::settings::SpoolMode;
+use voicehub_model::record::Provenance;
+use voicehub_model::{Timestamp, parse_webhook};
+use voicehub_testkit::metrics::metric_value;
+
+use crate::helpers::{TestApp, spawn_app_with, status_event};
+
+/// How long the broker is away in the outage tests (the issue's figure).
+const OUTAGE: Duration = Duration::from_secs(60);
+/// Calls sending events at once during the outage, and each call's pause between events.
+const CALLS: usize = 10;
+const PAUSE: Duration = Duration::from_millis(250);
+/// The tests' produce deadline (helpers.rs): no answer may take longer.
+const DEADLINE: Duration = Duration::from_secs(2);
+
+fn spool_on(mode: SpoolMode, dir: &Path) -> impl FnOnce(&mut IngressSettings) + use<> {
+    let dir = dir.to_owned();
+    move |settings| {
+        settings.spool.mode = mode;
+        settings.spool.dir = dir;
+        settings.spool.fallback_after_ms = 500;
+    }
+}
+
+/// Posts `event_id` for `call`, asserting a 2xx within the deadline; returns the latency.
+async fn post_acknowledged(app: &TestApp, event_id: &str, call: &str) -> Duration {
+    let started = Instant::now();
+    let response = app.post_json(&status_event(event_id, call)).await;
+    let elapsed = started.elapsed();
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "{event_id}: {body}");
+    assert!(elapsed < DEADLINE, "{event_id} answered after {elapsed:?}");
+    elapsed
+}
+
+async fn spool_records(app: &TestApp) -> f64 {
+    metric_value(&app.metrics().await, "voicehub_ingress_spool_records", &[])
+}
+
+/// Waits until the forwarder has emptied the spool.
+async fn wait_drained(app: &TestApp, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = spool_records(app).await;
+        if left == 0.0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{left} records still spooled");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The call-status topic as `call -> ce_ids in offset order`, checked against what was
+/// acknowledged: every acknowledged id is there, nothing else is, and each call's ids appear
+/// (first copies) in acknowledgement order. Returns the number of duplicate copies.
+async fn assert_all_there_in_order(
+    app: &TestApp,
+    acknowledged: &BTreeMap<String, Vec<String>>,
+) -> usize {
+    let records = app
+        .broker
+        .read_all(&app.topics.call_status_changed)
+        .await
+        .unwrap();
+    let mut on_topic: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for record in &records {
+        let call = record.key.clone().expect("keyed by call");
+        let id = record.header("ce_id").expect("ce_id").to_owned();
+        on_topic.entry(call).or_default().push(id);
+    }
+    let mut duplicates = 0;
+    for (call, expected) in acknowledged {
+        let ids = on_topic.remove(call).unwrap_or_default();
+        let mut seen = BTreeSet::new();
+        let first_copies: Vec<&String> = ids.iter().filter(|id| seen.insert(*id)).collect();
+        duplicates += ids.len() - first_copies.len();
+        let expected: Vec<&String> = expected.iter().collect();
+        assert_eq!(first_copies, expected, "call {call}: order or content");
+    }
+    assert!(
+        on_topic.is_empty(),
+        "records of unknown calls: {on_topic:?}"
+    );
+    duplicates
+}
+
+async fn a_minute_without_the_broker(mode: SpoolMode) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = spawn_app_with(spool_on(mode, dir.path())).await;
+    let mut acknowledged: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for call in 0..CALLS {
+        let (call, id) = (format!("call-{call}"), format!("call-{call}-before"));
+        post_acknowledged(&app, &id, &call).await;
+        acknowledged.entry(call).or_default().push(id);
+    }
+
+    app.broker.stop().await;
+    let outage_started = Instant::now();
+    let senders: Vec<_> = (0..CALLS)
+        .map(|call| {
+            let app = &app;
+            async move {
+                let call_id = format!("call-{call}");
+                let (mut ids, mut slowest) = (Vec::new(), Duration::ZERO);
+                let mut n = 0;
+                while outage_started.elapsed() < OUTAGE {
+                    let id = format!("{call_id}-{n}");
+                    slowest = slowest.max(post_acknowledged(app, &id, &call_id).await);
+                    ids.push(id);
+                    n += 1;
+                    tokio::time::sleep(PAUSE).await;
+                }
+                (call_id, ids, slowest)
+            }
+        })
+        .collect();
+    let readiness = async {
+        let mut unready = 0;
+        while outage_started.elapsed() < OUTAGE {
+            if app.readyz().await != 200 {
+                unready += 1;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        unready
+    };
+    let (sent, unready) = tokio::join!(futures_util::future::join_all(senders), readiness);
+    let mut during = 0;
+    let mut slowest = Duration::ZERO;
+    for (call, ids, call_slowest) in sent {
+        during += ids.len();
+        slowest = slowest.max(call_slowest);
+        acknowledged.entry(call).or_default().extend(ids);
+    }
+    assert_eq!(
+        unready, 0,
+        "readiness must stay true while the spool has room"
+    );
+    let spooled = spool_records(&app).await;
+    assert!(spooled > 0.0, "the outage left nothing in the spool");
+
+    let resumed_at = OffsetDateTime::now_utc();
+    app.broker.resume().await.unwrap();
+    let resumed = Instant::now();
+    wait_drained(&app, Duration::from_secs(120)).await;
+    let drained_after = resumed.elapsed();
+    for call in 0..CALLS {
+        let (call, id) = (format!("call-{call}"), format!("call-{call}-after"));
+        post_acknowledged(&app, &id, &call).await;
+        acknowledged.entry(call).or_default().push(id);
+    }
+
+    let duplicates = assert_all_there_in_order(&app, &acknowledged).await;
+    // A spooled record keeps the time it was received, not the time it was forwarded.
+    let records = app
+        .broker
+        .read_all(&app.topics.call_status_changed)
+        .await
+        .unwrap();
+    let spooled_record = records
+        .iter()
+        .find(|r| r.header("ce_id") == Some("call-0-0"))
+        .expect("call-0-0");
+    let received = spooled_record
+        .header("ce_bridgereceivedat")
+        .and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok())
+        .expect("ce_bridgereceivedat");
+    assert!(received < resumed_at, "received-at {received} is not kept");
+
+    let scrape = app.metrics().await;
+    let forwarded = metric_value(
+        &scrape,
+        "voicehub_ingress_spool_forwarded_records_total",
+        &[],
+    );
+    let syncs = metric_value(
+        &scrape,
+        "voicehub_ingress_spool_fsync_batch_records_count",
+        &[],
+    );
+    let appended = metric_value(
+        &scrape,
+        "voicehub_ingress_spool_appended_records_total",
+        &[],
+    );
+    assert!(forwarded >= appended, "{forwarded} forwarded of {appended}");
+    eprintln!(
+        "spool {}: {during} events acknowledged during a {OUTAGE:?} outage (slowest answer \
+         {slowest:?}), {spooled} spooled at its end, drained {drained_after:?} after the \
+         broker returned; {appended} appended in {syncs} fsyncs, {forwarded} forwarded, \
+         {duplicates} duplicate copies on the topic",
+        mode.as_str()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn always_a_minute_without_the_broker_delays_events_and_loses_none() {
+    a_minute_without_the_broker(SpoolMode::Always).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fallback_a_minute_without_the_broker_delays_events_and_loses_none() {
+    a_minute_without_the_broker(SpoolMode::Fallback).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fallback_with_a_healthy_broker_produces_directly() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(spool_on(SpoolMode::Fallback, dir.path())).await;
+    let mut acknowledged = BTreeMap::new();
+    let ids: Vec<String> = (0..20).map(|n| format!("direct-{n}")).collect();
+    for id in &ids {
+        post_acknowledged(&app, id, "c").await;
+    }
+    acknowledged.insert("c".to_owned(), ids);
+
+    assert_eq!(assert_all_there_in_order(&app, &acknowledged).await, 0);
+    let scrape = app.metrics().await;
+    assert_eq!(
+        metric_value(
+            &scrape,
+            "voicehub_ingress_spool_appended_records_total",
+            &[]
+        ),
+        0.0
+    );
+    assert_eq!(
+        metric_value(
+            &scrape,
+            "voicehub_ingress_spool_mode",
+            &[("mode", "fallback")]
+        ),
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_spool_answers_503_with_retry_after_and_loses_nothing_it_took() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    let mut app = spawn_app_with(move |settings| {
+        spool_on(SpoolMode::Always, &path)(settings);
+        settings.spool.segment_bytes = 4 * 1024;
+        settings.spool.max_bytes = 16 * 1024;
+    })
+    .await;
+    app.broker.stop().await;
+
+    let mut taken = Vec::new();
+    let refused = loop {
+        let id = format!("fill-{}", taken.len());
+        let response = app.post_json(&status_event(&id, "c")).await;
+        if response.status() != 200 {
+            break response;
+        }
+        taken.push(id);
+        assert!(taken.len() < 1_000, "16 KiB never filled");
+    };
+    assert_eq!(refused.status(), 503);
+    assert_eq!(
+        refused
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "spool_full");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while app.readyz().await != 503 {
+        assert!(Instant::now() < deadline, "still ready with a full spool");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    app.broker.resume().await.unwrap();
+    wait_drained(&app, Duration::from_secs(60)).await;
+    app.wait_ready().await;
+    post_acknowledged(&app, "after", "c").await;
+    taken.push("after".to_owned());
+
+    let acknowledged = BTreeMap::from([("c".to_owned(), taken)]);
+    assert_all_there_in_order(&app, &acknowledged).await;
+    let scrape = app.metrics().await;
+    assert!(
+        metric_value(
+            &scrape,
+            "voicehub_ingress_requests_total",
+            &[("outcome", "spool_full")]
+        ) >= 1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_segment_torn_in_its_last_record_forwards_every_earlier_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let topics = voicehub_model::Topics::default();
+    // Five records spooled by an instance that then died in the middle of writing the fifth.
+    {
+        let (spool, _) = voicehub_spool::Spool::open(voicehub_spool::Options {
+            dir: dir.path().to_owned(),
+            segment_bytes: 1 << 20,
+            max_bytes: 1 << 30,
+            max_age: Duration::from_secs(3600),
+        })
+        .unwrap();
+        for n in 0..5 {
+            let body = status_event(&format!("torn-{n}"), "c").to_string();
+            let event = parse_webhook(body.as_bytes()).unwrap();
+            let record = event.to_record(&Provenance {
+                source: "default",
+                received_at: Timestamp::new(OffsetDateTime::now_utc()),
+                bridge_version: "test",
+            });
+            let payload =
+                voicehub_ingress::spooled::encode(&topics.call_status_changed, &record).unwrap();
+            spool.append(payload).await.unwrap();
+        }
+    }
+    let segment = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|ext| ext == "seg"))
+        .unwrap();
+    let length = std::fs::metadata(&segment).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .set_len(length - 20)
+        .unwrap();
+
+    let app = spawn_app_with(spool_on(SpoolMode::Always, dir.path())).await;
+
+    wait_drained(&app, Duration::from_secs(30)).await;
+    let acknowledged = BTreeMap::from([(
+        "c".to_owned(),
+        (0..4).map(|n| format!("torn-{n}")).collect::<Vec<_>>(),
+    )]);
+    assert_all_there_in_order(&app, &acknowledged).await;
+    let scrape = app.metrics().await;
+    assert_eq!(
+        metric_value(&scrape, "voicehub_ingress_spool_torn_records_total", &[]),
+        1.0
+    );
+    assert_eq!(
+        metric_value(
+            &scrape,
+            "voicehub_ingress_spool_forwarded_records_total",
+            &[]
+        ),
+        4.0
+    );
+}
