@@ -29,6 +29,9 @@ use crate::settings::{IngressSettings, SpoolMode};
 pub const ACCEPTING_CHECK: &str = "accepting";
 /// With the spool on: the readiness check that fails while the spool refuses appends.
 pub const SPOOL_CHECK: &str = "spool";
+/// With the spool on: how long one attempt to create the topics may take, and the pause
+/// between attempts while the broker is away.
+const PROVISION_RETRY: Duration = Duration::from_secs(5);
 /// How often the spool's gauges and readiness are refreshed.
 const SPOOL_REFRESH: Duration = Duration::from_millis(500);
 /// librdkafka's default `message.max.bytes`.
@@ -83,6 +86,7 @@ pub struct Application {
     readiness: Readiness,
     settings: IngressSettings,
     shutdown: ShutdownTrigger,
+    provision_later: bool,
 }
 
 impl std::fmt::Debug for Application {
@@ -114,17 +118,25 @@ impl Application {
             sources.insert(name.clone(), secrets);
         }
 
+        let spool_mode = settings.spool.mode;
+        let mut provision_later = false;
         if settings.kafka.provision.create_topics {
-            let topics = settings.kafka.topics.all();
-            let names: Vec<&str> = topics
-                .iter()
-                .filter(|(key, _)| *key != "analysis_enriched")
-                .map(|(_, name)| *name)
-                .collect();
-            kafka::ensure_topics(&settings.kafka, &names, Duration::from_secs(30)).await?;
+            let names = topics_to_provision(&settings);
+            if spool_mode == SpoolMode::Off {
+                kafka::ensure_topics(&settings.kafka, &names, Duration::from_secs(30)).await?;
+            } else if let Err(error) =
+                kafka::ensure_topics(&settings.kafka, &names, PROVISION_RETRY).await
+            {
+                // With the spool on, an instance must start during a Kafka outage: the
+                // forwarder waits for the topics, which are created once the broker is back.
+                warn!(
+                    error = &error as &dyn std::error::Error,
+                    "topics not created yet; retrying in the background"
+                );
+                provision_later = true;
+            }
         }
 
-        let spool_mode = settings.spool.mode;
         metrics
             .spool
             .mode
@@ -208,6 +220,7 @@ impl Application {
             readiness,
             settings,
             shutdown: ShutdownTrigger::new(),
+            provision_later,
         })
     }
 
@@ -237,6 +250,7 @@ impl Application {
             readiness,
             settings,
             shutdown,
+            provision_later,
             ..
         } = self;
         let http = server.handle();
@@ -245,6 +259,9 @@ impl Application {
         let admin_task = tokio::spawn(admin.run());
         let mut background = tokio::task::JoinSet::new();
         background.spawn(probe_broker(state.clone()));
+        if provision_later {
+            background.spawn(provision_until_done(settings.clone()));
+        }
         let mut forwarder = None;
         if let Some(spool) = state.outbox.spool() {
             background.spawn(watch_spool(spool.clone(), readiness.clone()));
@@ -356,6 +373,35 @@ async fn probe_broker(state: web::Data<AppState>) {
     loop {
         interval.tick().await;
         state.outbox.publisher().probe(PROBE_INTERVAL).await;
+    }
+}
+
+/// The topics the ingress writes.
+fn topics_to_provision(settings: &IngressSettings) -> Vec<&str> {
+    settings
+        .kafka
+        .topics
+        .all()
+        .into_iter()
+        .filter(|(key, _)| *key != "analysis_enriched")
+        .map(|(_, name)| name)
+        .collect()
+}
+
+async fn provision_until_done(settings: IngressSettings) {
+    loop {
+        tokio::time::sleep(PROVISION_RETRY).await;
+        let names = topics_to_provision(&settings);
+        match kafka::ensure_topics(&settings.kafka, &names, PROVISION_RETRY).await {
+            Ok(()) => {
+                info!("topics created");
+                return;
+            }
+            Err(error) => warn!(
+                error = &error as &dyn std::error::Error,
+                "topics still not created; retrying"
+            ),
+        }
     }
 }
 
