@@ -138,6 +138,6 @@ query() { curl -fsS "http://127.0.0.1:9099/api/v1/$1"; }
 both_up() { query 'query?query=sum(up%7Bjob%3D~%22voicehub-.%2A%22%7D)' | grep -q '"value":\[[0-9.]*,"2"\]'; }
 wait_for "Prometheus to scrape both services" 60 both_up
 rules=$(query rules | grep -o '"type":"alerting"' | wc -l)
-((rules >= 7)) || fail "Prometheus loaded $rules alert rules"
+((rules >= 10)) || fail "Prometheus loaded $rules alert rules"
 echo "  both scraped by Prometheus (up=1), $rules alert rules loaded"
 echo "--- compose smoke test passed"
