@@ -2,14 +2,15 @@
 One Deployment of the bridge's image. Arguments (dict):
   root: $, component: ingress|enricher, values: that component's values, drainMs: its drain
   deadline, adminPort, httpPort (0: none), autoscaled: whether an HPA owns the replica count,
-  secret: {volume, name, mountPath}.
+  secret: {volume, name, mountPath}, spool: whether it keeps a spool (then a StatefulSet with a
+  PersistentVolumeClaim per replica, mounted where ingress.toml puts spool.dir).
 */}}
 {{- define "vb.deployment" -}}
 {{- $c := .values -}}
 {{- $component := .component -}}
 {{- with .root -}}
 apiVersion: apps/v1
-kind: Deployment
+kind: {{ if $.spool }}StatefulSet{{ else }}Deployment{{ end }}
 metadata:
   name: {{ include "vb.fullname" . }}-{{ $component }}
   labels:
@@ -22,6 +23,11 @@ spec:
   selector:
     matchLabels:
       {{- include "vb.selectorLabels" (dict "root" . "component" $component) | nindent 6 }}
+  {{- if $.spool }}
+  serviceName: {{ include "vb.fullname" . }}-{{ $component }}-headless
+  # Pods are interchangeable apart from their volumes: start and stop them all at once.
+  podManagementPolicy: Parallel
+  {{- end }}
   template:
     metadata:
       labels:
@@ -85,6 +91,10 @@ spec:
             - name: {{ $.secret.volume }}
               mountPath: {{ $.secret.mountPath }}
               readOnly: true
+            {{- if $.spool }}
+            - name: spool
+              mountPath: /var/lib/voicehub/spool
+            {{- end }}
       volumes:
         - name: config
           configMap:
@@ -108,5 +118,24 @@ spec:
       tolerations:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+  {{- if $.spool }}
+  {{- with $c.spool.persistence }}
+  # A scaled-in replica keeps its claim (and any records left in it) for when it comes back.
+  volumeClaimTemplates:
+    - metadata:
+        name: spool
+        labels:
+          {{- include "vb.selectorLabels" (dict "root" $.root "component" $component) | nindent 10 }}
+      spec:
+        accessModes:
+          {{- toYaml .accessModes | nindent 10 }}
+        {{- if .storageClassName }}
+        storageClassName: {{ .storageClassName }}
+        {{- end }}
+        resources:
+          requests:
+            storage: {{ .size }}
+  {{- end }}
+  {{- end }}
 {{- end }}
 {{- end -}}
