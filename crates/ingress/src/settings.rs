@@ -313,6 +313,30 @@ mod tests {
         );
         assert_eq!(settings.kafka.topics, voicehub_model::Topics::default());
         assert_eq!(settings.sources["default"].secret_files.len(), 2);
+        let spool = SpoolSettings::default();
+        assert_eq!(settings.spool.mode, spool.mode);
+        assert_eq!(settings.spool.dir, spool.dir);
+        assert_eq!(
+            (settings.spool.max_bytes, settings.spool.max_age_s),
+            (spool.max_bytes, spool.max_age_s)
+        );
+        assert_eq!(settings.spool.segment_bytes, spool.segment_bytes);
+        assert_eq!(settings.spool.fallback_after_ms, spool.fallback_after_ms);
+        assert_eq!(settings.spool.forward_window, spool.forward_window);
+    }
+
+    #[test]
+    fn a_fallback_budget_not_below_the_produce_deadline_is_refused_by_key() {
+        let mut settings: IngressSettings = load_with_env(Some(&shipped()), Vec::new()).unwrap();
+        settings.spool.mode = SpoolMode::Fallback;
+        settings.spool.fallback_after_ms = settings.http.produce_deadline_ms;
+        let text = settings.validate().unwrap_err().to_string();
+        assert!(
+            text.starts_with("configuration key `spool.fallback_after_ms`"),
+            "{text}"
+        );
+        settings.spool.fallback_after_ms = 1_000;
+        settings.validate().unwrap();
     }
 
     #[test]
