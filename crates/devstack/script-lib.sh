@@ -58,12 +58,13 @@ TOML
 }
 
 # start_ingress HTTP_PORT ADMIN_PORT BROKER_PORT SECRET [LOG_LEVEL]: ready when this returns;
-# its pid is in $ingress.
+# its pid is in $ingress. $ingress_extra, if set, is appended to its configuration.
 start_ingress() {
   {
     printf '[http]\nlisten = "127.0.0.1:%s"\n[admin]\nlisten = "127.0.0.1:%s"\n' "$1" "$2"
     printf '[sources.default]\nsecret_envs = ["SCRIPT_SECRET"]\n[log]\nlevel = "%s"\n' "${5:-warn}"
     kafka_toml "$3"
+    printf '%s\n' "${ingress_extra:-}"
   } >"$work/ingress.toml"
   SCRIPT_SECRET=$4 "$bin/voicehub-ingress" --config "$work/ingress.toml" >"$work/ingress.log" 2>&1 &
   ingress=$!

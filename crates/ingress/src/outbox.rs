@@ -90,12 +90,14 @@ pub struct SpoolState {
 }
 
 impl SpoolState {
-    /// Wraps an opened spool.
+    /// Wraps an opened spool. One that still holds records (from before a restart) starts
+    /// engaged, so that `fallback` mode does not produce new events ahead of them.
     pub fn new(spool: Spool, metrics: SpoolMetrics) -> Self {
+        let holding = spool.depth().records > 0;
         Self {
             spool,
             appended: Notify::new(),
-            engaged: AtomicBool::new(false),
+            engaged: AtomicBool::new(holding),
             appending: AtomicUsize::new(0),
             refused_bytes: AtomicUsize::new(0),
             metrics,

@@ -300,32 +300,49 @@ async fn a_full_spool_answers_503_with_retry_after_and_loses_nothing_it_took() {
     );
 }
 
+/// Spools call-status events for `call` as a previous instance would have.
+async fn prefill(dir: &Path, ids: impl Iterator<Item = String>, call: &str) {
+    let topic = voicehub_model::Topics::default().call_status_changed;
+    let (spool, _) = voicehub_spool::Spool::open(voicehub_spool::Options {
+        dir: dir.to_owned(),
+        segment_bytes: 1 << 20,
+        max_bytes: 1 << 30,
+        max_age: Duration::from_secs(3600),
+    })
+    .unwrap();
+    for id in ids {
+        let body = status_event(&id, call).to_string();
+        let event = parse_webhook(body.as_bytes()).unwrap();
+        let record = event.to_record(&Provenance {
+            source: "default",
+            received_at: Timestamp::new(OffsetDateTime::now_utc()),
+            bridge_version: "test",
+        });
+        let payload = voicehub_ingress::spooled::encode(&topic, &record).unwrap();
+        spool.append(payload).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fallback_after_a_restart_sends_new_events_behind_the_spooled_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let old: Vec<String> = (0..1_000).map(|n| format!("old-{n}")).collect();
+    prefill(dir.path(), old.clone().into_iter(), "c").await;
+
+    let app = spawn_app_with(spool_on(SpoolMode::Fallback, dir.path())).await;
+    post_acknowledged(&app, "new", "c").await;
+
+    wait_drained(&app, Duration::from_secs(60)).await;
+    let mut expected = old;
+    expected.push("new".to_owned());
+    assert_all_there_in_order(&app, &BTreeMap::from([("c".to_owned(), expected)])).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_segment_torn_in_its_last_record_forwards_every_earlier_record() {
     let dir = tempfile::tempdir().unwrap();
-    let topics = voicehub_model::Topics::default();
     // Five records spooled by an instance that then died in the middle of writing the fifth.
-    {
-        let (spool, _) = voicehub_spool::Spool::open(voicehub_spool::Options {
-            dir: dir.path().to_owned(),
-            segment_bytes: 1 << 20,
-            max_bytes: 1 << 30,
-            max_age: Duration::from_secs(3600),
-        })
-        .unwrap();
-        for n in 0..5 {
-            let body = status_event(&format!("torn-{n}"), "c").to_string();
-            let event = parse_webhook(body.as_bytes()).unwrap();
-            let record = event.to_record(&Provenance {
-                source: "default",
-                received_at: Timestamp::new(OffsetDateTime::now_utc()),
-                bridge_version: "test",
-            });
-            let payload =
-                voicehub_ingress::spooled::encode(&topics.call_status_changed, &record).unwrap();
-            spool.append(payload).await.unwrap();
-        }
-    }
+    prefill(dir.path(), (0..5).map(|n| format!("torn-{n}")), "c").await;
     let segment = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|entry| entry.unwrap().path())
