@@ -30,7 +30,7 @@ pub const ACCEPTING_CHECK: &str = "accepting";
 /// With the spool on: the readiness check that fails while the spool refuses appends.
 pub const SPOOL_CHECK: &str = "spool";
 /// With the spool on: how long one attempt to create the topics may take, and the pause
-/// between attempts while the broker is away.
+/// between attempts while the broker is away (they are created in the background).
 const PROVISION_RETRY: Duration = Duration::from_secs(5);
 /// How often the spool's gauges and readiness are refreshed.
 const SPOOL_REFRESH: Duration = Duration::from_millis(500);
@@ -119,22 +119,13 @@ impl Application {
         }
 
         let spool_mode = settings.spool.mode;
-        let mut provision_later = false;
-        if settings.kafka.provision.create_topics {
+        let create_topics = settings.kafka.provision.create_topics;
+        // With the spool on, an instance must start during a Kafka outage: topics are created
+        // in the background (the forwarder's records wait for them in the producer).
+        let provision_later = create_topics && spool_mode != SpoolMode::Off;
+        if create_topics && !provision_later {
             let names = topics_to_provision(&settings);
-            if spool_mode == SpoolMode::Off {
-                kafka::ensure_topics(&settings.kafka, &names, Duration::from_secs(30)).await?;
-            } else if let Err(error) =
-                kafka::ensure_topics(&settings.kafka, &names, PROVISION_RETRY).await
-            {
-                // With the spool on, an instance must start during a Kafka outage: the
-                // forwarder waits for the topics, which are created once the broker is back.
-                warn!(
-                    error = &error as &dyn std::error::Error,
-                    "topics not created yet; retrying in the background"
-                );
-                provision_later = true;
-            }
+            kafka::ensure_topics(&settings.kafka, &names, Duration::from_secs(30)).await?;
         }
 
         metrics
@@ -318,6 +309,7 @@ impl Application {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             forwarder.abort();
+            persist_acknowledgements(spool);
             let left = spool.spool.depth().records;
             if left > 0 {
                 warn!(
@@ -389,19 +381,16 @@ fn topics_to_provision(settings: &IngressSettings) -> Vec<&str> {
 }
 
 async fn provision_until_done(settings: IngressSettings) {
+    let names = topics_to_provision(&settings);
     loop {
-        tokio::time::sleep(PROVISION_RETRY).await;
-        let names = topics_to_provision(&settings);
         match kafka::ensure_topics(&settings.kafka, &names, PROVISION_RETRY).await {
-            Ok(()) => {
-                info!("topics created");
-                return;
-            }
+            Ok(()) => return,
             Err(error) => warn!(
                 error = &error as &dyn std::error::Error,
-                "topics still not created; retrying"
+                "topics not created yet; retrying"
             ),
         }
+        tokio::time::sleep(PROVISION_RETRY).await;
     }
 }
 
@@ -434,12 +423,23 @@ fn open_spool(
     Ok(state)
 }
 
-/// Keeps the spool's gauges and readiness current.
+/// Keeps the spool's gauges and readiness current, and its acknowledgements on disk (so a
+/// restart re-sends at most the last half second's forwarded records).
 async fn watch_spool(spool: Arc<SpoolState>, readiness: Readiness) {
     let mut interval = tokio::time::interval(SPOOL_REFRESH);
     loop {
         interval.tick().await;
         refresh_spool(&spool, Some(&readiness));
+        persist_acknowledgements(&spool);
+    }
+}
+
+fn persist_acknowledgements(spool: &SpoolState) {
+    if let Err(error) = spool.spool.persist_acknowledgements() {
+        warn!(
+            error = &error as &dyn std::error::Error,
+            "spool acknowledgements not persisted; a restart forwards them again"
+        );
     }
 }
 

@@ -150,6 +150,24 @@ struct State {
     records: u64,
     /// Appends per sync, for the group-commit metric: (syncs, records).
     syncs: (u64, u64),
+    /// The acknowledgement watermark last written to [`WATERMARK_FILE`].
+    persisted_watermark: Seq,
+}
+
+/// Holds the acknowledgement watermark: every record below it was acknowledged.
+const WATERMARK_FILE: &str = "ACKED";
+
+/// The persisted watermark, 0 if there is none (or it is unreadable: then everything left is
+/// forwarded again, which duplicates but never loses).
+fn read_watermark(dir: &Path) -> Seq {
+    let path = dir.join(WATERMARK_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().unwrap_or_else(|_| {
+            warn!(path = %path.display(), "unreadable spool watermark; forwarding everything left");
+            0
+        }),
+        Err(_) => 0,
+    }
 }
 
 #[derive(Debug)]
@@ -195,19 +213,24 @@ impl Spool {
         paths.sort();
         let mut recovery = Recovery::default();
         let mut segments = BTreeMap::new();
-        let mut next_seq = 0;
+        let acked = read_watermark(&options.dir);
+        // Never reuse a sequence number below the watermark: it would count as acknowledged.
+        let mut next_seq = acked;
         for path in paths {
-            let (segment, torn) = Segment::recover(&path)?;
+            let (mut segment, torn) = Segment::recover(&path)?;
             recovery.torn += torn;
             if torn > 0 {
                 warn!(path = %path.display(), torn, "spool segment had a torn end; truncated");
             }
-            if segment.records() == 0 {
+            next_seq = next_seq.max(segment.next_seq());
+            for seq in segment.first_seq()..acked.min(segment.next_seq()) {
+                segment.acknowledge(seq);
+            }
+            if segment.all_acknowledged() {
                 std::fs::remove_file(&path).map_err(SpoolError::io(&path))?;
                 continue;
             }
-            recovery.records += segment.records();
-            next_seq = next_seq.max(segment.next_seq());
+            recovery.records += segment.unacknowledged();
             segments.insert(segment.first_seq(), segment);
         }
         let bytes = segments.values().map(Segment::bytes).sum();
@@ -224,6 +247,7 @@ impl Spool {
             bytes,
             records: recovery.records,
             syncs: (0, 0),
+            persisted_watermark: acked,
         }));
         let (appends, receiver) = mpsc::channel();
         let writer_state = state.clone();
@@ -302,6 +326,33 @@ impl Spool {
             state.segments.remove(&first);
             std::fs::remove_file(&path).map_err(SpoolError::io(&path))?;
         }
+        Ok(())
+    }
+
+    /// Writes down that every record below the oldest unacknowledged one is acknowledged, so
+    /// that the next open does not forward them again (write, fsync, rename). Without it a
+    /// restart forwards the acknowledged records of undeleted segments again (same payloads).
+    /// Cheap when nothing changed.
+    pub fn persist_acknowledgements(&self) -> Result<(), SpoolError> {
+        let mut state = self.lock();
+        let watermark = state
+            .segments
+            .values()
+            .find_map(Segment::first_unacknowledged)
+            .unwrap_or(state.next_seq);
+        if watermark == state.persisted_watermark {
+            return Ok(());
+        }
+        let temporary = state.dir.join(format!("{WATERMARK_FILE}.tmp"));
+        let path = state.dir.join(WATERMARK_FILE);
+        let write = || -> std::io::Result<()> {
+            let mut file = std::fs::File::create(&temporary)?;
+            std::io::Write::write_all(&mut file, watermark.to_string().as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&temporary, &path)
+        };
+        write().map_err(SpoolError::io(&path))?;
+        state.persisted_watermark = watermark;
         Ok(())
     }
 
@@ -583,6 +634,41 @@ mod tests {
             payloads(&entries),
             (0..30u8).map(|i| vec![i; 50]).collect::<Vec<_>>()
         );
+        assert_eq!(spool.append(b"next".to_vec()).await.unwrap(), 30);
+    }
+
+    #[tokio::test]
+    async fn persisted_acknowledgements_are_not_forwarded_again_and_sequences_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (spool, _) = Spool::open(options(dir.path())).unwrap();
+            for i in 0..30u8 {
+                spool.append(vec![i; 50]).await.unwrap();
+            }
+            for seq in (0..12).chain([20]) {
+                spool.acknowledge(seq).unwrap();
+            }
+            spool.persist_acknowledgements().unwrap();
+        }
+        let (spool, recovery) = Spool::open(options(dir.path())).unwrap();
+        // Below the watermark (12) nothing comes back; 20 was acknowledged out of order, above
+        // it, and is forwarded again.
+        assert_eq!(recovery.records, 18);
+        let seqs: Vec<Seq> = spool.read(0, 100).unwrap().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (12..30).collect::<Vec<_>>());
+
+        for seq in 12..30 {
+            spool.acknowledge(seq).unwrap();
+        }
+        spool.persist_acknowledgements().unwrap();
+        drop(spool);
+        let (spool, recovery) = Spool::open(options(dir.path())).unwrap();
+        assert_eq!(recovery.records, 0);
+        assert!(
+            segment_files(dir.path()).is_empty(),
+            "all acknowledged: deleted"
+        );
+        // Numbering goes on above the watermark, never below it.
         assert_eq!(spool.append(b"next".to_vec()).await.unwrap(), 30);
     }
 

@@ -272,6 +272,15 @@ impl Segment {
         self.acknowledged_count == self.records()
     }
 
+    /// Sequence number of the oldest record not acknowledged.
+    pub(crate) fn first_unacknowledged(&self) -> Option<Seq> {
+        (self.cursor < self.offsets.len()).then(|| self.first_seq + self.cursor as u64)
+    }
+
+    pub(crate) fn unacknowledged(&self) -> u64 {
+        self.records() - self.acknowledged_count
+    }
+
     pub(crate) fn oldest_unacknowledged_ms(&self) -> Option<u64> {
         self.appended_at_ms.get(self.cursor).copied()
     }

@@ -378,3 +378,28 @@ async fn a_segment_torn_in_its_last_record_forwards_every_earlier_record() {
         4.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clean_stop_leaves_nothing_to_forward_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = spawn_app_with(spool_on(SpoolMode::Always, dir.path())).await;
+    for n in 0..50 {
+        post_acknowledged(&app, &format!("clean-{n}"), "c").await;
+    }
+
+    app.trigger.trigger();
+    app.task.take().unwrap().await.unwrap().unwrap();
+
+    // Everything was forwarded before the exit and the watermark says so: a successor
+    // re-sends nothing (without it, the active segment's 50 records came back).
+    let (_, recovery) = voicehub_spool::Spool::open(voicehub_spool::Options {
+        dir: dir.path().to_owned(),
+        segment_bytes: 1 << 20,
+        max_bytes: 1 << 30,
+        max_age: Duration::from_secs(3600),
+    })
+    .unwrap();
+    assert_eq!(recovery.records, 0);
+    let ids = app.status_ids().await;
+    assert_eq!(ids.len(), 50);
+}
