@@ -300,16 +300,21 @@ async fn a_full_spool_answers_503_with_retry_after_and_loses_nothing_it_took() {
     );
 }
 
-/// Spools call-status events for `call` as a previous instance would have.
-async fn prefill(dir: &Path, ids: impl Iterator<Item = String>, call: &str) {
-    let topic = voicehub_model::Topics::default().call_status_changed;
-    let (spool, _) = voicehub_spool::Spool::open(voicehub_spool::Options {
+/// Opens a spool directory as the ingress would, outside it.
+fn open_spool(dir: &Path) -> (voicehub_spool::Spool, voicehub_spool::Recovery) {
+    voicehub_spool::Spool::open(voicehub_spool::Options {
         dir: dir.to_owned(),
         segment_bytes: 1 << 20,
         max_bytes: 1 << 30,
         max_age: Duration::from_secs(3600),
     })
-    .unwrap();
+    .unwrap()
+}
+
+/// Spools call-status events for `call` as a previous instance would have.
+async fn prefill(dir: &Path, ids: impl Iterator<Item = String>, call: &str) {
+    let topic = voicehub_model::Topics::default().call_status_changed;
+    let (spool, _) = open_spool(dir);
     for id in ids {
         let body = status_event(&id, call).to_string();
         let event = parse_webhook(body.as_bytes()).unwrap();
@@ -392,14 +397,41 @@ async fn a_clean_stop_leaves_nothing_to_forward_again() {
 
     // Everything was forwarded before the exit and the watermark says so: a successor
     // re-sends nothing (without it, the active segment's 50 records came back).
-    let (_, recovery) = voicehub_spool::Spool::open(voicehub_spool::Options {
-        dir: dir.path().to_owned(),
-        segment_bytes: 1 << 20,
-        max_bytes: 1 << 30,
-        max_age: Duration::from_secs(3600),
-    })
-    .unwrap();
+    let (_, recovery) = open_spool(dir.path());
     assert_eq!(recovery.records, 0);
     let ids = app.status_ids().await;
     assert_eq!(ids.len(), 50);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_during_an_outage_leaves_the_spool_on_disk_within_the_drain_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = spawn_app_with(spool_on(SpoolMode::Always, dir.path())).await;
+    app.broker.stop().await;
+    for n in 0..20 {
+        post_acknowledged(&app, &format!("left-{n}"), "c").await;
+    }
+
+    let started = Instant::now();
+    app.trigger.trigger();
+    app.task.take().unwrap().await.unwrap().unwrap();
+    let stopped_after = started.elapsed();
+
+    // helpers.rs sets http.drain_timeout_ms to 5 s: the forwarder tried until then.
+    assert!(stopped_after < Duration::from_secs(7), "{stopped_after:?}");
+    let (spool, recovery) = open_spool(dir.path());
+    assert_eq!(recovery.records, 20, "left for the successor");
+    let left: Vec<String> = spool
+        .read(0, 100)
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            let (_, record) = voicehub_ingress::spooled::decode(&entry.payload).unwrap();
+            record.header("ce_id").unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        left,
+        (0..20).map(|n| format!("left-{n}")).collect::<Vec<_>>()
+    );
 }
