@@ -242,7 +242,13 @@ async fn kill_9_of_a_spooling_ingress_during_an_outage_loses_nothing_acknowledge
             kafka_toml(&broker)
         ),
     );
+    // The topics exist before the outage (the ingress provisions them in the background; a
+    // request cut by stopping the test broker can break tansu's storage, see the test kit).
+    let topics = voicehub_model::Topics::default();
+    let names: Vec<&str> = topics.all().into_iter().map(|(_, name)| name).collect();
+    broker.create_topics(&names, 3).await.unwrap();
     ingress.start().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let url = format!("http://127.0.0.1:{http_port}/webhooks/voicehub");
     let spooled = || async {
         let url = format!("http://127.0.0.1:{admin_port}/metrics");
@@ -282,7 +288,7 @@ async fn kill_9_of_a_spooling_ingress_during_an_outage_loses_nothing_acknowledge
     );
 
     broker.resume().await.unwrap();
-    let topic = voicehub_model::Topics::default().call_status_changed;
+    let topic = topics.call_status_changed;
     let deadline = Instant::now() + Duration::from_secs(90);
     let records = loop {
         let records = broker.read_all(&topic).await.unwrap();

@@ -48,9 +48,10 @@ impl Forwarder {
     /// the spool.
     pub async fn run(self) {
         let mut next: Seq = 0;
-        let mut window = self.window;
+        let mut failing = false;
         let mut backoff = MIN_BACKOFF;
         loop {
+            let window = if failing { 1 } else { self.window };
             let entries = match self.spool.spool.read(next, window) {
                 Ok(entries) => entries,
                 Err(error) => {
@@ -70,18 +71,18 @@ impl Forwarder {
             match self.forward(entries).await {
                 None => {
                     next = last + 1;
-                    if window < self.window {
+                    if failing {
                         info!("Kafka takes spooled records again");
                     }
-                    window = self.window;
+                    failing = false;
                     backoff = MIN_BACKOFF;
                 }
                 Some(failed) => {
-                    if window == self.window {
+                    if !failing {
                         warn!("Kafka did not take a spooled record; retrying one at a time");
                     }
+                    failing = true;
                     next = failed;
-                    window = 1;
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }

@@ -310,7 +310,6 @@ fn produce_failed(error: StoreError, retry_after_s: u64, event: &WebhookEvent) -
             event_id = event.event_id(),
             "record refused as too large"
         );
-        return WebhookError::RecordTooLarge;
     }
     store_failed(&error, retry_after_s)
 }

@@ -39,6 +39,7 @@ pub enum Storage {
 pub struct TestBroker {
     port: u16,
     broker: Tansu,
+    storage: Url,
     /// The serving task; it ends with the broker's error, if any.
     task: Option<JoinHandle<Result<(), String>>>,
     _data: Option<tempfile::TempDir>,
@@ -58,30 +59,19 @@ impl TestBroker {
 
     /// Starts a broker with the given storage on `port` of 127.0.0.1.
     pub async fn start_on(port: u16, storage: Storage) -> Result<Self> {
-        let url = Url::parse(&format!("tcp://127.0.0.1:{port}"))
-            .map_err(|e| TestkitError::Broker(e.to_string()))?;
-        let (storage, data) = match storage {
+        let (storage_url, data) = match storage {
             Storage::Sqlite => {
                 let (url, dir) = sqlite_storage()?;
                 (url, Some(dir))
             }
             Storage::Memory => ("memory://tansu/".to_owned(), None),
         };
-        let storage = Url::parse(&storage).map_err(|e| TestkitError::Broker(e.to_string()))?;
-        let broker = Tansu::builder()
-            .node_id(1)
-            .cluster_id("voicehub-test")
-            .incarnation_id(uuid::Uuid::new_v4())
-            .advertised_listener(url.clone())
-            .storage(storage)
-            .listener(url)
-            .silent(true)
-            .build()
-            .await
-            .map_err(|e| TestkitError::Broker(format!("{e:?}")))?;
+        let storage_url =
+            Url::parse(&storage_url).map_err(|e| TestkitError::Broker(e.to_string()))?;
         let mut this = Self {
             port,
-            broker,
+            broker: build(port, &storage_url).await?,
+            storage: storage_url,
             task: None,
             _data: data,
         };
@@ -109,9 +99,9 @@ impl TestBroker {
     }
 
     /// Serves again on the same port, with the data it had when stopped. A broker that stops
-    /// again at once (its error is in the message) is started up to twice more before this
-    /// gives up: the whole-system tests bounce it under load, and a restart that fails is the
-    /// test kit's problem, not the bridge's.
+    /// again at once (its error is in the message) is started up to twice more, rebuilt on the
+    /// same SQLite file, before this gives up: the whole-system tests bounce it under load,
+    /// and a restart that fails is the test kit's problem, not the bridge's.
     pub async fn resume(&mut self) -> Result<()> {
         if self.is_running() {
             return Ok(());
@@ -137,6 +127,11 @@ impl TestBroker {
                 Err(error) if attempt < 3 && self.task.is_none() => {
                     eprintln!("testkit: embedded broker did not come back ({error}); again");
                     tokio::time::sleep(Duration::from_millis(500)).await;
+                    // tansu's storage task can be gone for good (`Storage(UnableToSend)`, after
+                    // a panic in it): a new broker on the same SQLite file has the same data.
+                    if self.storage.scheme() == "sqlite" {
+                        self.broker = build(self.port, &self.storage).await?;
+                    }
                 }
                 outcome => return outcome,
             }
@@ -224,6 +219,22 @@ impl TestBroker {
 
 /// A SQLite storage URL and the directory it lives in. tansu resolves the URL's path against
 /// the working directory, so the directory is made there (ignored by git, deleted on drop).
+async fn build(port: u16, storage: &Url) -> Result<Tansu> {
+    let url = Url::parse(&format!("tcp://127.0.0.1:{port}"))
+        .map_err(|e| TestkitError::Broker(e.to_string()))?;
+    Tansu::builder()
+        .node_id(1)
+        .cluster_id("voicehub-test")
+        .incarnation_id(uuid::Uuid::new_v4())
+        .advertised_listener(url.clone())
+        .storage(storage.clone())
+        .listener(url)
+        .silent(true)
+        .build()
+        .await
+        .map_err(|e| TestkitError::Broker(format!("{e:?}")))
+}
+
 fn sqlite_storage() -> Result<(String, tempfile::TempDir)> {
     let dir = tempfile::Builder::new()
         .prefix(".tansu-test-")
@@ -241,5 +252,44 @@ impl Drop for TestBroker {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a panic is a failure report
+
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_broker_rebuilt_on_its_sqlite_file_serves_the_same_records() {
+        let mut broker = TestBroker::start().await.unwrap();
+        broker.create_topics(&["t"], 1).await.unwrap();
+        let producer: FutureProducer = broker.client_config().create().unwrap();
+        for value in ["a", "b"] {
+            producer
+                .send(
+                    FutureRecord::<str, str>::to("t").payload(value),
+                    Duration::from_secs(5),
+                )
+                .await
+                .unwrap();
+        }
+        drop(producer);
+
+        broker.stop().await;
+        broker.broker = build(broker.port, &broker.storage).await.unwrap();
+        broker.resume().await.unwrap();
+
+        let values: Vec<Vec<u8>> = broker
+            .read_all("t")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|record| record.value)
+            .collect();
+        assert_eq!(values, [b"a".to_vec(), b"b".to_vec()]);
     }
 }

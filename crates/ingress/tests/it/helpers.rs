@@ -88,6 +88,10 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut IngressSettings)) -> Tes
     };
     customise(&mut settings);
     let topics = settings.kafka.topics.clone();
+    // With the spool on the ingress creates its topics in the background; a test that stops
+    // the broker at once would cut that request (and can break tansu's storage): have them.
+    let names: Vec<&str> = topics.all().into_iter().map(|(_, name)| name).collect();
+    broker.create_topics(&names, 2).await.expect("topics");
     let app = Application::build(settings).await.expect("build");
     let base = format!("http://127.0.0.1:{}", app.port());
     let admin = format!("http://127.0.0.1:{}", app.admin_port());
