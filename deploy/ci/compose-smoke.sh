@@ -4,8 +4,9 @@
 # checks from the outside: /readyz 200 on both services; an authenticated webhook of every
 # event type accepted (whole simulated calls plus the Call Studio examples); every record on its
 # topic; one enriched record per analysis-ready record, fetched from the simulator's stand-in
-# API; the Prometheus scrape of both services up with the alert rules loaded; and the bridge
-# containers running as uid 65532 with a read-only root filesystem.
+# API; a webhook accepted into the ingress's spool (on its volume) while Kafka is paused and
+# forwarded once it is back; the Prometheus scrape of both services up with the alert rules
+# loaded; and the bridge containers running as uid 65532 with a read-only root filesystem.
 #
 # Needs root and the tools of deploy/ci/install-tools.sh; starts dockerd if none runs (and stops
 # it). Usage: deploy/ci/compose-smoke.sh [BIN_DIR]  (host-built voicehub-dev and voicehub-tail,
@@ -134,6 +135,19 @@ curl -fsS http://127.0.0.1:9090/metrics | grep -q '^voicehub_ingress_requests_to
   fail "ingress /metrics shows no accepted request"
 curl -fsS http://127.0.0.1:9091/metrics | grep -q '^voicehub_enricher_records_total{.*outcome="enriched".*} [1-9]' ||
   fail "enricher /metrics shows no enriched record"
+# The spool opened (lock file written) on its volume as uid 65532: the volume is writable.
+curl -fsS http://127.0.0.1:9090/metrics | grep -q '^voicehub_ingress_spool_mode{mode="fallback"} 1' ||
+  fail "ingress /metrics does not show the spool in fallback mode"
+
+echo "--- spool (Kafka paused)"
+compose pause kafka >/dev/null
+status=$(curl -sS -o "$work/answer" -w '%{http_code}' -H 'x-webhook-secret: dev-secret' \
+  --data-binary @tests/fixtures/voicehub/call-status-changed.json http://127.0.0.1:8080/webhooks/voicehub)
+compose unpause kafka >/dev/null
+[[ $status == 200 ]] || fail "with Kafka paused, a webhook was answered $status $(cat "$work/answer")"
+forwarded() { curl -fsS http://127.0.0.1:9090/metrics | grep -q '^voicehub_ingress_spool_forwarded_records_total [1-9]'; }
+wait_for "the spooled webhook forwarded" 60 forwarded
+echo "  accepted into the spool on its volume while Kafka was paused, forwarded once it was back"
 query() { curl -fsS "http://127.0.0.1:9099/api/v1/$1"; }
 both_up() { query 'query?query=sum(up%7Bjob%3D~%22voicehub-.%2A%22%7D)' | grep -q '"value":\[[0-9.]*,"2"\]'; }
 wait_for "Prometheus to scrape both services" 60 both_up
