@@ -23,17 +23,7 @@ use voicehub_spool::{Spool, SpoolError};
 
 use crate::metrics::SpoolMetrics;
 use crate::publisher::Publisher;
-use crate::settings::SpoolMode;
 use crate::spooled;
-
-/// How a record became durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stored {
-    /// Kafka acknowledged it.
-    Acknowledged,
-    /// It is on the local disk; the forwarder will produce it.
-    Spooled,
-}
 
 /// Why a record is not durable.
 #[derive(Debug, thiserror::Error)]
@@ -147,40 +137,29 @@ impl SpoolState {
 /// The routes' one way to make a record durable.
 #[derive(Debug, Clone)]
 pub struct Outbox {
-    mode: SpoolMode,
     publisher: Publisher,
-    spool: Option<Arc<SpoolState>>,
-    fallback_after: Duration,
-    max_record_bytes: usize,
+    /// `None` with `spool.mode = off`.
+    spooling: Option<Spooling>,
+}
+
+/// How the outbox spools (`fallback` or `always`).
+#[derive(Debug, Clone)]
+pub struct Spooling {
+    /// The spool.
+    pub state: Arc<SpoolState>,
+    /// `fallback` mode: how long Kafka gets before a record is spooled; `None` in `always`.
+    pub fallback_after: Option<Duration>,
+    /// Records over this (the producer's `message.max.bytes`) are refused before they are
+    /// spooled: Kafka would never take them.
+    pub max_record_bytes: usize,
 }
 
 impl Outbox {
-    /// Produces directly (`spool.mode = off`).
-    pub fn direct(publisher: Publisher) -> Self {
+    /// Produces directly (`spool.mode = off`), or spools as `spooling` says.
+    pub fn new(publisher: Publisher, spooling: Option<Spooling>) -> Self {
         Self {
-            mode: SpoolMode::Off,
             publisher,
-            spool: None,
-            fallback_after: Duration::ZERO,
-            max_record_bytes: usize::MAX,
-        }
-    }
-
-    /// Spools in `mode` (`fallback` or `always`); records over `max_record_bytes` (the
-    /// producer's `message.max.bytes`) are refused before they are spooled.
-    pub fn spooled(
-        mode: SpoolMode,
-        publisher: Publisher,
-        spool: Arc<SpoolState>,
-        fallback_after: Duration,
-        max_record_bytes: usize,
-    ) -> Self {
-        Self {
-            mode,
-            publisher,
-            spool: Some(spool),
-            fallback_after,
-            max_record_bytes,
+            spooling,
         }
     }
 
@@ -191,7 +170,7 @@ impl Outbox {
 
     /// The spool, if the mode has one.
     pub fn spool(&self) -> Option<&Arc<SpoolState>> {
-        self.spool.as_ref()
+        self.spooling.as_ref().map(|spooling| &spooling.state)
     }
 
     /// The longest a request waits for [`Outbox::store`].
@@ -199,58 +178,60 @@ impl Outbox {
         self.publisher.deadline()
     }
 
-    /// Makes `record` durable for `topic`. `on_durable(true)` runs once it is (now or, for a
-    /// direct delivery that outlives the wait, later); if it never is, `on_durable` is dropped
-    /// uncalled or called with `false`.
+    /// Makes `record` durable for `topic`: acknowledged by Kafka, or on the local disk for
+    /// the forwarder. `on_durable(true)` runs once it is (now or, for a direct delivery that
+    /// outlives the wait, later); if it never is, `on_durable` is dropped uncalled or called
+    /// with `false`.
     pub async fn store(
         &self,
         topic: &str,
         record: &Record,
         on_durable: impl FnOnce(bool) + Send + 'static,
-    ) -> Result<Stored, StoreError> {
-        let Some(spool) = &self.spool else {
+    ) -> Result<(), StoreError> {
+        let Some(spooling) = &self.spooling else {
             self.publisher.publish(topic, record, on_durable).await?;
-            return Ok(Stored::Acknowledged);
+            return Ok(());
         };
-        if self.mode == SpoolMode::Fallback && !spool.engaged.load(Ordering::Acquire) {
-            // Whichever path makes it durable first reports it.
-            let once = Arc::new(Mutex::new(Some(on_durable)));
-            let direct = once.clone();
-            let result = self
-                .publisher
-                .publish_within(topic, record, self.fallback_after, move |delivered| {
-                    if delivered {
-                        fire(&direct);
-                    }
-                })
-                .await;
-            match result {
-                Ok(_) => return Ok(Stored::Acknowledged),
-                Err(error @ ProduceError::TooLarge(_)) => return Err(error.into()),
-                Err(error) => {
-                    if !spool.engaged.swap(true, Ordering::AcqRel) {
-                        warn!(
-                            error = &error as &dyn std::error::Error,
-                            "no acknowledgement from Kafka in time: spooling"
-                        );
-                    }
+        let spool = &spooling.state;
+        let Some(fallback_after) = spooling
+            .fallback_after
+            .filter(|_| !spool.engaged.load(Ordering::Acquire))
+        else {
+            spooling.append(topic, record).await?;
+            on_durable(true);
+            return Ok(());
+        };
+        // Whichever path makes it durable first reports it.
+        let once = Arc::new(Mutex::new(Some(on_durable)));
+        let direct = once.clone();
+        let result = self
+            .publisher
+            .publish_within(topic, record, fallback_after, move |delivered| {
+                if delivered {
+                    fire(&direct);
+                }
+            })
+            .await;
+        match result {
+            Ok(_) => return Ok(()),
+            Err(error @ ProduceError::TooLarge(_)) => return Err(error.into()),
+            Err(error) => {
+                if !spool.engaged.swap(true, Ordering::AcqRel) {
+                    warn!(
+                        error = &error as &dyn std::error::Error,
+                        "no acknowledgement from Kafka in time: spooling"
+                    );
                 }
             }
-            self.append(spool, topic, record).await?;
-            fire(&once);
-            return Ok(Stored::Spooled);
         }
-        self.append(spool, topic, record).await?;
-        on_durable(true);
-        Ok(Stored::Spooled)
+        spooling.append(topic, record).await?;
+        fire(&once);
+        Ok(())
     }
+}
 
-    async fn append(
-        &self,
-        spool: &SpoolState,
-        topic: &str,
-        record: &Record,
-    ) -> Result<(), StoreError> {
+impl Spooling {
+    async fn append(&self, topic: &str, record: &Record) -> Result<(), StoreError> {
         let too_large = |bytes| StoreError::TooLarge {
             bytes,
             limit: self.max_record_bytes,
@@ -260,7 +241,7 @@ impl Outbox {
             return Err(too_large(size));
         }
         let payload = spooled::encode(topic, record).ok_or_else(|| too_large(size))?;
-        spool.append(payload).await?;
+        self.state.append(payload).await?;
         Ok(())
     }
 }

@@ -291,7 +291,7 @@ async fn publish_once(
                     } // else dropping `pending` releases the id for a retry
                 };
                 return match state.outbox.store(topic, &record, on_outcome).await {
-                    Ok(_) => Ok(if event.kind() == EventKind::Unrouted {
+                    Ok(()) => Ok(if event.kind() == EventKind::Unrouted {
                         "unrouted"
                     } else {
                         "accepted"
@@ -352,7 +352,7 @@ async fn dead_letter(
         .store(&state.topics.dead_letter, &record, |_| {})
         .await
     {
-        Ok(_) => {
+        Ok(()) => {
             state
                 .metrics
                 .dead_letters

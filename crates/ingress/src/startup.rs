@@ -20,7 +20,7 @@ use crate::auth::{SecretError, SourceSecrets};
 use crate::dedupe::Dedupe;
 use crate::forwarder::Forwarder;
 use crate::metrics::IngressMetrics;
-use crate::outbox::{Outbox, SpoolState};
+use crate::outbox::{Outbox, SpoolState, Spooling};
 use crate::publisher::Publisher;
 use crate::routes::{self, AppState};
 use crate::settings::{IngressSettings, SpoolMode};
@@ -34,8 +34,6 @@ pub const SPOOL_CHECK: &str = "spool";
 const PROVISION_RETRY: Duration = Duration::from_secs(5);
 /// How often the spool's gauges and readiness are refreshed.
 const SPOOL_REFRESH: Duration = Duration::from_millis(500);
-/// librdkafka's default `message.max.bytes`.
-const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
 /// How often the broker is probed for readiness.
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -139,26 +137,19 @@ impl Application {
             (spool_mode == SpoolMode::Off).then(|| readiness.clone()),
             metrics.clone(),
         )?;
-        let outbox = match spool_mode {
-            SpoolMode::Off => Outbox::direct(publisher),
+        let spooling = match spool_mode {
+            SpoolMode::Off => None,
             mode => {
-                let spool = open_spool(&settings, &metrics)?;
                 readiness.register(SPOOL_CHECK);
-                let max_record_bytes = settings
-                    .kafka
-                    .properties
-                    .get("message.max.bytes")
-                    .and_then(|value| value.parse().ok())
-                    .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES);
-                Outbox::spooled(
-                    mode,
-                    publisher,
-                    spool,
-                    settings.spool.fallback_after(),
-                    max_record_bytes,
-                )
+                Some(Spooling {
+                    state: open_spool(&settings, &metrics)?,
+                    fallback_after: (mode == SpoolMode::Fallback)
+                        .then(|| settings.spool.fallback_after()),
+                    max_record_bytes: settings.kafka.message_max_bytes(),
+                })
             }
         };
+        let outbox = Outbox::new(publisher, spooling);
 
         let state = web::Data::new(AppState {
             sources,

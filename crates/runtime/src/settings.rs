@@ -164,6 +164,15 @@ impl Default for KafkaSettings {
 }
 
 impl KafkaSettings {
+    /// The producer's `message.max.bytes`: from `kafka.properties`, else librdkafka's
+    /// default (1,000,000).
+    pub fn message_max_bytes(&self) -> usize {
+        self.properties
+            .get("message.max.bytes")
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(1_000_000)
+    }
+
     /// `message_timeout_ms` as a duration.
     pub fn message_timeout(&self) -> Duration {
         Duration::from_millis(self.message_timeout_ms)

@@ -270,20 +270,8 @@ impl Spool {
     /// Appends `payload`; resolves once it is on disk (after an `fsync` shared with the
     /// appends that arrived meanwhile).
     pub async fn append(&self, payload: Vec<u8>) -> Result<Seq, SpoolError> {
-        {
-            let state = self.lock();
-            if state.bytes + HEADER_BYTES + payload.len() as u64 > self.max_bytes {
-                return Err(SpoolError::Full {
-                    bytes: state.bytes,
-                    max_bytes: self.max_bytes,
-                });
-            }
-            if let Some(oldest) = state.oldest().filter(|age| *age > self.max_age) {
-                return Err(SpoolError::Stale {
-                    oldest,
-                    max_age: self.max_age,
-                });
-            }
+        if let Some(refusal) = self.refusal(&self.lock(), payload.len()) {
+            return Err(refusal);
         }
         let (done, answer) = oneshot::channel();
         self.appends
@@ -373,9 +361,22 @@ impl Spool {
 
     /// Whether an append of `payload_bytes` would be taken now (not full, not stale).
     pub fn accepts(&self, payload_bytes: usize) -> bool {
-        let state = self.lock();
-        state.bytes + HEADER_BYTES + payload_bytes as u64 <= self.max_bytes
-            && state.oldest().is_none_or(|age| age <= self.max_age)
+        self.refusal(&self.lock(), payload_bytes).is_none()
+    }
+
+    /// Why an append of `payload_bytes` would be refused now, if it would.
+    fn refusal(&self, state: &State, payload_bytes: usize) -> Option<SpoolError> {
+        if state.bytes + HEADER_BYTES + payload_bytes as u64 > self.max_bytes {
+            return Some(SpoolError::Full {
+                bytes: state.bytes,
+                max_bytes: self.max_bytes,
+            });
+        }
+        let oldest = state.oldest().filter(|age| *age > self.max_age)?;
+        Some(SpoolError::Stale {
+            oldest,
+            max_age: self.max_age,
+        })
     }
 
     /// Syncs and records written so far: their ratio is the mean group-commit batch.
