@@ -10,6 +10,7 @@ async fn main() -> anyhow::Result<()> {
     let path = settings::config_path(args.iter().cloned());
     let settings: EnricherSettings = settings::load(path.as_deref())?;
     if settings::check_only(&args) {
+        settings.validate()?;
         eprintln!("voicehub-enricher: configuration is valid");
         return Ok(());
     }

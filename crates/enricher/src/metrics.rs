@@ -26,6 +26,8 @@ pub struct EnricherMetrics {
     pub backlog_bytes: IntGauge,
     /// `voicehub_enricher_fetching_paused`: 1 while the backlog is full.
     pub fetching_paused: IntGauge,
+    /// `voicehub_enricher_fetch_pauses_total`: times fetching paused.
+    pub fetch_pauses: IntCounter,
     /// `voicehub_enricher_consumer_lag{partition}` (librdkafka statistics)
     pub consumer_lag: IntGaugeVec,
     /// `voicehub_enricher_commit_errors_total`
@@ -77,6 +79,11 @@ impl EnricherMetrics {
             "1 while fetching is paused because the backlog is full.",
         )?;
         registry.register(Box::new(fetching_paused.clone()))?;
+        let fetch_pauses = IntCounter::new(
+            "voicehub_enricher_fetch_pauses_total",
+            "Times fetching paused because the backlog was full.",
+        )?;
+        registry.register(Box::new(fetch_pauses.clone()))?;
         let consumer_lag = IntGaugeVec::new(
             Opts::new(
                 "voicehub_enricher_consumer_lag",
@@ -111,6 +118,7 @@ impl EnricherMetrics {
             in_flight,
             backlog_bytes,
             fetching_paused,
+            fetch_pauses,
             consumer_lag,
             commit_errors,
             api_key_reload_errors: counter(

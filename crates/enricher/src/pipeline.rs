@@ -14,10 +14,12 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{Headers, Message};
@@ -29,8 +31,8 @@ use tracing::{debug, error, info, warn};
 use voicehub_model::enriched::AnalysisEnriched;
 use voicehub_model::record::{DeadLetter, Provenance, Record, Stage, header};
 use voicehub_model::{Timestamp, Topics, WebhookEvent, parse_webhook};
-use voicehub_runtime::BRIDGE_VERSION;
 use voicehub_runtime::kafka::{ProduceError, RecoveringProducer};
+use voicehub_runtime::{BRIDGE_VERSION, FaultHook};
 
 use crate::fetch::{self, Access};
 use crate::metrics::EnricherMetrics;
@@ -283,6 +285,8 @@ pub struct Worker {
     pub produce_deadline: Duration,
     /// Metrics.
     pub metrics: EnricherMetrics,
+    /// Called with every parsed input before its fetch (fault-injection tests only).
+    pub fault_hook: std::sync::OnceLock<FaultHook>,
 }
 
 /// The loop.
@@ -416,6 +420,9 @@ impl Pipeline {
         }
         *paused = want;
         self.worker.metrics.fetching_paused.set(i64::from(want));
+        if want {
+            self.worker.metrics.fetch_pauses.inc();
+        }
         let result = self.consumer.assignment().and_then(|assignment| {
             if want {
                 self.consumer.pause(&assignment)
@@ -470,7 +477,29 @@ impl Worker {
         input: Input,
         mut stop: watch::Receiver<bool>,
     ) -> (i32, i64, Outcome) {
-        let outcome = self.handle(&input, &mut stop).await;
+        // A panic (a bug) must not leave the offset unfinished, which would stop the
+        // partition's commits for good: the record is dead-lettered and its offset completes.
+        let handled = AssertUnwindSafe(self.handle(&input, &mut stop))
+            .catch_unwind()
+            .await;
+        let outcome = match handled {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                let text = format!(
+                    "the enricher failed on this record: {}",
+                    voicehub_runtime::panic_message(&*panic)
+                );
+                error!(
+                    partition = input.partition,
+                    offset = input.offset,
+                    error = %text,
+                    "record task panicked; dead-lettering the record"
+                );
+                let source = source_name(&input);
+                self.dead_letter(&input, source, "internal_error", &text, &mut stop)
+                    .await
+            }
+        };
         match outcome {
             Outcome::Enriched => self.metrics.records.with_label_values(&["enriched"]).inc(),
             Outcome::DeadLettered => self
@@ -484,17 +513,18 @@ impl Worker {
     }
 
     async fn handle(&self, input: &Input, stop: &mut watch::Receiver<bool>) -> Outcome {
-        let source_name = input
-            .header(header::SOURCE)
-            .and_then(|s| s.strip_prefix(SOURCE_PREFIX))
-            .unwrap_or("unknown");
+        let source_name = source_name(input);
         let Some((source, access)) = self.sources.get_key_value(source_name) else {
             let error = format!("no source `{source_name}` is configured in the enricher");
             return self
                 .dead_letter(input, source_name, "unknown_source", &error, stop)
                 .await;
         };
-        let event = match parse_webhook(&input.payload) {
+        let parsed = parse_webhook(&input.payload);
+        if let Ok(event) = &parsed {
+            FaultHook::call(&self.fault_hook, event);
+        }
+        let event = match parsed {
             Ok(WebhookEvent::AnalysisResultReady(event)) => event,
             Ok(other) => {
                 let error = format!("expected AnalysisResultReady, got {}", other.event_type());
@@ -530,11 +560,19 @@ impl Worker {
                 .fetch_attempts
                 .with_label_values(&[class])
                 .inc();
+            let remaining = self.retry.budget().saturating_sub(started.elapsed());
             match result {
                 Ok(analysis) => break analysis,
-                Err(error) if error.is_retryable() && started.elapsed() < self.retry.budget() => {
+                // The backoff is cut to what is left of the budget (one last attempt at its
+                // end); a server that asks for more than is left is not asked again.
+                Err(error)
+                    if error.is_retryable()
+                        && !remaining.is_zero()
+                        && error.retry_after().is_none_or(|after| after <= remaining) =>
+                {
                     let wait = jittered(self.retry.backoff(attempt))
-                        .max(error.retry_after().unwrap_or_default());
+                        .max(error.retry_after().unwrap_or_default())
+                        .min(remaining);
                     debug!(event_id = %event.event_id, attempt, ?wait, %error, "fetch failed; retrying");
                     if cancelled_within(stop, wait).await {
                         return Outcome::Abandoned;
@@ -542,8 +580,10 @@ impl Worker {
                 }
                 Err(error) if error.is_retryable() => {
                     let text = format!(
-                        "gave up after {attempt} attempts over {:?}; last: {error}",
-                        started.elapsed()
+                        "gave up after {attempt} attempts over {:?} (retry budget {:?}); last: \
+                         {error}",
+                        started.elapsed(),
+                        self.retry.budget()
                     );
                     return self
                         .dead_letter(input, source, "retries_exhausted", &text, stop)
@@ -674,7 +714,15 @@ impl Worker {
 }
 
 fn now() -> Timestamp {
-    Timestamp::new(OffsetDateTime::now_utc())
+    Timestamp::now()
+}
+
+/// The source named by the record's `ce_source` header.
+fn source_name(input: &Input) -> &str {
+    input
+        .header(header::SOURCE)
+        .and_then(|s| s.strip_prefix(SOURCE_PREFIX))
+        .unwrap_or("unknown")
 }
 
 fn received_at(input: &Input) -> Timestamp {

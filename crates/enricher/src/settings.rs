@@ -191,6 +191,25 @@ impl EnricherSettings {
                 "max_body_bytes and timeout_ms must be above 0",
             ));
         }
+        let retry = &self.retry;
+        if retry.initial_backoff_ms == 0 || retry.max_backoff_ms < retry.initial_backoff_ms {
+            return Err(SettingsError::invalid(
+                "retry.initial_backoff_ms",
+                "must be above 0 and at most retry.max_backoff_ms (0 would retry in a hot loop)",
+            ));
+        }
+        if retry.max_elapsed_ms == 0 {
+            return Err(SettingsError::invalid(
+                "retry.max_elapsed_ms",
+                "must be above 0",
+            ));
+        }
+        if self.consumer.commit_interval_ms == 0 {
+            return Err(SettingsError::invalid(
+                "consumer.commit_interval_ms",
+                "must be above 0",
+            ));
+        }
         if self.sources.is_empty() {
             return Err(SettingsError::invalid(
                 "sources",
@@ -198,6 +217,21 @@ impl EnricherSettings {
             ));
         }
         for (name, source) in &self.sources {
+            if source.api_key_reload_ms == 0 {
+                return Err(SettingsError::invalid(
+                    format!("sources.{name}.api_key_reload_ms"),
+                    "must be above 0",
+                ));
+            }
+            if let Some(entry) = source.allowed_hosts.iter().find(|h| !is_host_entry(h)) {
+                return Err(SettingsError::invalid(
+                    format!("sources.{name}.allowed_hosts"),
+                    format_args!(
+                        "`{entry}` is not a host: write `host` or `host:port` (for example \
+                         `voicehub.dataqueue.ai`), without a scheme, path or credentials"
+                    ),
+                ));
+            }
             if source.api_key_env.is_some() == source.api_key_file.is_some() {
                 return Err(SettingsError::invalid(
                     format!("sources.{name}"),
@@ -215,9 +249,47 @@ impl EnricherSettings {
     }
 }
 
+/// Whether an `allowed_hosts` entry is a host name or address, with an optional port: what
+/// the allow-list compares against (a URL there would never match).
+fn is_host_entry(entry: &str) -> bool {
+    let (host, port) = match entry.rsplit_once(':') {
+        // An IPv6 literal is bracketed; its colons are not a port separator.
+        Some((host, port)) if !port.contains(']') => (host, Some(port)),
+        _ => (entry, None),
+    };
+    let host_ok = !host.is_empty()
+        && (host.starts_with('[') && host.ends_with(']')
+            || host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')));
+    host_ok && port.is_none_or(|port| port.parse::<u16>().is_ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allowed_hosts_entries_are_hosts_not_urls() {
+        for entry in [
+            "voicehub.dataqueue.ai",
+            "127.0.0.1:8090",
+            "[::1]:443",
+            "[::1]",
+        ] {
+            assert!(is_host_entry(entry), "{entry}");
+        }
+        for entry in [
+            "https://voicehub.dataqueue.ai",
+            "voicehub.dataqueue.ai/",
+            "user@voicehub.dataqueue.ai",
+            "host:port",
+            "",
+            "host:99999",
+        ] {
+            assert!(!is_host_entry(entry), "{entry}");
+        }
+    }
 
     #[test]
     fn backoff_doubles_up_to_its_cap() {
@@ -264,6 +336,43 @@ mod shipped {
         );
         assert_eq!(settings.sources["default"].allowed_hosts, default_hosts());
         assert_eq!(settings.admin.listen, default_admin().listen);
+    }
+
+    #[test]
+    fn settings_that_would_fail_at_run_time_are_refused_by_key() {
+        type Change = fn(&mut EnricherSettings);
+        let cases: [(Change, &str); 5] = [
+            (
+                |s| s.sources.get_mut("default").unwrap().api_key_reload_ms = 0,
+                "sources.default.api_key_reload_ms",
+            ),
+            (
+                |s| s.retry.initial_backoff_ms = 0,
+                "retry.initial_backoff_ms",
+            ),
+            (|s| s.retry.max_backoff_ms = 10, "retry.initial_backoff_ms"),
+            (
+                |s| {
+                    s.sources.get_mut("default").unwrap().allowed_hosts =
+                        vec!["https://voicehub.dataqueue.ai".into()]
+                },
+                "sources.default.allowed_hosts",
+            ),
+            (
+                |s| s.kafka.topics.dead_letter = s.kafka.topics.analysis_result_ready.clone(),
+                "kafka.topics.dead_letter",
+            ),
+        ];
+        for (change, key) in cases {
+            let mut settings: EnricherSettings = load_with_env(Some(&path()), Vec::new()).unwrap();
+            settings.validate().unwrap();
+            change(&mut settings);
+            let text = settings.validate().unwrap_err().to_string();
+            assert!(
+                text.starts_with(&format!("configuration key `{key}`")),
+                "{key}: {text}"
+            );
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
 use tracing::{info, warn};
+use voicehub_runtime::FaultHook;
 use voicehub_runtime::admin::{AdminServer, Readiness};
 use voicehub_runtime::kafka::{self, RecoveringProducer};
 use voicehub_runtime::settings::SettingsError;
@@ -103,14 +104,7 @@ impl Application {
             .await?;
         }
 
-        let mut producer_settings = settings.kafka.clone();
-        // Let compression decide: librdkafka checks message.max.bytes before compressing,
-        // and the broker's own limit (on the compressed batch) is the one that matters.
-        producer_settings
-            .properties
-            .entry("message.max.bytes".into())
-            .or_insert_with(|| "100000000".into());
-        let producer = Arc::new(RecoveringProducer::new(&producer_settings, || {
+        let producer = Arc::new(RecoveringProducer::new(&settings.kafka, || {
             rdkafka::client::DefaultClientContext
         })?);
 
@@ -173,6 +167,7 @@ impl Application {
                 retry: settings.retry.clone(),
                 produce_deadline: settings.kafka.message_timeout() + Duration::from_secs(5),
                 metrics: metrics.clone(),
+                fault_hook: std::sync::OnceLock::new(),
             }),
             max_in_flight: settings.consumer.max_in_flight,
             max_backlog_bytes: settings.consumer.max_backlog_bytes,
@@ -195,6 +190,12 @@ impl Application {
     /// The admin port.
     pub fn admin_port(&self) -> u16 {
         self.admin.port()
+    }
+
+    /// Calls `hook` with every parsed input before its fetch, for fault-injection tests (a
+    /// hook that panics stands for a bug on the record path). Only the first call counts.
+    pub fn inject_fault(&self, hook: FaultHook) {
+        let _ = self.pipeline.worker.fault_hook.set(hook);
     }
 
     /// A handle that starts the drain.

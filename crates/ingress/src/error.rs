@@ -57,6 +57,10 @@ pub enum WebhookError {
         /// `Retry-After` seconds.
         retry_after_s: u64,
     },
+    /// 500: the ingress failed on this body (a bug); a dead letter (`internal_error`) was
+    /// written.
+    #[error("the ingress failed on this body; it was written to the dead-letter topic")]
+    Internal,
     /// 503: shutting down.
     #[error("this instance is shutting down; retry later")]
     Draining {
@@ -79,6 +83,7 @@ impl WebhookError {
             Self::SpoolFull { .. } => "spool_full",
             Self::Overloaded { .. } => "overloaded",
             Self::Draining { .. } => "draining",
+            Self::Internal => "internal_error",
         }
     }
 
@@ -111,6 +116,7 @@ impl ResponseError for WebhookError {
             | Self::SpoolFull { .. }
             | Self::Overloaded { .. }
             | Self::Draining { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

@@ -10,9 +10,9 @@
 //!
 //! A record Kafka can never take (too large for the broker, or unreadable) is moved to the
 //! spool's `undeliverable/` directory, logged and counted, so it neither blocks the queue nor
-//! disappears.
+//! disappears; so is a record whose bytes on disk were damaged (the spool sets it aside when
+//! it reads it).
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,8 +39,6 @@ pub struct Forwarder {
     pub publisher: Publisher,
     /// Records in flight at once.
     pub window: usize,
-    /// Where undeliverable records are moved.
-    pub undeliverable_dir: PathBuf,
 }
 
 impl Forwarder {
@@ -52,7 +50,9 @@ impl Forwarder {
         let mut backoff = MIN_BACKOFF;
         loop {
             let window = if failing { 1 } else { self.window };
-            let entries = match self.spool.spool.read(next, window) {
+            let spool = self.spool.spool.clone();
+            let read = tokio::task::spawn_blocking(move || spool.read(next, window)).await;
+            let entries = match read.unwrap_or(Err(voicehub_spool::SpoolError::Closed)) {
                 Ok(entries) => entries,
                 Err(error) => {
                     error!(
@@ -153,20 +153,13 @@ impl Forwarder {
     /// Moves a record Kafka will never take out of the queue, onto disk next to it; `false`
     /// if that failed (it stays in the queue).
     fn set_aside(&self, entry: &Entry, reason: &'static str) -> bool {
-        match write_aside(&self.undeliverable_dir, entry) {
-            Ok(path) => {
-                error!(
-                    seq = entry.seq,
-                    reason,
-                    path = %path.display(),
-                    "spooled record set aside as undeliverable"
-                );
+        match self.spool.spool.set_aside(entry, reason) {
+            Ok(_) => {
                 self.spool
                     .metrics
                     .undeliverable
                     .with_label_values(&[reason])
                     .inc();
-                self.acknowledge(entry.seq);
                 true
             }
             Err(error) => {
@@ -179,12 +172,4 @@ impl Forwarder {
             }
         }
     }
-}
-
-fn write_aside(dir: &Path, entry: &Entry) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
-    let path = dir.join(format!("{:020}.rec", entry.seq));
-    std::fs::write(&path, &entry.payload)?;
-    std::fs::File::open(&path)?.sync_all()?;
-    Ok(path)
 }

@@ -10,6 +10,7 @@ async fn main() -> anyhow::Result<()> {
     let path = settings::config_path(args.iter().cloned());
     let settings: IngressSettings = settings::load(path.as_deref())?;
     if settings::check_only(&args) {
+        settings.validate()?;
         eprintln!("voicehub-ingress: configuration is valid");
         return Ok(());
     }

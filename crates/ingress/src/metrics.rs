@@ -72,15 +72,21 @@ pub struct SpoolMetrics {
     pub fsync_batch: Histogram,
 }
 
-impl voicehub_spool::SyncObserver for SpoolMetrics {
+impl voicehub_spool::Observer for SpoolMetrics {
     fn synced(&self, records: usize, took: std::time::Duration) {
         self.fsync_duration.observe(took.as_secs_f64());
         self.fsync_batch.observe(records as f64);
     }
+
+    fn damaged(&self, records: u64) {
+        self.undeliverable
+            .with_label_values(&["damaged"])
+            .inc_by(records);
+    }
 }
 
 /// Reasons of `voicehub_ingress_spool_undeliverable_records_total`.
-pub const UNDELIVERABLE_REASONS: [&str; 2] = ["too_large", "unreadable"];
+pub const UNDELIVERABLE_REASONS: [&str; 3] = ["too_large", "unreadable", "damaged"];
 
 impl IngressMetrics {
     /// Creates and registers every metric.
@@ -194,8 +200,9 @@ impl SpoolMetrics {
             IntCounterVec::new(
                 Opts::new(
                     "voicehub_ingress_spool_undeliverable_records_total",
-                    "Spooled records Kafka can never take (too large for the broker, or \
-                     unreadable), moved to the spool's undeliverable/ directory.",
+                    "Spooled records Kafka can never take (too large for the broker, \
+                     unreadable, or damaged on disk), moved to the spool's undeliverable/ \
+                     directory.",
                 ),
                 &["reason"],
             )?,

@@ -1,19 +1,19 @@
 //! `POST /webhooks/voicehub/{source}` and `POST /webhooks/voicehub` (the `default` source).
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde::Serialize;
-use time::OffsetDateTime;
 use tokio::sync::Semaphore;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use voicehub_model::record::{DeadLetter, Provenance, Stage};
 use voicehub_model::{EventKind, Timestamp, Topics, WebhookEvent, parse_webhook};
-use voicehub_runtime::BRIDGE_VERSION;
+use voicehub_runtime::{BRIDGE_VERSION, FaultHook};
 
 use crate::auth::{AuthOutcome, SourceSecrets};
 use crate::dedupe::{Claim, Dedupe};
@@ -49,6 +49,10 @@ pub struct AppState {
     pub body_timeout: Duration,
     /// `Retry-After` on 503.
     pub retry_after_s: u64,
+    /// Called with every parsed event before it is stored: a seam for fault-injection tests
+    /// (a panic on the request path), set by [`crate::Application::inject_fault`]. Unset in
+    /// the service.
+    pub fault_hook: std::sync::OnceLock<FaultHook>,
 }
 
 #[derive(Serialize)]
@@ -166,20 +170,52 @@ async fn process(
     let bytes = read_body(request, body, state.max_body_bytes, state.body_timeout).await?;
     let provenance = Provenance {
         source,
-        received_at: Timestamp::new(OffsetDateTime::now_utc()),
+        received_at: Timestamp::now(),
         bridge_version: BRIDGE_VERSION,
     };
 
-    let event = match parse_webhook(&bytes) {
+    // From here on the body is authenticated and in hand: whatever happens to it, a panic
+    // included, it ends on a topic, as a dead letter, or with an answer VoiceHub retries.
+    let accepted = AssertUnwindSafe(accept(state, &provenance, &bytes, info))
+        .catch_unwind()
+        .await;
+    match accepted {
+        Ok(Err(WebhookError::RecordTooLarge)) => {
+            let text = "the normalised record exceeds the producer's message.max.bytes";
+            dead_letter(state, &provenance, &bytes, "record_too_large", text).await?;
+            Err(WebhookError::RecordTooLarge)
+        }
+        Ok(result) => result,
+        Err(panic) => {
+            let text = format!(
+                "the ingress failed on this body: {}",
+                voicehub_runtime::panic_message(&*panic)
+            );
+            error!(error = %text, "request handler panicked; dead-lettering the body");
+            dead_letter(state, &provenance, &bytes, "internal_error", &text).await?;
+            Err(WebhookError::Internal)
+        }
+    }
+}
+
+/// Parses, normalises and stores an authenticated body.
+async fn accept(
+    state: &AppState,
+    provenance: &Provenance<'_>,
+    bytes: &[u8],
+    info: &mut RequestInfo,
+) -> Result<&'static str, WebhookError> {
+    let event = match parse_webhook(bytes) {
         Ok(event) => event,
         Err(error) => {
-            dead_letter(state, &provenance, &bytes, &error).await?;
+            dead_letter(state, provenance, bytes, error.reason(), &error.to_string()).await?;
             return Err(WebhookError::Invalid(error));
         }
     };
     info.event_type = event.kind().as_str();
     info.event_id = Some(event.event_id().to_owned());
-    publish_once(state, &provenance, &event).await
+    FaultHook::call(&state.fault_hook, &event);
+    publish_once(state, provenance, &event).await
 }
 
 fn authenticate(
@@ -336,12 +372,13 @@ async fn dead_letter(
     state: &AppState,
     provenance: &Provenance<'_>,
     bytes: &[u8],
-    error: &voicehub_model::ParseError,
+    reason: &'static str,
+    error: &str,
 ) -> Result<(), WebhookError> {
     let record = DeadLetter {
         stage: Stage::Ingress,
-        reason: error.reason(),
-        error: &error.to_string(),
+        reason,
+        error,
         original: bytes,
         original_content_type: "application/octet-stream",
         subject: None,
@@ -356,7 +393,7 @@ async fn dead_letter(
             state
                 .metrics
                 .dead_letters
-                .with_label_values(&[error.reason()])
+                .with_label_values(&[reason])
                 .inc();
             Ok(())
         }

@@ -10,6 +10,11 @@ use voicehub_runtime::settings::{AdminSettings, KafkaSettings, LogSettings, Sett
 /// VoiceHub's documented request timeout: an answer later than this is a lost answer.
 pub const VOICEHUB_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Room for a record's key and headers (CloudEvents attributes, a dead letter's error text)
+/// on top of its body: the producer's `message.max.bytes` must carry `http.max_body_bytes`
+/// plus this, so that every body the ingress accepts can at least be dead-lettered.
+pub const RECORD_HEADROOM_BYTES: usize = 64 * 1024;
+
 /// Everything the ingress reads at startup.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -225,6 +230,17 @@ impl IngressSettings {
                 return Err(SettingsError::invalid(key, "must be above 0"));
             }
         }
+        let carried = self.kafka.message_max_bytes();
+        if carried < http.max_body_bytes.saturating_add(RECORD_HEADROOM_BYTES) {
+            return Err(SettingsError::invalid(
+                "kafka.properties.message.max.bytes",
+                format_args!(
+                    "{carried} cannot carry a body of http.max_body_bytes ({}) with its headers: \
+                     it must be at least {} more",
+                    http.max_body_bytes, RECORD_HEADROOM_BYTES
+                ),
+            ));
+        }
         let spool = &self.spool;
         if spool.mode != SpoolMode::Off {
             if spool.dir.as_os_str().is_empty() {
@@ -348,6 +364,23 @@ mod tests {
             text.starts_with("configuration key `http.produce_deadline_ms`"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_producer_that_cannot_carry_the_body_limit_is_refused_by_key() {
+        let mut settings: IngressSettings = load_with_env(Some(&shipped()), Vec::new()).unwrap();
+        settings.validate().unwrap();
+        settings
+            .kafka
+            .properties
+            .insert("message.max.bytes".into(), "1000000".into());
+        let text = settings.validate().unwrap_err().to_string();
+        assert!(
+            text.starts_with("configuration key `kafka.properties.message.max.bytes`"),
+            "{text}"
+        );
+        settings.http.max_body_bytes = 1_000_000 - RECORD_HEADROOM_BYTES;
+        settings.validate().unwrap();
     }
 
     #[test]

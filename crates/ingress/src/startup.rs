@@ -12,9 +12,9 @@ use actix_web::{App, HttpServer, web};
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 use voicehub_runtime::admin::{AdminServer, Readiness};
-use voicehub_runtime::kafka;
 use voicehub_runtime::settings::SettingsError;
 pub use voicehub_runtime::shutdown::ShutdownTrigger;
+use voicehub_runtime::{FaultHook, kafka};
 
 use crate::auth::{SecretError, SourceSecrets};
 use crate::dedupe::Dedupe;
@@ -165,6 +165,7 @@ impl Application {
             max_body_bytes: settings.http.max_body_bytes,
             body_timeout: settings.http.body_timeout(),
             retry_after_s: settings.http.retry_after_s,
+            fault_hook: std::sync::OnceLock::new(),
         });
 
         let bind = |address: &str| {
@@ -216,6 +217,12 @@ impl Application {
         self.admin.port()
     }
 
+    /// Calls `hook` with every parsed event before it is stored, for fault-injection tests (a
+    /// hook that panics stands for a bug on the request path). Only the first call counts.
+    pub fn inject_fault(&self, hook: FaultHook) {
+        let _ = self.state.fault_hook.set(hook);
+    }
+
     /// A handle that starts the drain.
     pub fn shutdown_trigger(&self) -> ShutdownTrigger {
         self.shutdown.clone()
@@ -252,7 +259,6 @@ impl Application {
                     spool: spool.clone(),
                     publisher: state.outbox.publisher().clone(),
                     window: settings.spool.forward_window,
-                    undeliverable_dir: settings.spool.dir.join("undeliverable"),
                 }
                 .run(),
             ));
@@ -300,7 +306,7 @@ impl Application {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             forwarder.abort();
-            persist_acknowledgements(spool);
+            persist_acknowledgements(spool).await;
             let left = spool.spool.depth().records;
             if left > 0 {
                 warn!(
@@ -407,6 +413,7 @@ fn open_spool(
         dir = %settings.spool.dir.display(),
         records = recovery.records,
         torn = recovery.torn,
+        damaged = recovery.damaged,
         "spool open"
     );
     let state = Arc::new(SpoolState::new(spool, metrics.spool.clone()));
@@ -421,12 +428,17 @@ async fn watch_spool(spool: Arc<SpoolState>, readiness: Readiness) {
     loop {
         interval.tick().await;
         refresh_spool(&spool, Some(&readiness));
-        persist_acknowledgements(&spool);
+        persist_acknowledgements(&spool).await;
     }
 }
 
-fn persist_acknowledgements(spool: &SpoolState) {
-    if let Err(error) = spool.spool.persist_acknowledgements() {
+/// Writes the acknowledgement watermark (file and directory fsyncs) on a blocking thread.
+async fn persist_acknowledgements(spool: &SpoolState) {
+    let storage = spool.spool.clone();
+    let persisted = tokio::task::spawn_blocking(move || storage.persist_acknowledgements())
+        .await
+        .unwrap_or(Err(voicehub_spool::SpoolError::Closed));
+    if let Err(error) = persisted {
         warn!(
             error = &error as &dyn std::error::Error,
             "spool acknowledgements not persisted; a restart forwards them again"

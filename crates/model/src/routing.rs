@@ -98,7 +98,7 @@ pub struct InvalidTopic {
     /// The configured name.
     pub name: String,
     /// What is wrong.
-    pub detail: &'static str,
+    pub detail: String,
 }
 
 impl Topics {
@@ -155,7 +155,24 @@ impl Topics {
                 return Err(InvalidTopic {
                     key,
                     name: name.to_owned(),
-                    detail,
+                    detail: detail.to_owned(),
+                });
+            }
+        }
+        // Two record types on one topic would mix them (a dead-letter topic that is also the
+        // enricher's input makes the enricher consume its own dead letters). Kafka also refuses
+        // names that differ only in `.` versus `_` (they collide in its metric names).
+        let all = self.all();
+        for (i, (key, name)) in all.iter().enumerate() {
+            let collides = |other: &str| other.replace('.', "_") == name.replace('.', "_");
+            if let Some((other, _)) = all[..i].iter().find(|(_, other)| collides(other)) {
+                return Err(InvalidTopic {
+                    key,
+                    name: (*name).to_owned(),
+                    detail: format!(
+                        "it is also (or collides with, `.` and `_` being the same to Kafka) \
+                         topics.{other}: every record type needs a topic of its own"
+                    ),
                 });
             }
         }
@@ -189,6 +206,22 @@ mod tests {
             topics.for_kind(EventKind::CallStudioJobAnalysisResultReady),
             "voicehub.call-studio-analysis-result-ready.v1"
         );
+    }
+
+    #[test]
+    fn a_topic_shared_by_two_record_types_is_refused() {
+        let topics = Topics {
+            dead_letter: Topics::default().analysis_result_ready,
+            ..Topics::default()
+        };
+        let err = topics.validate().unwrap_err();
+        assert_eq!(err.key, "dead_letter");
+        assert!(err.detail.contains("topics.analysis_result_ready"), "{err}");
+        let colliding = Topics {
+            unrouted: "voicehub_call-status-changed_v1".into(),
+            ..Topics::default()
+        };
+        assert_eq!(colliding.validate().unwrap_err().key, "unrouted");
     }
 
     #[test]

@@ -14,27 +14,40 @@ use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 ///
 /// Accepted on input: any RFC 3339 date-time (any offset, any precision), and an ISO-8601
 /// date-time without an offset, which is read as UTC (VoiceHub documents "ISO string" only).
+/// The instant must fall within the years 0000 to 9999 once in UTC, the range RFC 3339 can
+/// write: `9999-12-31T23:30:00-01:00` (year 10000 in UTC) is refused, not wrapped or
+/// truncated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(OffsetDateTime);
 
 impl Timestamp {
-    /// Wraps an instant.
-    pub fn new(at: OffsetDateTime) -> Self {
-        Self(at.to_offset(UtcOffset::UTC))
+    /// The current instant (to the millisecond).
+    pub fn now() -> Self {
+        Self(millis(OffsetDateTime::now_utc()))
+    }
+
+    /// The instant `at`, in UTC, to the millisecond (what is written is what is held);
+    /// `None` outside the years 0000 to 9999 (UTC).
+    pub fn new(at: OffsetDateTime) -> Option<Self> {
+        at.checked_to_offset(UtcOffset::UTC)
+            .filter(|utc| (0..=9999).contains(&utc.year()))
+            .map(|utc| Self(millis(utc)))
     }
 
     /// Parses the accepted input forms.
     pub fn parse(text: &str) -> Result<Self, InvalidTimestamp> {
-        if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
-            return Ok(Self::new(at));
-        }
+        let invalid = |why| InvalidTimestamp {
+            text: text.chars().take(64).collect(),
+            why,
+        };
         let local = format_description!(
             version = 2,
             "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
         );
-        PrimitiveDateTime::parse(text, &local)
-            .map(|at| Self::new(at.assume_utc()))
-            .map_err(|_| InvalidTimestamp(text.chars().take(64).collect()))
+        let at = OffsetDateTime::parse(text, &Rfc3339)
+            .or_else(|_| PrimitiveDateTime::parse(text, &local).map(PrimitiveDateTime::assume_utc))
+            .map_err(|_| invalid("is not an ISO-8601 / RFC 3339 date-time"))?;
+        Self::new(at).ok_or_else(|| invalid("is outside the years 0000 to 9999 in UTC"))
     }
 
     /// The instant.
@@ -48,10 +61,18 @@ impl Timestamp {
     }
 }
 
-/// Text that is not a date-time (the first 64 characters of it).
+/// `at` with its fraction of a second truncated to milliseconds.
+fn millis(at: OffsetDateTime) -> OffsetDateTime {
+    at.truncate_to_millisecond()
+}
+
+/// Text that is not a date-time the bridge can write (the first 64 characters of it, and why).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not an ISO-8601 / RFC 3339 date-time")]
-pub struct InvalidTimestamp(String);
+#[error("`{text}` {why}")]
+pub struct InvalidTimestamp {
+    text: String,
+    why: &'static str,
+}
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -119,6 +140,22 @@ mod tests {
     fn missing_offset_is_read_as_utc() {
         let ts = Timestamp::parse("2025-10-14T09:21:07.5").unwrap();
         assert_eq!(ts.to_string(), "2025-10-14T09:21:07.500Z");
+    }
+
+    #[test]
+    fn instants_outside_years_0000_to_9999_in_utc_are_refused_not_panicked_on() {
+        for text in [
+            "9999-12-31T23:30:00-01:00",
+            "0000-01-01T00:30:00+01:00",
+            "-0001-06-01T00:00:00",
+            "+10000-01-01T00:00:00",
+        ] {
+            assert!(Timestamp::parse(text).is_err(), "{text} was accepted");
+        }
+        let last = Timestamp::parse("9999-12-31T22:59:59.999-01:00").unwrap();
+        assert_eq!(last.to_string(), "9999-12-31T23:59:59.999Z");
+        let first = Timestamp::parse("0000-01-01T01:00:00+01:00").unwrap();
+        assert_eq!(first.to_string(), "0000-01-01T00:00:00.000Z");
     }
 
     #[test]

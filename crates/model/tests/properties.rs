@@ -152,3 +152,175 @@ proptest! {
         prop_assert_eq!(serde_json::to_value(&parsed).unwrap(), body);
     }
 }
+
+/// Days from 0000-03-01-based civil date to 1970-01-01 (H. Hinnant's `days_from_civil`), for
+/// an independent reckoning of instants in the timestamp property.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The inverse: (year, month, day) of a day count since 1970-01-01.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// A date-time as VoiceHub could write it: any year 0000 to 9999, any valid day, seconds up
+/// to 60 (leap second), 0 to 9 fractional digits, `Z`, an offset up to ±23:59, or none.
+#[derive(Debug, Clone)]
+struct WrittenTime {
+    year: i64,
+    month: i64,
+    day: i64,
+    hour: i64,
+    minute: i64,
+    second: i64,
+    fraction: String,
+    /// Minutes east of UTC; `None` for no offset at all (read as UTC), `Some(0)` written `Z`.
+    offset: Option<i64>,
+}
+
+impl WrittenTime {
+    fn text(&self) -> String {
+        let mut text = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        );
+        if !self.fraction.is_empty() {
+            text.push('.');
+            text.push_str(&self.fraction);
+        }
+        match self.offset {
+            None => {}
+            Some(0) => text.push('Z'),
+            Some(minutes) => {
+                let sign = if minutes < 0 { '-' } else { '+' };
+                let abs = minutes.abs();
+                text.push_str(&format!("{sign}{:02}:{:02}", abs / 60, abs % 60));
+            }
+        }
+        text
+    }
+
+    /// Milliseconds since the Unix epoch (fraction truncated), leap second as :59.999.
+    fn unix_millis(&self) -> i64 {
+        let millis: i64 = format!("{:0<3}", self.fraction)[..3].parse().unwrap_or(0);
+        let (second, millis) = if self.second == 60 {
+            (59, 999)
+        } else {
+            (self.second, millis)
+        };
+        let local = days_from_civil(self.year, self.month, self.day) * 86_400_000
+            + ((self.hour * 60 + self.minute) * 60 + second) * 1_000
+            + millis;
+        local - self.offset.unwrap_or(0) * 60_000
+    }
+}
+
+fn written_time() -> impl Strategy<Value = WrittenTime> {
+    // The edges of the range are drawn often: an offset across midnight of 0000-01-01 or
+    // 9999-12-31 leaves it.
+    let year = prop_oneof![4 => 0i64..=9999, 1 => Just(0), 1 => Just(9999)];
+    let month = prop_oneof![2 => 1i64..=12, 1 => Just(1), 1 => Just(12)];
+    let day = prop_oneof![2 => 1i64..=31, 1 => Just(1), 1 => Just(31)];
+    (year, month, day, 0i64..=23, 0i64..=59, 0i64..=60)
+        .prop_flat_map(|(year, month, day, hour, minute, second)| {
+            let day = day.min(days_in_month(year, month));
+            (
+                Just((year, month, day, hour, minute, second)),
+                "[0-9]{0,9}",
+                prop_oneof![
+                    Just(None),
+                    Just(Some(0)),
+                    (-(23 * 60 + 59i64)..=(23 * 60 + 59)).prop_map(Some),
+                ],
+            )
+        })
+        .prop_map(
+            |((year, month, day, hour, minute, second), fraction, offset)| WrittenTime {
+                year,
+                month,
+                day,
+                hour,
+                minute,
+                second,
+                fraction,
+                offset,
+            },
+        )
+}
+
+/// The canonical form of an instant, reckoned without the `time` crate.
+fn canonical(unix_millis: i64) -> (i64, String) {
+    let days = unix_millis.div_euclid(86_400_000);
+    let of_day = unix_millis.rem_euclid(86_400_000);
+    let (year, month, day) = civil_from_days(days);
+    let text = format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        of_day / 3_600_000,
+        of_day / 60_000 % 60,
+        of_day / 1_000 % 60,
+        of_day % 1_000
+    );
+    (year, text)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    /// Over the whole range: never a panic; inside years 0000 to 9999 (UTC) the canonical
+    /// RFC 3339 UTC form with milliseconds, the same instant; outside it, a refusal the
+    /// normaliser reports as an invalid field (dead-lettered), never a wrapped year.
+    #[test]
+    fn every_written_time_is_normalised_exactly_or_refused(written in written_time()) {
+        let text = written.text();
+        let parsed = Timestamp::parse(&text);
+        let event = json!({"eventType": "CallStatusChanged", "eventId": "e", "callId": "c",
+            "status": "queued", "timestamp": text});
+        let normalised = parse_webhook(event.to_string().as_bytes());
+        let (utc_year, expected) = canonical(written.unix_millis());
+        if !(0..=9999).contains(&utc_year) {
+            prop_assert!(parsed.is_err(), "{} accepted as {:?}", text, parsed);
+            prop_assert!(
+                matches!(&normalised, Err(e) if e.reason() == "invalid_field"),
+                "{} normalised as {:?}", text, normalised
+            );
+        } else if written.second == 60 {
+            // A leap second is taken (as the last millisecond of its minute) or refused,
+            // never a panic or a malformed time.
+            if let Ok(at) = parsed {
+                prop_assert_eq!(at.to_string(), expected);
+            }
+        } else {
+            let at = parsed.map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+            prop_assert_eq!(at.to_string(), expected.clone());
+            prop_assert_eq!(Timestamp::parse(&at.to_string()).unwrap(), at);
+            let value = normalised.unwrap().to_value();
+            prop_assert_eq!(&value["timestamp"], &json!(expected));
+        }
+    }
+}

@@ -55,6 +55,10 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
         .set("compression.type", settings.compression.as_str())
         .set("linger.ms", settings.linger_ms.to_string())
         .set(
+            "message.max.bytes",
+            settings.message_max_bytes().to_string(),
+        )
+        .set(
             "statistics.interval.ms",
             settings.statistics_interval_ms.to_string(),
         )

@@ -118,6 +118,13 @@ pub fn check_only<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> bool {
     args.into_iter().any(|arg| arg.as_ref() == "--check-config")
 }
 
+/// The producers' `message.max.bytes` unless `kafka.properties` sets it. librdkafka checks it
+/// against a record before compressing; the broker's limit (`message.max.bytes` of the broker,
+/// `max.message.bytes` of the topic) applies to the compressed batch and is the one that
+/// matters. librdkafka's own default (1,000,000) refused webhooks the ingress had accepted
+/// under `http.max_body_bytes`.
+pub const PRODUCER_MESSAGE_MAX_BYTES: usize = 100_000_000;
+
 /// `[kafka]`: the broker connection and the topics.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -164,13 +171,13 @@ impl Default for KafkaSettings {
 }
 
 impl KafkaSettings {
-    /// The producer's `message.max.bytes`: from `kafka.properties`, else librdkafka's
-    /// default (1,000,000).
+    /// The producers' `message.max.bytes`: from `kafka.properties`, else
+    /// [`PRODUCER_MESSAGE_MAX_BYTES`].
     pub fn message_max_bytes(&self) -> usize {
         self.properties
             .get("message.max.bytes")
             .and_then(|value| value.parse().ok())
-            .unwrap_or(1_000_000)
+            .unwrap_or(PRODUCER_MESSAGE_MAX_BYTES)
     }
 
     /// `message_timeout_ms` as a duration.

@@ -5,24 +5,35 @@
 //!
 //! On disk: segment files `<first sequence number, 20 digits>.seg` in one directory, each a run
 //! of records `[len u32][crc32 u32][seq u64][appended_at_ms u64][payload]` (little endian; the
-//! CRC covers everything after it). Opening a spool validates every record; a torn tail (a
-//! crash in the middle of a write) is truncated and counted, and no valid record before it is
-//! ever skipped.
+//! CRC covers everything after it); `ACKED`, the acknowledgement watermark; `undeliverable/`,
+//! records set aside. Opening a spool validates every record: a torn tail (a crash in the
+//! middle of a write) is truncated and counted, and no valid record before it is ever skipped;
+//! a damaged record with valid ones after it (a flipped bit) costs only itself: it is set
+//! aside, counted, and reading resumes at the next valid record. The same holds for a record
+//! found damaged when it is read back later.
 //!
-//! Not thread-per-append: one writer thread owns the active segment, takes every append waiting
-//! in its channel, writes them, syncs once, then answers them all.
+//! The parts: `segment` (one file: format, recovery, reading), `state` (the index in memory,
+//! under the one lock), `writer` (the thread that appends with group commit), `files`
+//! (watermark and set-aside files). No file I/O happens under the lock that appends
+//! take, except creating the next segment file.
 
+mod files;
 mod segment;
+mod state;
+mod writer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use segment::{Flush, HEADER_BYTES, Segment};
+pub use files::UNDELIVERABLE_DIR;
+use segment::{Damage, HEADER_BYTES, Segment};
+use state::State;
+use writer::Append;
 
 /// Sequence number of a record: strictly increasing, never reused within a directory.
 pub type Seq = u64;
@@ -42,13 +53,18 @@ pub struct Options {
     pub max_age: Duration,
 }
 
-/// Told about every group commit (for metrics).
-pub trait SyncObserver: Send + Sync + 'static {
+/// Told about group commits and damaged records (for metrics).
+pub trait Observer: Send + Sync + 'static {
     /// `records` appends were made durable by one write and fsync that took `took`.
     fn synced(&self, records: usize, took: Duration);
+
+    /// `records` damaged records were set aside (found on opening, or on reading back).
+    fn damaged(&self, records: u64) {
+        let _ = records;
+    }
 }
 
-impl SyncObserver for () {
+impl Observer for () {
     fn synced(&self, _records: usize, _took: Duration) {}
 }
 
@@ -103,6 +119,8 @@ pub struct Recovery {
     pub records: u64,
     /// Records (or partial records) dropped at a torn or corrupt end of a segment.
     pub torn: u64,
+    /// Damaged records with valid ones after them, set aside in `undeliverable/`.
+    pub damaged: u64,
 }
 
 /// A record read back.
@@ -128,83 +146,45 @@ pub struct Depth {
 }
 
 /// The spool. Cheap to share (`Arc` inside).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Spool {
     state: Arc<Mutex<State>>,
     appends: mpsc::Sender<Append>,
+    dir: PathBuf,
     max_bytes: u64,
     max_age: Duration,
+    observer: Arc<dyn Observer>,
+    /// The watermark last written to disk; its lock serialises writers of the watermark
+    /// (never taken by appends).
+    persisted_watermark: Arc<Mutex<Seq>>,
     /// Held (locked) for the life of the spool: one process per directory.
     _lock: Arc<std::fs::File>,
 }
 
-#[derive(Debug)]
-struct State {
-    dir: PathBuf,
-    segment_bytes: u64,
-    /// Every segment with an unacknowledged record, and the active one, by first seq.
-    segments: BTreeMap<Seq, Segment>,
-    next_seq: Seq,
-    /// Unacknowledged bytes.
-    bytes: u64,
-    records: u64,
-    /// Appends per sync, for the group-commit metric: (syncs, records).
-    syncs: (u64, u64),
-    /// The acknowledgement watermark last written to [`WATERMARK_FILE`].
-    persisted_watermark: Seq,
-}
-
-/// Holds the acknowledgement watermark: every record below it was acknowledged.
-const WATERMARK_FILE: &str = "ACKED";
-
-/// The persisted watermark, 0 if there is none (or it is unreadable: then everything left is
-/// forwarded again, which duplicates but never loses).
-fn read_watermark(dir: &Path) -> Seq {
-    let path = dir.join(WATERMARK_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => text.trim().parse().unwrap_or_else(|_| {
-            warn!(path = %path.display(), "unreadable spool watermark; forwarding everything left");
-            0
-        }),
-        Err(_) => 0,
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool")
+            .field("dir", &self.dir)
+            .field("max_bytes", &self.max_bytes)
+            .field("max_age", &self.max_age)
+            .finish_non_exhaustive()
     }
-}
-
-#[derive(Debug)]
-struct Append {
-    payload: Vec<u8>,
-    done: oneshot::Sender<Result<Seq, SpoolError>>,
 }
 
 impl Spool {
     /// Opens (or creates) the spool in `options.dir`: validates every segment, truncates a torn
-    /// tail, and starts the writer thread.
+    /// tail, sets damaged records aside, and starts the writer thread.
     pub fn open(options: Options) -> Result<(Self, Recovery), SpoolError> {
         Self::open_observed(options, ())
     }
 
-    /// [`Spool::open`], telling `observer` about every group commit.
+    /// [`Spool::open`], telling `observer` about group commits and damaged records.
     pub fn open_observed(
         options: Options,
-        observer: impl SyncObserver,
+        observer: impl Observer + Clone,
     ) -> Result<(Self, Recovery), SpoolError> {
         std::fs::create_dir_all(&options.dir).map_err(SpoolError::io(&options.dir))?;
-        let lock_path = options.dir.join("LOCK");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(SpoolError::io(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(SpoolError::Locked(options.dir.clone()));
-            }
-            Err(std::fs::TryLockError::Error(error)) => {
-                return Err(SpoolError::io(&lock_path)(error));
-            }
-        }
+        let lock = lock_dir(&options.dir)?;
         let mut paths: Vec<PathBuf> = std::fs::read_dir(&options.dir)
             .map_err(SpoolError::io(&options.dir))?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -213,14 +193,17 @@ impl Spool {
         paths.sort();
         let mut recovery = Recovery::default();
         let mut segments = BTreeMap::new();
-        let acked = read_watermark(&options.dir);
+        let acked = files::read_watermark(&options.dir);
         // Never reuse a sequence number below the watermark: it would count as acknowledged.
         let mut next_seq = acked;
         for path in paths {
-            let (mut segment, torn) = Segment::recover(&path)?;
-            recovery.torn += torn;
-            if torn > 0 {
-                warn!(path = %path.display(), torn, "spool segment had a torn end; truncated");
+            let (mut segment, found) = Segment::recover(&path)?;
+            recovery.torn += found.torn;
+            if found.torn > 0 {
+                warn!(path = %path.display(), "spool segment had a torn end; truncated");
+            }
+            for damage in &found.damaged {
+                recovery.damaged += set_aside_damage(&options.dir, damage)?;
             }
             next_seq = next_seq.max(segment.next_seq());
             for seq in segment.first_seq()..acked.min(segment.next_seq()) {
@@ -233,34 +216,41 @@ impl Spool {
             recovery.records += segment.unacknowledged();
             segments.insert(segment.first_seq(), segment);
         }
+        if recovery.damaged > 0 {
+            observer.damaged(recovery.damaged);
+        }
         let bytes = segments.values().map(Segment::bytes).sum();
         info!(
             records = recovery.records,
             torn = recovery.torn,
+            damaged = recovery.damaged,
             "spool opened"
         );
         let state = Arc::new(Mutex::new(State {
-            dir: options.dir,
+            dir: options.dir.clone(),
             segment_bytes: options.segment_bytes,
             segments,
             next_seq,
             bytes,
             records: recovery.records,
             syncs: (0, 0),
-            persisted_watermark: acked,
         }));
         let (appends, receiver) = mpsc::channel();
         let writer_state = state.clone();
+        let writer_observer = observer.clone();
         std::thread::Builder::new()
             .name("spool-writer".into())
-            .spawn(move || write_forever(&writer_state, &receiver, &observer))
+            .spawn(move || writer::write_forever(&writer_state, &receiver, &writer_observer))
             .map_err(SpoolError::io(Path::new("spool-writer thread")))?;
         Ok((
             Self {
                 state,
                 appends,
+                dir: options.dir,
                 max_bytes: options.max_bytes,
                 max_age: options.max_age,
+                observer: Arc::new(observer),
+                persisted_watermark: Arc::new(Mutex::new(acked)),
                 _lock: Arc::new(lock),
             },
             recovery,
@@ -280,17 +270,42 @@ impl Spool {
         answer.await.map_err(|_| SpoolError::Closed)?
     }
 
-    /// Up to `max` unacknowledged records from `from` on, oldest first.
+    /// Up to `max` unacknowledged records from `from` on, oldest first. The files are read
+    /// outside the lock that appends take (blocking I/O: call it off the async runtime's
+    /// threads, or accept a short block). A record found damaged is set aside and
+    /// acknowledged, and the records after it are read on.
     pub fn read(&self, from: Seq, max: usize) -> Result<Vec<Entry>, SpoolError> {
-        let state = self.lock();
-        let mut entries = Vec::new();
-        for segment in state.segments.values() {
-            if segment.next_seq() <= from {
-                continue;
+        let mut plan = Vec::new();
+        {
+            let state = self.lock();
+            let mut wanted = max;
+            for segment in state.segments.values() {
+                if wanted == 0 {
+                    break;
+                }
+                if segment.next_seq() <= from {
+                    continue;
+                }
+                let positions = segment.positions(from, wanted);
+                wanted -= positions.len();
+                if !positions.is_empty() {
+                    plan.push((segment.path().to_owned(), positions));
+                }
             }
-            segment.read(from, max - entries.len(), &mut entries)?;
-            if entries.len() >= max {
-                break;
+        }
+        let mut entries = Vec::new();
+        for (path, positions) in plan {
+            for read in segment::read_at(&path, &positions)? {
+                match read {
+                    Ok(entry) => entries.push(entry),
+                    Err(damage) => {
+                        let count = set_aside_damage(&self.dir, &damage)?;
+                        self.observer.damaged(count);
+                        for seq in damage.seqs {
+                            self.acknowledge(seq)?;
+                        }
+                    }
+                }
             }
         }
         Ok(entries)
@@ -299,48 +314,43 @@ impl Spool {
     /// Marks `seq` as forwarded. A segment whose records are all acknowledged (and that is
     /// not being written) is deleted.
     pub fn acknowledge(&self, seq: Seq) -> Result<(), SpoolError> {
-        let mut state = self.lock();
-        let Some((&first, segment)) = state.segments.range_mut(..=seq).next_back() else {
-            return Ok(());
-        };
-        let Some(bytes) = segment.acknowledge(seq) else {
-            return Ok(()); // not in it, or acknowledged before
-        };
-        let done = segment.all_acknowledged() && segment.is_sealed();
-        let path = segment.path().to_owned();
-        state.bytes -= bytes;
-        state.records -= 1;
-        if done {
-            state.segments.remove(&first);
+        let done = self.lock().acknowledge(seq);
+        if let Some(path) = done {
             std::fs::remove_file(&path).map_err(SpoolError::io(&path))?;
         }
         Ok(())
     }
 
+    /// Moves record `entry` (which can never be delivered: `reason` says why) to
+    /// `undeliverable/<seq>.rec`, durably, then acknowledges it. Returns where it went.
+    pub fn set_aside(&self, entry: &Entry, reason: &str) -> Result<PathBuf, SpoolError> {
+        let path = files::set_aside(&self.dir, &format!("{:020}.rec", entry.seq), &entry.payload)?;
+        error!(
+            seq = entry.seq,
+            reason,
+            path = %path.display(),
+            "spooled record set aside as undeliverable"
+        );
+        self.acknowledge(entry.seq)?;
+        Ok(path)
+    }
+
     /// Writes down that every record below the oldest unacknowledged one is acknowledged, so
-    /// that the next open does not forward them again (write, fsync, rename). Without it a
-    /// restart forwards the acknowledged records of undeleted segments again (same payloads).
-    /// Cheap when nothing changed.
+    /// that the next open does not forward them again (write, fsync, rename, directory fsync).
+    /// Without it a restart forwards the acknowledged records of undeleted segments again
+    /// (same payloads). Cheap when nothing changed. Blocking I/O, outside the lock appends
+    /// take: call it off the async runtime's threads.
     pub fn persist_acknowledgements(&self) -> Result<(), SpoolError> {
-        let mut state = self.lock();
-        let watermark = state
-            .segments
-            .values()
-            .find_map(Segment::first_unacknowledged)
-            .unwrap_or(state.next_seq);
-        if watermark == state.persisted_watermark {
+        let mut persisted = self
+            .persisted_watermark
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let watermark = self.lock().watermark();
+        if watermark == *persisted {
             return Ok(());
         }
-        let temporary = state.dir.join(format!("{WATERMARK_FILE}.tmp"));
-        let path = state.dir.join(WATERMARK_FILE);
-        let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&temporary)?;
-            std::io::Write::write_all(&mut file, watermark.to_string().as_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&temporary, &path)
-        };
-        write().map_err(SpoolError::io(&path))?;
-        state.persisted_watermark = watermark;
+        files::write_watermark(&self.dir, watermark)?;
+        *persisted = watermark;
         Ok(())
     }
 
@@ -389,164 +399,38 @@ impl Spool {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
-
-/// The writer thread: batches whatever is waiting, writes, syncs once, answers. Ends when every
-/// [`Spool`] handle is dropped.
-fn write_forever(
-    state: &Mutex<State>,
-    receiver: &mpsc::Receiver<Append>,
-    observer: &impl SyncObserver,
-) {
-    const MAX_BATCH: usize = 4096;
-    while let Ok(first) = receiver.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(more) => batch.push(more),
-                Err(_) => break,
-            }
-        }
-        let started = std::time::Instant::now();
-        let results = write_batch(state, &batch);
-        observer.synced(batch.len(), started.elapsed());
-        for (append, result) in batch.into_iter().zip(results) {
-            let _ = append.done.send(result);
-        }
+/// Takes the directory's lock file: one process per spool directory.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, SpoolError> {
+    let lock_path = dir.join("LOCK");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(SpoolError::io(&lock_path))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(SpoolError::Locked(dir.to_owned())),
+        Err(std::fs::TryLockError::Error(error)) => Err(SpoolError::io(&lock_path)(error)),
     }
 }
 
-/// Writes a batch: the records are encoded and indexed under the lock, written and synced
-/// outside it (so that appends, reads and acknowledgements never wait for an fsync), then made
-/// readable. Every append of the batch gets the same outcome.
-fn write_batch(state: &Mutex<State>, batch: &[Append]) -> Vec<Result<Seq, SpoolError>> {
-    let lock = || state.lock().unwrap_or_else(PoisonError::into_inner);
-    let mut flushes = Vec::new();
-    let mut seqs = Vec::with_capacity(batch.len());
-    let mut outcome = Ok(());
-    {
-        let mut state = lock();
-        for append in batch {
-            match state.write(&append.payload, &mut flushes) {
-                Ok(seq) => seqs.push(seq),
-                Err(error) => {
-                    outcome = Err(error);
-                    break;
-                }
-            }
-        }
-        if let Some(active) = state.segments.values_mut().next_back() {
-            match active.take_pending() {
-                Ok(flush) => flushes.extend(flush),
-                Err(error) => outcome = outcome.and(Err(error)),
-            }
-        }
-    }
-    if outcome.is_ok() {
-        for flush in &mut flushes {
-            if let Err(error) = flush.run() {
-                outcome = Err(error);
-                break;
-            }
-        }
-    }
-    let mut state = lock();
-    state.syncs.0 += 1;
-    match outcome {
-        Ok(()) => {
-            for flush in &flushes {
-                if let Some(segment) = state.segments.get_mut(&flush.first_seq) {
-                    segment.mark_written(flush.bytes.len() as u64);
-                }
-            }
-            state.syncs.1 += seqs.len() as u64;
-            seqs.into_iter().map(Ok).collect()
-        }
-        Err(error) => {
-            // Nothing of this batch is known durable: forget it, and write on in a new segment.
-            for flush in &flushes {
-                if let Some(segment) = state.segments.get_mut(&flush.first_seq) {
-                    let (records, bytes) = segment.abandon_unwritten();
-                    state.records -= records;
-                    state.bytes -= bytes;
-                }
-            }
-            warn!(
-                error = &error as &dyn std::error::Error,
-                "spool write failed"
-            );
-            batch.iter().map(|_| Err(error.duplicate())).collect()
-        }
-    }
-}
-
-impl SpoolError {
-    /// The same error again, for each append of a failed batch.
-    fn duplicate(&self) -> Self {
-        match self {
-            Self::Full { bytes, max_bytes } => Self::Full {
-                bytes: *bytes,
-                max_bytes: *max_bytes,
-            },
-            Self::Io { path, source } => Self::Io {
-                path: path.clone(),
-                source: std::io::Error::new(source.kind(), source.to_string()),
-            },
-            Self::Stale { oldest, max_age } => Self::Stale {
-                oldest: *oldest,
-                max_age: *max_age,
-            },
-            Self::Locked(dir) => Self::Locked(dir.clone()),
-            Self::Closed => Self::Closed,
-        }
-    }
-}
-
-impl State {
-    /// Age of the oldest unacknowledged record.
-    fn oldest(&self) -> Option<Duration> {
-        let now = now_ms();
-        self.segments
-            .values()
-            .find_map(Segment::oldest_unacknowledged_ms)
-            .map(|at| Duration::from_millis(now.saturating_sub(at)))
-    }
-
-    /// Buffers one record in the active segment, sealing it and opening a new one when it is
-    /// full (the sealed one's buffer goes to `flushes`).
-    fn write(&mut self, payload: &[u8], flushes: &mut Vec<Flush>) -> Result<Seq, SpoolError> {
-        let seq = self.next_seq;
-        let needs_new = match self.segments.values().next_back() {
-            Some(active) => active.is_sealed() || active.bytes_on_disk() >= self.segment_bytes,
-            None => true,
-        };
-        if needs_new {
-            if let Some((&first, active)) = self.segments.iter_mut().next_back() {
-                flushes.extend(active.take_pending()?);
-                active.seal();
-                if active.all_acknowledged() {
-                    let path = active.path().to_owned();
-                    self.segments.remove(&first);
-                    std::fs::remove_file(&path).map_err(SpoolError::io(&path))?;
-                }
-            }
-            let segment = Segment::create(&self.dir, seq)?;
-            self.segments.insert(seq, segment);
-        }
-        let Some(active) = self.segments.values_mut().next_back() else {
-            return Err(SpoolError::Closed);
-        };
-        let bytes = active.append(seq, now_ms(), payload)?;
-        self.next_seq += 1;
-        self.bytes += bytes;
-        self.records += 1;
-        Ok(seq)
-    }
+/// Writes damaged bytes to `undeliverable/<first>-<last>.damaged`; the records they held.
+fn set_aside_damage(dir: &Path, damage: &Damage) -> Result<u64, SpoolError> {
+    let (first, last) = (*damage.seqs.start(), *damage.seqs.end());
+    let path = files::set_aside(
+        dir,
+        &format!("{first:020}-{last:020}.damaged"),
+        &damage.bytes,
+    )?;
+    let records = last - first + 1;
+    error!(
+        first,
+        last,
+        path = %path.display(),
+        "damaged spool records set aside (checksum mismatch)"
+    );
+    Ok(records)
 }
 
 #[cfg(test)]
@@ -627,7 +511,7 @@ mod tests {
             recovery,
             Recovery {
                 records: 30,
-                torn: 0
+                ..Recovery::default()
             }
         );
         let entries = spool.read(0, 100).unwrap();
@@ -697,7 +581,8 @@ mod tests {
             recovery,
             Recovery {
                 records: 4,
-                torn: 1
+                torn: 1,
+                damaged: 0
             }
         );
         let entries = spool.read(0, 100).unwrap();
@@ -711,8 +596,20 @@ mod tests {
         );
     }
 
+    fn aside_files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.join(UNDELIVERABLE_DIR))
+            .map(|entries| {
+                entries
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
     #[tokio::test]
-    async fn a_corrupt_record_ends_its_segment_there_and_later_segments_are_kept() {
+    async fn a_damaged_record_in_a_closed_segment_costs_only_itself_on_opening() {
         let dir = tempfile::tempdir().unwrap();
         {
             let (spool, _) = Spool::open(options(dir.path())).unwrap();
@@ -723,24 +620,66 @@ mod tests {
         let files = segment_files(dir.path());
         let first = &files[0];
         let mut bytes = std::fs::read(first).unwrap();
-        let second_record = (HEADER_BYTES + 100) as usize;
-        bytes[second_record + 30] ^= 0xff; // a flipped bit in record 1's payload
+        let record = (HEADER_BYTES + 100) as usize;
+        bytes[record + 30] ^= 0xff; // a flipped byte in record 1's payload
+        bytes[3 * record + 1] ^= 0x01; // and one in record 3's length
         std::fs::write(first, bytes).unwrap();
 
         let (spool, recovery) = Spool::open(options(dir.path())).unwrap();
 
-        assert_eq!(recovery.torn, 1);
-        // Record 0 stays; the rest of the first segment is gone; the later segments are whole.
-        let second_first: Seq = files[1]
-            .file_stem()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        assert_eq!(
+            recovery,
+            Recovery {
+                records: 28,
+                torn: 0,
+                damaged: 2
+            }
+        );
         let seqs: Vec<Seq> = spool.read(0, 100).unwrap().iter().map(|e| e.seq).collect();
-        let expected: Vec<Seq> = std::iter::once(0).chain(second_first..30).collect();
+        let expected: Vec<Seq> = (0..30).filter(|seq| ![1, 3].contains(seq)).collect();
         assert_eq!(seqs, expected);
+        assert_eq!(
+            aside_files(dir.path()),
+            [
+                format!("{:020}-{:020}.damaged", 1, 1),
+                format!("{:020}-{:020}.damaged", 3, 3)
+            ]
+        );
+        assert_eq!(spool.depth().records, 28);
+    }
+
+    #[tokio::test]
+    async fn a_record_damaged_after_opening_is_set_aside_when_read_and_the_rest_flow() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = Spool::open(options(dir.path())).unwrap();
+        for i in 0..30u8 {
+            spool.append(vec![i; 100]).await.unwrap();
+        }
+        let first = segment_files(dir.path()).remove(0);
+        let mut bytes = std::fs::read(&first).unwrap();
+        bytes[(HEADER_BYTES + 100) as usize + 50] ^= 0x04;
+        std::fs::write(&first, bytes).unwrap();
+
+        let entries = spool.read(0, 100).unwrap();
+
+        let seqs: Vec<Seq> = entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (0..30).filter(|seq| *seq != 1).collect::<Vec<_>>());
+        assert_eq!(spool.depth().records, 29, "the damaged one is acknowledged");
+        assert_eq!(aside_files(dir.path()).len(), 1);
+        assert_eq!(spool.read(0, 100).unwrap().len(), 29, "and not read again");
+    }
+
+    #[tokio::test]
+    async fn a_set_aside_record_is_kept_durably_and_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = Spool::open(options(dir.path())).unwrap();
+        spool.append(b"too big for Kafka".to_vec()).await.unwrap();
+        let entry = spool.read(0, 1).unwrap().remove(0);
+
+        let path = spool.set_aside(&entry, "too_large").unwrap();
+
+        assert_eq!(std::fs::read(path).unwrap(), b"too big for Kafka");
+        assert_eq!(spool.depth().records, 0);
     }
 
     #[tokio::test]

@@ -61,17 +61,71 @@ fn encode(seq: Seq, appended_at_ms: u64, payload: &[u8], out: &mut Vec<u8>) {
 /// The record starting at `bytes[0]`: (seq, appended_at_ms, payload, size), or `None` if it
 /// is incomplete or its checksum does not match.
 fn decode(bytes: &[u8]) -> Option<(Seq, u64, &[u8], u64)> {
+    let (seq, len) = peek(bytes)?;
+    decode_checked(bytes, seq, len)
+}
+
+/// The sequence number and payload length a record header at `bytes[0]` claims (unchecked).
+fn peek(bytes: &[u8]) -> Option<(Seq, usize)> {
     let header = bytes.get(..HEADER_BYTES as usize)?;
     let len = u32::from_le_bytes(header[0..4].try_into().ok()?) as usize;
-    let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
+    let seq = u64::from_le_bytes(header[8..16].try_into().ok()?);
+    Some((seq, len))
+}
+
+fn decode_checked(bytes: &[u8], seq: Seq, len: usize) -> Option<(Seq, u64, &[u8], u64)> {
+    let crc = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?);
     let checked = bytes.get(8..HEADER_BYTES as usize + len)?;
     if crc32fast::hash(checked) != crc {
         return None;
     }
-    let seq = u64::from_le_bytes(checked[0..8].try_into().ok()?);
     let at = u64::from_le_bytes(checked[8..16].try_into().ok()?);
     Some((seq, at, &checked[16..], HEADER_BYTES + len as u64))
 }
+
+/// After a damaged record at `bytes[damaged]` whose sequence number should have been
+/// `expected`: the offset and sequence number of the next valid record, if one follows. Valid
+/// means a matching checksum and a sequence number that continues the segment (above
+/// `expected`, by no more than the records the damaged span can hold), so a payload that
+/// happens to contain a record-like run is not mistaken for one.
+fn resync(bytes: &[u8], damaged: usize, expected: Seq) -> Option<(usize, Seq)> {
+    (damaged + 1..bytes.len()).find_map(|at| {
+        let (seq, len) = peek(&bytes[at..])?;
+        let most_missing = (at - damaged) as u64 / HEADER_BYTES + 1;
+        let continues = seq > expected && seq - expected <= most_missing;
+        (continues && decode_checked(&bytes[at..], seq, len).is_some()).then_some((at, seq))
+    })
+}
+
+/// Records of a segment found damaged (a checksum that does not match, with valid records
+/// after them): their sequence numbers and the bytes they occupied, to be set aside.
+#[derive(Debug)]
+pub(crate) struct Damage {
+    /// The first and last sequence numbers the damaged bytes held.
+    pub(crate) seqs: std::ops::RangeInclusive<Seq>,
+    /// The damaged bytes, as found.
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// What recovering a segment found besides its valid records.
+#[derive(Debug, Default)]
+pub(crate) struct Found {
+    /// 1 if the segment ended in an incomplete or corrupt record (cut off), else 0.
+    pub(crate) torn: u64,
+    /// Damaged records followed by valid ones.
+    pub(crate) damaged: Vec<Damage>,
+}
+
+/// Where a record to read back lies (taken under the spool's lock, read outside it).
+#[derive(Debug)]
+pub(crate) struct Position {
+    seq: Seq,
+    offset: u64,
+    size: u64,
+}
+
+/// A record read back, or the raw bytes of one whose checksum no longer matches.
+pub(crate) type ReadBack = Result<Entry, Damage>;
 
 impl Segment {
     /// A new, empty, active segment whose first record will be `first_seq`.
@@ -105,10 +159,11 @@ impl Segment {
         }
     }
 
-    /// Reads a segment left by an earlier run: every valid record in order; at the first
-    /// incomplete or corrupt one the file is truncated. Returns the (sealed) segment and
-    /// whether something was dropped (0 or 1).
-    pub(crate) fn recover(path: &Path) -> Result<(Self, u64), SpoolError> {
+    /// Reads a segment left by an earlier run: every valid record in order. A damaged record
+    /// followed by valid ones costs only itself: it is reported (to be set aside) and counts
+    /// as acknowledged. An incomplete or corrupt end (a crash during a write) is truncated.
+    /// Returns the (sealed) segment and what was found.
+    pub(crate) fn recover(path: &Path) -> Result<(Self, Found), SpoolError> {
         let first_seq = path
             .file_stem()
             .and_then(|stem| stem.to_str())
@@ -119,20 +174,37 @@ impl Segment {
             })?;
         let bytes = std::fs::read(path).map_err(SpoolError::io(path))?;
         let mut segment = Self::empty(path.to_owned(), None, first_seq);
-        let mut offset = 0u64;
-        while (offset as usize) < bytes.len() {
-            let expected = first_seq + segment.offsets.len() as u64;
-            match decode(&bytes[offset as usize..]) {
+        let mut found = Found::default();
+        let mut offset = 0usize;
+        while offset < bytes.len() {
+            let expected = segment.next_seq();
+            match decode(&bytes[offset..]) {
                 Some((seq, at, _, size)) if seq == expected => {
-                    segment.push(offset, size, at);
-                    offset += size;
+                    segment.push(offset as u64, size, at);
+                    offset += size as usize;
                 }
-                _ => break,
+                _ => {
+                    let Some((next, next_seq)) = resync(&bytes, offset, expected) else {
+                        break;
+                    };
+                    for seq in expected..next_seq {
+                        // Placeholders, acknowledged: their bytes are set aside instead.
+                        let size = if seq == expected { next - offset } else { 0 };
+                        segment.push(offset as u64, size as u64, 0);
+                        segment.acknowledge(seq);
+                    }
+                    found.damaged.push(Damage {
+                        seqs: expected..=next_seq - 1,
+                        bytes: bytes[offset..next].to_vec(),
+                    });
+                    offset = next;
+                }
             }
         }
-        segment.written = offset;
-        let torn = u64::from(offset < bytes.len() as u64);
-        if torn > 0 {
+        segment.written = offset as u64;
+        found.torn = u64::from(offset < bytes.len());
+        let offset = offset as u64;
+        if found.torn > 0 {
             let file = OpenOptions::new()
                 .write(true)
                 .open(path)
@@ -140,7 +212,7 @@ impl Segment {
             file.set_len(offset).map_err(SpoolError::io(path))?;
             file.sync_all().map_err(SpoolError::io(path))?;
         }
-        Ok((segment, torn))
+        Ok((segment, found))
     }
 
     fn push(&mut self, offset: u64, size: u64, appended_at_ms: u64) {
@@ -219,39 +291,18 @@ impl Segment {
         self.file.is_none()
     }
 
-    /// Adds up to `max` unacknowledged records with `seq >= from` to `out`.
-    pub(crate) fn read(
-        &self,
-        from: Seq,
-        max: usize,
-        out: &mut Vec<Entry>,
-    ) -> Result<(), SpoolError> {
+    /// Where up to `max` unacknowledged, written records with `seq >= from` lie.
+    pub(crate) fn positions(&self, from: Seq, max: usize) -> Vec<Position> {
         let start = from.saturating_sub(self.first_seq) as usize;
-        let wanted: Vec<usize> = (start.max(self.cursor)..self.offsets.len())
+        (start.max(self.cursor)..self.offsets.len())
             .filter(|&i| !self.acknowledged[i] && self.offsets[i] + self.sizes[i] <= self.written)
             .take(max)
-            .collect();
-        if wanted.is_empty() {
-            return Ok(());
-        }
-        let mut file = File::open(&self.path).map_err(SpoolError::io(&self.path))?;
-        for i in wanted {
-            let mut bytes = vec![0; self.sizes[i] as usize];
-            file.seek(SeekFrom::Start(self.offsets[i]))
-                .and_then(|_| file.read_exact(&mut bytes))
-                .map_err(SpoolError::io(&self.path))?;
-            let (seq, appended_at_ms, payload, _) =
-                decode(&bytes).ok_or_else(|| SpoolError::Io {
-                    path: self.path.clone(),
-                    source: std::io::Error::other("checksum mismatch on read"),
-                })?;
-            out.push(Entry {
-                seq,
-                appended_at_ms,
-                payload: payload.to_vec(),
-            });
-        }
-        Ok(())
+            .map(|i| Position {
+                seq: self.first_seq + i as u64,
+                offset: self.offsets[i],
+                size: self.sizes[i],
+            })
+            .collect()
     }
 
     /// Marks `seq` acknowledged; its size on disk if it was not already.
@@ -311,5 +362,59 @@ impl Segment {
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Reads the records at `positions` of the segment file at `path` (no lock needed: written
+/// bytes never change). A record whose checksum or sequence number no longer matches comes
+/// back as [`Damage`], so that one bad record costs one record.
+pub(crate) fn read_at(path: &Path, positions: &[Position]) -> Result<Vec<ReadBack>, SpoolError> {
+    if positions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut file = File::open(path).map_err(SpoolError::io(path))?;
+    let mut out = Vec::with_capacity(positions.len());
+    for position in positions {
+        let mut bytes = vec![0; position.size as usize];
+        file.seek(SeekFrom::Start(position.offset))
+            .and_then(|_| file.read_exact(&mut bytes))
+            .map_err(SpoolError::io(path))?;
+        out.push(match decode(&bytes) {
+            Some((seq, appended_at_ms, payload, _)) if seq == position.seq => Ok(Entry {
+                seq,
+                appended_at_ms,
+                payload: payload.to_vec(),
+            }),
+            _ => Err(Damage {
+                seqs: position.seq..=position.seq,
+                bytes,
+            }),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(n: u64, payload: usize) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for seq in 0..n {
+            encode(seq, 7, &vec![seq as u8; payload], &mut bytes);
+        }
+        bytes
+    }
+
+    #[test]
+    fn resync_finds_the_record_after_a_damaged_one_and_only_a_continuing_one() {
+        let size = HEADER_BYTES as usize + 40;
+        let mut bytes = records(4, 40);
+        bytes[size + 2] ^= 0x10; // record 1's length field
+
+        assert_eq!(resync(&bytes, size, 1), Some((2 * size, 2)));
+        // A record that does not continue the sequence is no resynchronisation point.
+        assert_eq!(resync(&bytes, size, 3), None);
+        assert_eq!(resync(&bytes[..2 * size + 5], size, 1), None, "torn");
     }
 }

@@ -21,6 +21,8 @@ pub struct ConsumedRecord {
     pub headers: Vec<(String, String)>,
     /// Its value.
     pub value: Vec<u8>,
+    /// Its timestamp (milliseconds since the Unix epoch), if it has one.
+    pub timestamp_ms: Option<i64>,
 }
 
 impl ConsumedRecord {
@@ -79,6 +81,86 @@ impl TestBroker {
     }
 }
 
+impl TestBroker {
+    /// Consumes `topics` from their beginning, without relying on watermarks (tansu's lag
+    /// behind what it serves), until `done` says the records so far are complete and no new
+    /// record arrived for `quiet` (so trailing duplicates are seen too), or until `timeout`
+    /// (then it returns what it has: the caller's reconciliation reports the shortfall).
+    pub async fn consume_until(
+        &self,
+        topics: &[&str],
+        done: impl Fn(&[ConsumedRecord]) -> bool + Send + 'static,
+        quiet: Duration,
+        timeout: Duration,
+    ) -> Result<Vec<ConsumedRecord>> {
+        let mut config = self.client_config();
+        let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+        config
+            .set("group.id", "voicehub-testkit-reader")
+            .set("enable.auto.commit", "false");
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = config.create()?;
+            let mut assignment = TopicPartitionList::new();
+            for topic in &topics {
+                for partition in partitions(&consumer, topic)? {
+                    assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+                }
+            }
+            consumer.assign(&assignment)?;
+            let mut records = Vec::new();
+            let started = std::time::Instant::now();
+            let mut last_new = started;
+            let mut complete = false;
+            while started.elapsed() < timeout {
+                match consumer.poll(POLL) {
+                    Some(message) => {
+                        records.push(consumed(&message?));
+                        last_new = std::time::Instant::now();
+                        complete = false;
+                    }
+                    None => {
+                        complete = complete || done(&records);
+                        if complete && last_new.elapsed() >= quiet {
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok(records)
+        })
+        .await
+        .map_err(|e| TestkitError::Broker(format!("reader task: {e}")))?
+    }
+
+    /// The sum of the offsets `group` has committed on `topic`'s partitions (a partition with
+    /// no commit counts 0): with offsets from 0, the records it has finished.
+    pub async fn committed(&self, group: &str, topic: &str) -> Result<i64> {
+        let mut config = self.client_config();
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false");
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = config.create()?;
+            let mut list = TopicPartitionList::new();
+            for partition in partitions(&consumer, &topic)? {
+                list.add_partition(&topic, partition);
+            }
+            let committed = consumer.committed_offsets(list, TIMEOUT)?;
+            Ok(committed
+                .elements()
+                .iter()
+                .filter_map(|element| match element.offset() {
+                    Offset::Offset(offset) => Some(offset),
+                    _ => None,
+                })
+                .sum())
+        })
+        .await
+        .map_err(|e| TestkitError::Broker(format!("reader task: {e}")))?
+    }
+}
+
 fn read_all_blocking(mut config: ClientConfig, topic: &str) -> Result<Vec<ConsumedRecord>> {
     let consumer: BaseConsumer = config
         .set("group.id", "voicehub-testkit-reader")
@@ -95,9 +177,11 @@ fn read_all_blocking(mut config: ClientConfig, topic: &str) -> Result<Vec<Consum
     }
     consumer.assign(&assignment)?;
     let mut records = Vec::new();
-    let deadline = std::time::Instant::now() + TIMEOUT;
+    // tansu answers a fetch from SQLite slowly (seconds for a few hundred records on a busy
+    // machine): the bound is on time without progress, not on the whole read.
+    let mut last_progress = std::time::Instant::now();
     while !ends.is_empty() {
-        if std::time::Instant::now() > deadline {
+        if last_progress.elapsed() > TIMEOUT {
             return Err(TestkitError::Timeout {
                 topic: topic.to_owned(),
                 expected: records.len() + 1,
@@ -108,6 +192,7 @@ fn read_all_blocking(mut config: ClientConfig, topic: &str) -> Result<Vec<Consum
         let Some(message) = consumer.poll(POLL) else {
             continue;
         };
+        last_progress = std::time::Instant::now();
         let record = consumed(&message?);
         ends.retain(|(partition, high)| {
             !(*partition == record.partition && record.offset + 1 >= *high)
@@ -153,5 +238,6 @@ fn consumed<M: Message>(message: &M) -> ConsumedRecord {
             .map(|k| String::from_utf8_lossy(k).into_owned()),
         headers,
         value: message.payload().unwrap_or_default().to_vec(),
+        timestamp_ms: message.timestamp().to_millis(),
     }
 }

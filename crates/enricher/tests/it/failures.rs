@@ -227,3 +227,94 @@ async fn an_enriched_record_too_large_for_kafka_is_dead_lettered_with_its_size()
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_after_beyond_the_retry_budget_is_dead_lettered_not_waited_for() {
+    // The test settings' budget is 5 s; the server asks for a day.
+    let enricher = spawn_enricher().await;
+    let limited = Reply {
+        retry_after: Some(86_400),
+        ..Reply::status(429)
+    };
+    enricher.api.script("/r/day", vec![limited]);
+    let started = Instant::now();
+
+    enricher
+        .send_event("e1", "c1", &enricher.api.url("/r/day"))
+        .await;
+
+    let dead = enricher.dead_letters(1).await;
+    assert_eq!(
+        dead[0].header("ce_deadletterreason"),
+        Some("retries_exhausted")
+    );
+    let error = dead[0].header("ce_deadlettererror").unwrap();
+    assert!(error.contains("429"), "{error}");
+    assert_eq!(enricher.api.seen("/r/day").len(), 1, "not asked again");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backoff_is_cut_to_the_retry_budget_with_a_last_attempt_at_its_end() {
+    let enricher = crate::helpers::spawn_enricher_with(|s| {
+        s.retry.initial_backoff_ms = 10_000;
+        s.retry.max_backoff_ms = 10_000;
+        s.retry.max_elapsed_ms = 1_500;
+    })
+    .await;
+    enricher.api.script("/r/down", vec![Reply::status(503)]);
+
+    enricher
+        .send_event("e1", "c1", &enricher.api.url("/r/down"))
+        .await;
+
+    let dead = enricher.dead_letters(1).await;
+    assert_eq!(
+        dead[0].header("ce_deadletterreason"),
+        Some("retries_exhausted")
+    );
+    let seen = enricher.api.seen("/r/down");
+    assert_eq!(seen.len(), 2, "one attempt, one at the end of the budget");
+    let gap = seen[1].at.duration_since(seen[0].at);
+    assert!(
+        gap >= Duration::from_millis(1_300) && gap < Duration::from_secs(5),
+        "{gap:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panic_on_the_record_path_dead_letters_the_record_and_its_offset_completes() {
+    let fault = voicehub_runtime::FaultHook::new(|event| {
+        assert!(event.event_id() != "e-boom", "injected fault");
+    });
+    let enricher = crate::helpers::spawn_enricher_faulty(|_| {}, Some(fault)).await;
+    let url = enricher.api.url("/r/any");
+
+    enricher
+        .send_events(&[("e-boom", "c1", &url), ("e-fine", "c1", &url)])
+        .await;
+
+    let dead = enricher.dead_letters(1).await;
+    assert_eq!(
+        dead[0].header("ce_deadletterreason"),
+        Some("internal_error")
+    );
+    assert!(
+        dead[0]
+            .header("ce_deadlettererror")
+            .is_some_and(|e| e.contains("injected fault"))
+    );
+    let enriched = enricher.enriched(1).await;
+    assert_eq!(enriched.len(), 1);
+    let scrape = enricher.metrics().await;
+    assert_eq!(
+        voicehub_testkit::metrics::metric_value(
+            &scrape,
+            "voicehub_enricher_dead_letters_total",
+            &[("reason", "internal_error")]
+        ),
+        1.0
+    );
+    // Both offsets complete: the group's committed offsets reach the end of the input.
+    enricher.wait_committed(2).await;
+}

@@ -9,10 +9,10 @@ use voicehub_enricher::settings::{ConsumerSettings, FetchSettings, RetrySettings
 use voicehub_enricher::{Application, EnricherSettings, ShutdownTrigger};
 use voicehub_model::record::Provenance;
 use voicehub_model::{Timestamp, Topics, parse_webhook};
-use voicehub_runtime::kafka;
 use voicehub_runtime::settings::{AdminSettings, KafkaSettings, LogSettings};
+use voicehub_runtime::{FaultHook, kafka};
 use voicehub_testkit::metrics::{Scrape, scrape};
-use voicehub_testkit::{ConsumedRecord, TestBroker};
+use voicehub_testkit::{ConsumedRecord, Storage, TestBroker};
 
 pub const API_KEY: &str = "test-api-key";
 
@@ -38,8 +38,9 @@ impl Reply {
     }
 
     pub fn analysis() -> Self {
+        static BODY: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
         Self {
-            body: fixture("analysis-result.json"),
+            body: BODY.get_or_init(|| fixture("analysis-result.json")).clone(),
             ..Self::status(200)
         }
     }
@@ -57,6 +58,8 @@ pub struct Seen {
 struct Script {
     replies: HashMap<String, VecDeque<Reply>>,
     seen: Vec<Seen>,
+    /// While set, every path answers this (an API outage).
+    outage: Option<Reply>,
 }
 
 /// VoiceHub's analysis API, played by a real HTTP server: each path answers its scripted
@@ -96,6 +99,11 @@ impl StandIn {
             .insert(path.to_owned(), replies.into());
     }
 
+    /// From now on every path answers `reply` (`None`: back to the script).
+    pub fn outage(&self, reply: Option<Reply>) {
+        self.script.lock().unwrap().outage = reply;
+    }
+
     pub fn seen(&self, path: &str) -> Vec<Seen> {
         let script = self.script.lock().unwrap();
         script
@@ -124,10 +132,12 @@ async fn answer(request: HttpRequest, script: web::Data<Arc<Mutex<Script>>>) -> 
                 .map(str::to_owned),
             at: Instant::now(),
         });
-        match script.replies.get_mut(&path) {
-            Some(queue) if queue.len() > 1 => queue.pop_front(),
-            Some(queue) => queue.front().cloned(),
-            None => None,
+        let script = &mut *script;
+        match (&script.outage, script.replies.get_mut(&path)) {
+            (Some(outage), _) => Some(outage.clone()),
+            (None, Some(queue)) if queue.len() > 1 => queue.pop_front(),
+            (None, Some(queue)) => queue.front().cloned(),
+            (None, None) => None,
         }
         .unwrap_or_else(Reply::analysis)
     };
@@ -167,7 +177,24 @@ pub async fn spawn_enricher() -> TestEnricher {
 }
 
 pub async fn spawn_enricher_with(customise: impl FnOnce(&mut EnricherSettings)) -> TestEnricher {
-    let broker = TestBroker::start().await.unwrap();
+    spawn_enricher_faulty(customise, None).await
+}
+
+/// Like [`spawn_enricher_with`], with `fault` injected into the first instance.
+pub async fn spawn_enricher_faulty(
+    customise: impl FnOnce(&mut EnricherSettings),
+    fault: Option<FaultHook>,
+) -> TestEnricher {
+    spawn_enricher_on(Storage::default(), customise, fault).await
+}
+
+/// Like [`spawn_enricher_faulty`], on a broker with the given storage.
+pub async fn spawn_enricher_on(
+    storage: Storage,
+    customise: impl FnOnce(&mut EnricherSettings),
+    fault: Option<FaultHook>,
+) -> TestEnricher {
+    let broker = TestBroker::start_with(storage).await.unwrap();
     let api = StandIn::start();
     let key = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(key.path(), format!("{API_KEY}\n")).unwrap();
@@ -217,7 +244,7 @@ pub async fn spawn_enricher_with(customise: impl FnOnce(&mut EnricherSettings)) 
     };
     customise(&mut settings);
     let topics = settings.kafka.topics.clone();
-    let instance = start(&settings).await;
+    let instance = start(&settings, fault).await;
     TestEnricher {
         broker,
         api,
@@ -237,8 +264,11 @@ pub struct Instance {
     pub admin_port: u16,
 }
 
-async fn start(settings: &EnricherSettings) -> Instance {
+async fn start(settings: &EnricherSettings, fault: Option<FaultHook>) -> Instance {
     let app = Application::build(settings.clone()).await.unwrap();
+    if let Some(fault) = fault {
+        app.inject_fault(fault);
+    }
     Instance {
         trigger: app.shutdown_trigger(),
         admin_port: app.admin_port(),
@@ -267,12 +297,12 @@ impl TestEnricher {
 
     /// Starts another instance in the same consumer group, beside the running one.
     pub async fn add_instance(&self) -> Instance {
-        start(&self.settings).await
+        start(&self.settings, None).await
     }
 
     /// Starts a new instance in the same consumer group.
     pub async fn restart(&mut self) {
-        let instance = start(&self.settings).await;
+        let instance = start(&self.settings, None).await;
         self.trigger = instance.trigger;
         self.task = Some(instance.task);
         self.admin_port = instance.admin_port;
@@ -292,6 +322,25 @@ impl TestEnricher {
         }
     }
 
+    /// Produces many `AnalysisResultReady` records at once (all enqueued, then every
+    /// acknowledgement awaited): for volume.
+    pub async fn send_many(&self, events: &[(String, String, String)]) {
+        let producer =
+            kafka::create_producer(&self.kafka, rdkafka::client::DefaultClientContext).unwrap();
+        for chunk in events.chunks(10_000) {
+            let deliveries: Vec<_> = chunk
+                .iter()
+                .map(|(event_id, call_id, url)| {
+                    let record = analysis_ready(event_id, call_id, url);
+                    kafka::enqueue(&producer, &self.topics.analysis_result_ready, &record).unwrap()
+                })
+                .collect();
+            for delivery in deliveries {
+                kafka::delivered(delivery).await.unwrap();
+            }
+        }
+    }
+
     async fn produce_event(
         &self,
         producer: &rdkafka::producer::FutureProducer,
@@ -299,20 +348,7 @@ impl TestEnricher {
         call_id: &str,
         url: &str,
     ) {
-        let body = serde_json::json!({
-            "eventType": "AnalysisResultReady",
-            "eventId": event_id,
-            "timestamp": "2025-10-14T09:27:58.377Z",
-            "callId": call_id,
-            "analysisId": format!("anl-{event_id}"),
-            "analysisResultUrl": url,
-        });
-        let event = parse_webhook(body.to_string().as_bytes()).unwrap();
-        let record = event.to_record(&Provenance {
-            source: "acme",
-            received_at: Timestamp::parse("2025-10-14T09:28:00Z").unwrap(),
-            bridge_version: "test",
-        });
+        let record = analysis_ready(event_id, call_id, url);
         kafka::produce(
             producer,
             &self.topics.analysis_result_ready,
@@ -334,10 +370,51 @@ impl TestEnricher {
             .unwrap()
     }
 
+    /// Waits until the group has committed `expected` input records in all (30 s at most).
+    pub async fn wait_committed(&self, expected: i64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let committed = self
+                .broker
+                .committed(
+                    &self.settings.consumer.group_id,
+                    &self.topics.analysis_result_ready,
+                )
+                .await
+                .unwrap();
+            if committed == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "committed {committed} of {expected} input records"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn dead_letters(&self, expected: usize) -> Vec<ConsumedRecord> {
         self.broker
             .wait_for_records(&self.topics.dead_letter, expected, Duration::from_secs(30))
             .await
             .unwrap()
     }
+}
+
+/// An `AnalysisResultReady` record as the ingress writes it.
+fn analysis_ready(event_id: &str, call_id: &str, url: &str) -> voicehub_model::record::Record {
+    let body = serde_json::json!({
+        "eventType": "AnalysisResultReady",
+        "eventId": event_id,
+        "timestamp": "2025-10-14T09:27:58.377Z",
+        "callId": call_id,
+        "analysisId": format!("anl-{event_id}"),
+        "analysisResultUrl": url,
+    });
+    let event = parse_webhook(body.to_string().as_bytes()).unwrap();
+    event.to_record(&Provenance {
+        source: "acme",
+        received_at: Timestamp::parse("2025-10-14T09:28:00Z").unwrap(),
+        bridge_version: "test",
+    })
 }

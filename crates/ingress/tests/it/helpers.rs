@@ -47,6 +47,14 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(customise: impl FnOnce(&mut IngressSettings)) -> TestApp {
+    spawn_app_prepared(customise, |_| {}).await
+}
+
+/// Like [`spawn_app_with`], with `prepare` called on the built application before it runs.
+pub async fn spawn_app_prepared(
+    customise: impl FnOnce(&mut IngressSettings),
+    prepare: impl FnOnce(&Application),
+) -> TestApp {
     let broker = TestBroker::start().await.expect("broker");
     let secrets = tempfile::tempdir().unwrap();
     let current = secrets.path().join("current");
@@ -93,6 +101,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut IngressSettings)) -> Tes
     let names: Vec<&str> = topics.all().into_iter().map(|(_, name)| name).collect();
     broker.create_topics(&names, 2).await.expect("topics");
     let app = Application::build(settings).await.expect("build");
+    prepare(&app);
     let base = format!("http://127.0.0.1:{}", app.port());
     let admin = format!("http://127.0.0.1:{}", app.admin_port());
     let trigger = app.shutdown_trigger();

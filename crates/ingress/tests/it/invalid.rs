@@ -1,8 +1,9 @@
 use serde_json::Value;
 
+use voicehub_runtime::FaultHook;
 use voicehub_testkit::metrics::metric_value;
 
-use crate::helpers::{SECRET, spawn_app, spawn_app_with};
+use crate::helpers::{SECRET, spawn_app, spawn_app_prepared, spawn_app_with, status_event};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unusable_bodies_are_400_and_dead_lettered_with_their_reason() {
@@ -101,4 +102,112 @@ async fn an_unauthenticated_oversized_body_is_401_not_413() {
         .await;
 
     assert_eq!(response.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timestamp_beyond_year_9999_in_utc_is_400_and_dead_lettered_not_a_dropped_connection() {
+    let app = spawn_app().await;
+    let mut late = status_event("e-late", "c1");
+    late["timestamp"] = "9999-12-31T23:30:00-01:00".into();
+    let mut early = status_event("e-early", "c1");
+    early["timestamp"] = "0000-01-01T00:30:00+01:00".into();
+
+    for event in [&late, &early] {
+        let response = app.post_json(event).await;
+        assert_eq!(response.status(), 400, "{event}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"], "invalid_payload");
+        assert!(
+            error["detail"].as_str().unwrap().contains("0000 to 9999"),
+            "{error}"
+        );
+    }
+
+    let dead = app.broker.read_all(&app.topics.dead_letter).await.unwrap();
+    assert_eq!(dead.len(), 2);
+    assert!(
+        dead.iter()
+            .all(|r| r.header("ce_deadletterreason") == Some("invalid_field"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_valid_event_of_exactly_the_body_limit_is_accepted_and_on_its_topic() {
+    let app = spawn_app().await;
+    let limit = voicehub_ingress::settings::HttpSettings::default().max_body_bytes;
+    let mut event = status_event("e-at-limit", "c1");
+    event["padding"] = "".into();
+    let padding = limit - event.to_string().len();
+    event["padding"] = "x".repeat(padding).into();
+    let body = event.to_string().into_bytes();
+    assert_eq!(body.len(), limit);
+
+    let response = app.post("/webhooks/voicehub", Some(SECRET), body).await;
+
+    assert_eq!(response.status(), 200);
+    let records = app
+        .broker
+        .read_all(&app.topics.call_status_changed)
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    assert!(
+        records[0].value.len() >= limit - 100,
+        "{}",
+        records[0].value.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panic_on_the_request_path_is_a_json_500_and_a_dead_letter() {
+    let app = spawn_app_prepared(
+        |_| {},
+        |app| {
+            app.inject_fault(FaultHook::new(|event| {
+                assert!(event.event_id() != "e-boom", "injected fault");
+            }))
+        },
+    )
+    .await;
+
+    let boom = app.post_json(&status_event("e-boom", "c1")).await;
+    let fine = app.post_json(&status_event("e-fine", "c1")).await;
+
+    assert_eq!(boom.status(), 500);
+    let error: Value = boom.json().await.unwrap();
+    assert_eq!(error["error"], "internal_error");
+    assert_eq!(fine.status(), 200, "the ingress serves on");
+    let dead = app.broker.read_all(&app.topics.dead_letter).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].header("ce_deadletterreason"),
+        Some("internal_error")
+    );
+    assert!(
+        dead[0]
+            .header("ce_deadlettererror")
+            .is_some_and(|e| e.contains("injected fault")),
+        "{:?}",
+        dead[0].header("ce_deadlettererror")
+    );
+    let body: Value = serde_json::from_slice(&dead[0].value).unwrap();
+    assert_eq!(body["eventId"], "e-boom", "the original body is kept");
+    let metrics = app.metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "voicehub_ingress_dead_letters_total",
+            &[("reason", "internal_error")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "voicehub_ingress_requests_total",
+            &[("outcome", "internal_error")]
+        ),
+        1.0
+    );
+    assert_eq!(app.status_ids().await.len(), 1);
 }

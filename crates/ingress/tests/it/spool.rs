@@ -345,7 +345,7 @@ async fn prefill(dir: &Path, ids: impl Iterator<Item = String>, call: &str) {
         let event = parse_webhook(body.as_bytes()).unwrap();
         let record = event.to_record(&Provenance {
             source: "default",
-            received_at: Timestamp::new(OffsetDateTime::now_utc()),
+            received_at: Timestamp::now(),
             bridge_version: "test",
         });
         let payload = voicehub_ingress::spooled::encode(&topic, &record).unwrap();

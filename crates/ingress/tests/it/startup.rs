@@ -61,4 +61,14 @@ fn check_config_validates_without_secrets_or_broker() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("`kafka.compression`"), "{stderr}");
+
+    // Cross-field validation runs too: what the service would refuse at startup.
+    let output = ingress()
+        .args(["--check-config", "--config", shipped])
+        .env("VOICEHUB_BRIDGE__HTTP__PRODUCE_DEADLINE_MS", "10000")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`http.produce_deadline_ms`"), "{stderr}");
 }
