@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every test (the broker-backed ones start their own
-# embedded broker; nothing to set up), the Prometheus alert rules' unit tests, the Helm chart
-# checks, and the container image built and run under docker compose. Needs cmake, OpenSSL and
-# curl headers (librdkafka is built from source), cargo-nextest, and the deployment tools of
-# deploy/ci/install-tools.sh (root: it starts a Docker engine); `.ci/run` installs all of them on
-# a clean machine.
+# embedded broker; the accounting tests at volume use one Apache Kafka broker started here from
+# its Maven Central jars), the fuzz targets for a bounded time, the Prometheus alert rules' unit
+# tests, the Helm chart checks, and the container image built and run under docker compose.
+# Needs cmake, OpenSSL and curl headers (librdkafka is built from source), cargo-nextest, Java
+# 17 and Maven (Kafka), the nightly toolchain and cargo-fuzz (fuzzing), and the deployment tools
+# of deploy/ci/install-tools.sh (root: it starts a Docker engine); `.ci/run` installs all of
+# them on a clean machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 profile=${NEXTEST_PROFILE:-default}
 
-for tool in promtool /opt/voicehub-tools/bin/helm /opt/voicehub-tools/bin/kubernetes-validate dockerd; do
+for tool in java mvn promtool /opt/voicehub-tools/bin/helm /opt/voicehub-tools/bin/kubernetes-validate dockerd; do
   command -v "$tool" >/dev/null || {
     echo "$tool is missing: run deploy/ci/install-tools.sh (or .ci/run)" >&2
     exit 1
@@ -23,8 +25,17 @@ cargo fmt --all -- --check
 echo "--- cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "--- Apache Kafka for the accounting tests (deploy/ci/kafka.sh)"
+kafka_dir=$(mktemp -d)
+trap 'deploy/ci/kafka.sh stop "$kafka_dir"; rm -rf "$kafka_dir"' EXIT
+VOICEHUB_TEST_KAFKA=$(deploy/ci/kafka.sh start 39092 "$kafka_dir")
+export VOICEHUB_TEST_KAFKA
+
 echo "--- cargo nextest (profile: $profile)"
 cargo nextest run --workspace --all-targets --locked --profile "$profile"
+
+echo "--- fuzz targets, 60 s each (crates/model/fuzz)"
+crates/model/fuzz/run.sh 60
 
 echo "--- promtool: alert rules"
 promtool check rules deploy/prometheus/alerts.yml

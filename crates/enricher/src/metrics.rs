@@ -28,6 +28,11 @@ pub struct EnricherMetrics {
     pub fetching_paused: IntGauge,
     /// `voicehub_enricher_fetch_pauses_total`: times fetching paused.
     pub fetch_pauses: IntCounter,
+    /// `voicehub_enricher_input_offset_gaps_total`: input offsets skipped between two records
+    /// received from a partition.
+    pub input_offset_gaps: IntCounter,
+    /// `voicehub_enricher_redelivered_records_total`: inputs received again (processed again).
+    pub redelivered: IntCounter,
     /// `voicehub_enricher_consumer_lag{partition}` (librdkafka statistics)
     pub consumer_lag: IntGaugeVec,
     /// `voicehub_enricher_commit_errors_total`
@@ -84,6 +89,18 @@ impl EnricherMetrics {
             "Times fetching paused because the backlog was full.",
         )?;
         registry.register(Box::new(fetch_pauses.clone()))?;
+        let input_offset_gaps = IntCounter::new(
+            "voicehub_enricher_input_offset_gaps_total",
+            "Input offsets skipped between two records received from a partition: records \
+             never received (normal only on compacted or transactional topics).",
+        )?;
+        registry.register(Box::new(input_offset_gaps.clone()))?;
+        let redelivered = IntCounter::new(
+            "voicehub_enricher_redelivered_records_total",
+            "Input records received again from a partition (at or below an offset already \
+             received since it was assigned), processed again.",
+        )?;
+        registry.register(Box::new(redelivered.clone()))?;
         let consumer_lag = IntGaugeVec::new(
             Opts::new(
                 "voicehub_enricher_consumer_lag",
@@ -119,6 +136,8 @@ impl EnricherMetrics {
             backlog_bytes,
             fetching_paused,
             fetch_pauses,
+            input_offset_gaps,
+            redelivered,
             consumer_lag,
             commit_errors,
             api_key_reload_errors: counter(

@@ -37,7 +37,7 @@ use voicehub_runtime::{BRIDGE_VERSION, FaultHook};
 use crate::fetch::{self, Access};
 use crate::metrics::EnricherMetrics;
 use crate::settings::{FetchSettings, RetrySettings};
-use crate::tracker::OffsetTracker;
+use crate::tracker::{Continuity, OffsetTracker, Received};
 
 const SOURCE_PREFIX: &str = "/voicehub/sources/";
 
@@ -333,6 +333,7 @@ impl Pipeline {
     /// stopped altogether.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut tracker = OffsetTracker::default();
+        let mut positions = Received::default();
         let mut tasks = tokio::task::JoinSet::new();
         let mut backlog = Backlog::default();
         let task_stop = stop.clone();
@@ -340,10 +341,12 @@ impl Pipeline {
         loop {
             // Records start only below this point, so the tracker holds none received after
             // a revocation it has not yet seen.
-            while let Ok((partition, revocation)) = self.revoked.try_recv() {
-                tracker.forget(partition);
-                backlog.forget(partition, revocation);
-            }
+            forget_revoked(
+                &mut self.revoked,
+                &mut tracker,
+                &mut positions,
+                &mut backlog,
+            );
             while tasks.len() < self.max_in_flight {
                 let Some(input) = backlog.pop() else {
                     break;
@@ -374,6 +377,30 @@ impl Pipeline {
                             // includes any revocation that preceded this record.
                             let generation =
                                 self.consumer.context().revocations.load(Ordering::SeqCst);
+                            // A partition revoked and assigned again inside this `recv` starts
+                            // afresh before its first record is looked at.
+                            forget_revoked(&mut self.revoked, &mut tracker, &mut positions, &mut backlog);
+                            let (partition, offset) = (message.partition(), message.offset());
+                            match positions.observe(partition, offset) {
+                                Continuity::Next => {}
+                                Continuity::Gap(skipped) => {
+                                    self.worker.metrics.input_offset_gaps.inc_by(skipped);
+                                    warn!(
+                                        partition,
+                                        offset,
+                                        skipped,
+                                        "input offsets skipped: the records between were \
+                                         never received (normal only on a compacted or \
+                                         transactional topic)"
+                                    );
+                                }
+                                Continuity::Again => {
+                                    // Processed again, not dropped: a duplicate with the same
+                                    // ce_id costs less than a record wrongly taken for one.
+                                    self.worker.metrics.redelivered.inc();
+                                    warn!(partition, offset, "input received again");
+                                }
+                            }
                             backlog.push(Input::from_message(&message, generation));
                             if paused {
                                 // From a partition assigned since the pause.
@@ -737,6 +764,20 @@ fn received_at(input: &Input) -> Timestamp {
 fn jittered(backoff: Duration) -> Duration {
     let random = RandomState::new().hash_one(Instant::now()) % 1_000;
     backoff / 2 + backoff.mul_f64(random as f64 / 2_000.0)
+}
+
+/// Forgets what the partitions revoked since the last call had received and not started.
+fn forget_revoked(
+    revoked: &mut tokio::sync::mpsc::UnboundedReceiver<(i32, u64)>,
+    tracker: &mut OffsetTracker,
+    positions: &mut Received,
+    backlog: &mut Backlog,
+) {
+    while let Ok((partition, revocation)) = revoked.try_recv() {
+        tracker.forget(partition);
+        positions.forget(partition);
+        backlog.forget(partition, revocation);
+    }
 }
 
 /// Resolves once shutdown is requested (or the trigger is gone).

@@ -61,6 +61,10 @@ pub struct SpoolMetrics {
     pub appended: IntCounter,
     /// `voicehub_ingress_spool_forwarded_records_total`
     pub forwarded: IntCounter,
+    /// `voicehub_ingress_spool_fallbacks_total`: `fallback` mode, records spooled because Kafka
+    /// had not acknowledged them within `spool.fallback_after_ms` (each may also land from the
+    /// direct delivery: a duplicate with the same `ce_id`).
+    pub fallbacks: IntCounter,
     /// `voicehub_ingress_spool_torn_records_total`: dropped at a torn or corrupt segment end
     /// when the spool was opened.
     pub torn: IntCounter,
@@ -261,6 +265,14 @@ impl SpoolMetrics {
                 IntCounter::new(
                     "voicehub_ingress_spool_forwarded_records_total",
                     "Spooled records acknowledged by Kafka.",
+                )?,
+            )?,
+            fallbacks: add(
+                registry,
+                IntCounter::new(
+                    "voicehub_ingress_spool_fallbacks_total",
+                    "Records spooled because Kafka had not acknowledged them within \
+                     spool.fallback_after_ms (the direct delivery may land too: a duplicate).",
                 )?,
             )?,
             torn: add(

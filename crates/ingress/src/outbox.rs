@@ -216,6 +216,7 @@ impl Outbox {
             Ok(_) => return Ok(()),
             Err(error @ ProduceError::TooLarge(_)) => return Err(error.into()),
             Err(error) => {
+                spool.metrics.fallbacks.inc();
                 if !spool.engaged.swap(true, Ordering::AcqRel) {
                     warn!(
                         error = &error as &dyn std::error::Error,

@@ -397,7 +397,17 @@ async fn dead_letter(
                 .inc();
             Ok(())
         }
-        Err(error) => Err(store_failed(&error, state.retry_after_s)),
+        Err(error) => {
+            if error.is_too_large() {
+                error!(
+                    error = &error as &dyn std::error::Error,
+                    reason,
+                    "dead letter refused as too large: the dead-letter topic's \
+                     max.message.bytes must carry http.max_body_bytes"
+                );
+            }
+            Err(store_failed(&error, state.retry_after_s))
+        }
     }
 }
 

@@ -7,7 +7,8 @@
 //! of records `[len u32][crc32 u32][seq u64][appended_at_ms u64][payload]` (little endian; the
 //! CRC covers everything after it); `ACKED`, the acknowledgement watermark; `undeliverable/`,
 //! records set aside. Opening a spool validates every record: a torn tail (a crash in the
-//! middle of a write) is truncated and counted, and no valid record before it is ever skipped;
+//! middle of a write) is cut off (its bytes set aside) and counted, and no valid record before
+//! it is ever skipped;
 //! a damaged record with valid ones after it (a flipped bit) costs only itself: it is set
 //! aside, counted, and reading resumes at the next valid record. The same holds for a record
 //! found damaged when it is read back later.
@@ -200,9 +201,24 @@ impl Spool {
             let (mut segment, found) = Segment::recover(&path)?;
             recovery.torn += found.torn;
             if found.torn > 0 {
-                warn!(path = %path.display(), "spool segment had a torn end; truncated");
+                let name = format!("{:020}.torn", segment.first_seq());
+                let aside = files::set_aside(&options.dir, &name, &found.torn_bytes)?;
+                warn!(
+                    path = %path.display(),
+                    aside = %aside.display(),
+                    "spool segment had a torn end; cut off and set aside"
+                );
             }
             for damage in &found.damaged {
+                if *damage.seqs.end() < acked {
+                    // Forwarded before it was damaged: nothing to set aside.
+                    warn!(
+                        first = damage.seqs.start(),
+                        last = damage.seqs.end(),
+                        "damaged spool records, already forwarded"
+                    );
+                    continue;
+                }
                 recovery.damaged += set_aside_damage(&options.dir, damage)?;
             }
             next_seq = next_seq.max(segment.next_seq());

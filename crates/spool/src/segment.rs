@@ -112,6 +112,8 @@ pub(crate) struct Damage {
 pub(crate) struct Found {
     /// 1 if the segment ended in an incomplete or corrupt record (cut off), else 0.
     pub(crate) torn: u64,
+    /// The bytes cut off.
+    pub(crate) torn_bytes: Vec<u8>,
     /// Damaged records followed by valid ones.
     pub(crate) damaged: Vec<Damage>,
 }
@@ -187,8 +189,9 @@ impl Segment {
                     let Some((next, next_seq)) = resync(&bytes, offset, expected) else {
                         break;
                     };
+                    // Placeholders, acknowledged: their bytes are set aside instead.
+                    segment.written = next as u64;
                     for seq in expected..next_seq {
-                        // Placeholders, acknowledged: their bytes are set aside instead.
                         let size = if seq == expected { next - offset } else { 0 };
                         segment.push(offset as u64, size as u64, 0);
                         segment.acknowledge(seq);
@@ -203,6 +206,7 @@ impl Segment {
         }
         segment.written = offset as u64;
         found.torn = u64::from(offset < bytes.len());
+        found.torn_bytes = bytes[offset..].to_vec();
         let offset = offset as u64;
         if found.torn > 0 {
             let file = OpenOptions::new()
@@ -305,10 +309,11 @@ impl Segment {
             .collect()
     }
 
-    /// Marks `seq` acknowledged; its size on disk if it was not already.
+    /// Marks `seq` acknowledged; its size on disk if it was not already. A record not yet
+    /// written (its batch's fsync pending) cannot be acknowledged.
     pub(crate) fn acknowledge(&mut self, seq: Seq) -> Option<u64> {
         let i = usize::try_from(seq.checked_sub(self.first_seq)?).ok()?;
-        if *self.acknowledged.get(i)? {
+        if *self.acknowledged.get(i)? || self.offsets[i] + self.sizes[i] > self.written {
             return None;
         }
         self.acknowledged[i] = true;

@@ -11,6 +11,7 @@ use tansu_storage::StorageContainer;
 use tokio::task::JoinHandle;
 use url::Url;
 
+use crate::kafka::Kafka;
 use crate::{Result, TestkitError, free_port};
 
 type Tansu = Broker<Controller<StorageContainer>, StorageContainer>;
@@ -35,14 +36,19 @@ pub enum Storage {
 
 /// An embedded tansu broker on 127.0.0.1. Its data survives [`TestBroker::stop`] and
 /// [`TestBroker::resume`]; it is stopped (and its files deleted) when dropped.
+///
+/// [`TestBroker::kafka`] is Apache Kafka instead (see [`crate::kafka`]), for tests at volume.
 #[derive(Debug)]
 pub struct TestBroker {
     port: u16,
-    broker: Tansu,
+    /// `None` for Apache Kafka.
+    broker: Option<Tansu>,
     storage: Url,
     /// The serving task; it ends with the broker's error, if any.
     task: Option<JoinHandle<Result<(), String>>>,
     _data: Option<tempfile::TempDir>,
+    /// Set for Apache Kafka: the tansu fields are then unused.
+    kafka: Option<Kafka>,
 }
 
 impl TestBroker {
@@ -70,27 +76,86 @@ impl TestBroker {
             Url::parse(&storage_url).map_err(|e| TestkitError::Broker(e.to_string()))?;
         let mut this = Self {
             port,
-            broker: build(port, &storage_url).await?,
+            broker: Some(build(port, &storage_url).await?),
             storage: storage_url,
             task: None,
             _data: data,
+            kafka: None,
         };
         this.resume().await?;
         Ok(this)
     }
 
+    /// Apache Kafka: the test run's (`VOICEHUB_TEST_KAFKA`), or one started for this test.
+    /// Tests on a shared broker must use topic and group names of their own. The tansu-only
+    /// operations ([`Self::stop`], [`Self::resume`]) pause and thaw the broker process instead,
+    /// when this test started it.
+    pub async fn kafka() -> Result<Self> {
+        Self::with_kafka(Kafka::shared_or_started).await
+    }
+
+    /// Apache Kafka started for this test alone, whatever `VOICEHUB_TEST_KAFKA` says: one it
+    /// may pause ([`Self::stop`]) without disturbing other tests.
+    pub async fn kafka_of_its_own() -> Result<Self> {
+        Self::with_kafka(Kafka::started).await
+    }
+
+    async fn with_kafka(start: fn() -> Result<Kafka>) -> Result<Self> {
+        let kafka = tokio::task::spawn_blocking(start)
+            .await
+            .map_err(|e| TestkitError::Broker(format!("starting Kafka: {e}")))??;
+        let storage =
+            Url::parse("kafka://external/").map_err(|e| TestkitError::Broker(e.to_string()))?;
+        Ok(Self {
+            port: 0,
+            broker: None,
+            storage,
+            task: None,
+            _data: None,
+            kafka: Some(kafka),
+        })
+    }
+
+    /// Apache Kafka started by this test: freezes the broker process (`SIGSTOP`), an outage
+    /// in which connections stay open and go unanswered. [`Self::thaw`] ends it.
+    pub fn freeze(&self) -> Result<()> {
+        self.own_kafka()?.signal("STOP")
+    }
+
+    /// Ends [`Self::freeze`] (`SIGCONT`).
+    pub fn thaw(&self) -> Result<()> {
+        self.own_kafka()?.signal("CONT")
+    }
+
+    fn own_kafka(&self) -> Result<&Kafka> {
+        self.kafka
+            .as_ref()
+            .ok_or_else(|| TestkitError::Broker("only Apache Kafka can be frozen".into()))
+    }
+
     /// `host:port` for `bootstrap.servers`.
     pub fn bootstrap_servers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        match &self.kafka {
+            Some(kafka) => kafka.bootstrap.clone(),
+            None => format!("127.0.0.1:{}", self.port),
+        }
     }
 
     /// Whether the broker is serving.
     pub fn is_running(&self) -> bool {
-        self.task.as_ref().is_some_and(|task| !task.is_finished())
+        self.kafka.is_some() || self.task.as_ref().is_some_and(|task| !task.is_finished())
     }
 
     /// Stops serving: the port is closed and every connection dropped. Data is kept in memory.
+    /// Apache Kafka started by this test is frozen instead (`SIGSTOP`): connections stay open
+    /// and go unanswered.
     pub async fn stop(&mut self) {
+        if let Some(kafka) = &self.kafka {
+            if let Err(error) = kafka.signal("STOP") {
+                panic!("{error}");
+            }
+            return;
+        }
         if let Some(task) = self.task.take() {
             task.abort();
             // Aborting drops the listener and the connection tasks; wait until it has.
@@ -103,6 +168,9 @@ impl TestBroker {
     /// same SQLite file, before this gives up: the whole-system tests bounce it under load,
     /// and a restart that fails is the test kit's problem, not the bridge's.
     pub async fn resume(&mut self) -> Result<()> {
+        if let Some(kafka) = &self.kafka {
+            return kafka.signal("CONT");
+        }
         if self.is_running() {
             return Ok(());
         }
@@ -113,7 +181,9 @@ impl TestBroker {
             std::net::TcpListener::bind(("127.0.0.1", self.port)).map_err(|e| {
                 TestkitError::Broker(format!("cannot listen on 127.0.0.1:{}: {e}", self.port))
             })?;
-            let mut broker = self.broker.clone();
+            let Some(mut broker) = self.broker.clone() else {
+                return Err(TestkitError::Broker("no embedded broker".into()));
+            };
             self.task = Some(tokio::spawn(async move {
                 broker
                     .serve(tokio::time::Instant::now())
@@ -130,7 +200,7 @@ impl TestBroker {
                     // tansu's storage task can be gone for good (`Storage(UnableToSend)`, after
                     // a panic in it): a new broker on the same SQLite file has the same data.
                     if self.storage.scheme() == "sqlite" {
-                        self.broker = build(self.port, &self.storage).await?;
+                        self.broker = Some(build(self.port, &self.storage).await?);
                     }
                 }
                 outcome => return outcome,
@@ -280,7 +350,7 @@ mod tests {
         drop(producer);
 
         broker.stop().await;
-        broker.broker = build(broker.port, &broker.storage).await.unwrap();
+        broker.broker = Some(build(broker.port, &broker.storage).await.unwrap());
         broker.resume().await.unwrap();
 
         let values: Vec<Vec<u8>> = broker

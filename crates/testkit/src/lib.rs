@@ -8,6 +8,7 @@
 //! Prometheus text parser.
 
 mod broker;
+pub mod kafka;
 pub mod metrics;
 mod read;
 

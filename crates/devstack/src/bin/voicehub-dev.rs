@@ -8,7 +8,8 @@
 //! Flags: `--port` (8080), `--admin-port` (9090; the enricher's is the next one), `--broker-port`
 //! (9092), `--api-port` (8090, the stand-in analysis API), `--secret` (`dev-secret`),
 //! `--api-key` (`dev-api-key`), `--rate` (simulated calls per second, 2), `--no-sim` (no
-//! simulated calls: send your own), `--storage sqlite|memory` (sqlite), `--broker-only` (the
+//! simulated calls: send your own), `--storage sqlite|memory` (sqlite; memory only with
+//! `--broker-only`, for producer benchmarks: it loses records for consumers), `--broker-only` (the
 //! broker alone: for running the services yourself or for benchmarks).
 
 #![allow(clippy::print_stdout)] // a command-line tool: stdout is its interface
@@ -37,7 +38,20 @@ async fn main() -> anyhow::Result<()> {
     let broker_only = args.iter().any(|a| a == "--broker-only");
     let storage = match flag(&args, "--storage").as_deref() {
         None | Some("sqlite") => Storage::Sqlite,
-        Some("memory") => Storage::Memory,
+        // See the test kit's `a_fetch_from_inside_a_batch_gets_the_rest_of_it_...` test.
+        Some("memory") if broker_only => {
+            eprintln!(
+                "WARNING: tansu's memory engine skips the rest of a batch when a fetch starts \
+                 inside it (after a consumer pauses, seeks or restarts from a committed \
+                 offset): consumers lose records. For producer benchmarks only."
+            );
+            Storage::Memory
+        }
+        Some("memory") => anyhow::bail!(
+            "--storage memory: tansu's memory engine loses records for consumers (the enricher \
+             among them); it is offered with --broker-only, for producer benchmarks. Use sqlite \
+             (the default), or Apache Kafka (deploy/ci/kafka.sh start PORT DIR)"
+        ),
         Some(other) => anyhow::bail!("--storage: `{other}` is not sqlite or memory"),
     };
 

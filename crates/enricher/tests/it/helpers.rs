@@ -168,7 +168,7 @@ pub struct TestEnricher {
     pub trigger: ShutdownTrigger,
     pub task: Option<JoinHandle<std::io::Result<()>>>,
     pub admin_port: u16,
-    settings: EnricherSettings,
+    pub settings: EnricherSettings,
     pub key_file: tempfile::NamedTempFile,
 }
 
@@ -195,6 +195,15 @@ pub async fn spawn_enricher_on(
     fault: Option<FaultHook>,
 ) -> TestEnricher {
     let broker = TestBroker::start_with(storage).await.unwrap();
+    spawn_enricher_against(broker, customise, fault).await
+}
+
+/// Like [`spawn_enricher_faulty`], against `broker`.
+pub async fn spawn_enricher_against(
+    broker: TestBroker,
+    customise: impl FnOnce(&mut EnricherSettings),
+    fault: Option<FaultHook>,
+) -> TestEnricher {
     let api = StandIn::start();
     let key = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(key.path(), format!("{API_KEY}\n")).unwrap();
@@ -325,9 +334,14 @@ impl TestEnricher {
     /// Produces many `AnalysisResultReady` records at once (all enqueued, then every
     /// acknowledgement awaited): for volume.
     pub async fn send_many(&self, events: &[(String, String, String)]) {
+        // tansu takes a few thousand records a second: give deliveries time.
+        let settings = KafkaSettings {
+            message_timeout_ms: 300_000,
+            ..self.kafka.clone()
+        };
         let producer =
-            kafka::create_producer(&self.kafka, rdkafka::client::DefaultClientContext).unwrap();
-        for chunk in events.chunks(10_000) {
+            kafka::create_producer(&settings, rdkafka::client::DefaultClientContext).unwrap();
+        for chunk in events.chunks(2_000) {
             let deliveries: Vec<_> = chunk
                 .iter()
                 .map(|(event_id, call_id, url)| {

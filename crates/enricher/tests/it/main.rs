@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod accounting;
 mod failures;
 mod flow_control;
 mod happy_path;

@@ -56,6 +56,15 @@ pub async fn spawn_app_prepared(
     prepare: impl FnOnce(&Application),
 ) -> TestApp {
     let broker = TestBroker::start().await.expect("broker");
+    spawn_app_against(broker, customise, prepare).await
+}
+
+/// Like [`spawn_app_prepared`], against `broker`.
+pub async fn spawn_app_against(
+    broker: TestBroker,
+    customise: impl FnOnce(&mut IngressSettings),
+    prepare: impl FnOnce(&Application),
+) -> TestApp {
     let secrets = tempfile::tempdir().unwrap();
     let current = secrets.path().join("current");
     let next = secrets.path().join("next");

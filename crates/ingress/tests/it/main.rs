@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod accounting;
 mod auth;
 mod broker_outage;
 mod contract;

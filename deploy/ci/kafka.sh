@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Apache Kafka (single-node KRaft, loopback only) from its Maven Central jars, for tests and
+# benchmarks. Needs Java 17+ and Maven; downloads only from Maven Central, once, into a cache.
+#
+#   deploy/ci/kafka.sh fetch              the jars, into $VOICEHUB_KAFKA_CACHE (idempotent)
+#   deploy/ci/kafka.sh start PORT DIR     format DIR, start a broker on 127.0.0.1:PORT, wait
+#                                         until it answers; its pid in DIR/pid, log DIR/kafka.log
+#   deploy/ci/kafka.sh stop DIR           stop it (SIGTERM, then SIGKILL after 20 s)
+#
+# The pinned version is the pom's (deploy/ci/kafka/pom.xml).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/kafka/pom.xml")
+cache=${VOICEHUB_KAFKA_CACHE:-$HOME/.cache/voicehub-kafka}/$version
+
+fetch() {
+  if [[ -f $cache/complete ]]; then
+    return
+  fi
+  mkdir -p "$cache"
+  # Dependencies resolve into Maven's own repository (~/.m2), then are copied as plain jars.
+  mvn -q -B -f "$here/kafka/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$cache/lib" -DincludeScope=runtime >&2
+  touch "$cache/complete"
+}
+
+start() {
+  local port=$1 dir=$2
+  fetch
+  mkdir -p "$dir/data"
+  dir=$(cd "$dir" && pwd)
+  local controller=$((port + 1))
+  cat >"$dir/server.properties" <<EOF
+node.id=1
+process.roles=broker,controller
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.quorum.bootstrap.servers=127.0.0.1:$controller
+log.dirs=$dir/data
+num.partitions=2
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+EOF
+  cat >"$dir/log4j2.properties" <<'EOF'
+rootLogger.level=WARN
+rootLogger.appenderRef.stdout.ref=STDOUT
+appender.stdout.type=Console
+appender.stdout.name=STDOUT
+appender.stdout.layout.type=PatternLayout
+appender.stdout.layout.pattern=[%d] %p %m (%c)%n
+logger.kafka.name=kafka.server.KafkaServer
+logger.kafka.level=INFO
+logger.raft.name=kafka.server.KafkaRaftServer
+logger.raft.level=INFO
+EOF
+  local java=(java -Xms256m -Xmx768m -XX:+UseG1GC -Dlog4j2.configurationFile="$dir/log4j2.properties"
+    -cp "$cache/lib/*")
+  "${java[@]}" kafka.tools.StorageTool format --standalone -t "$(uuidgen_like)" \
+    -c "$dir/server.properties" >"$dir/format.log" 2>&1 || {
+    cat "$dir/format.log" >&2
+    exit 1
+  }
+  nohup "${java[@]}" kafka.Kafka "$dir/server.properties" >"$dir/kafka.log" 2>&1 &
+  echo $! >"$dir/pid"
+  for _ in $(seq 1 600); do
+    if grep -q "Kafka Server started" "$dir/kafka.log" 2>/dev/null; then
+      echo "127.0.0.1:$port"
+      return
+    fi
+    if ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+      echo "Kafka exited during startup:" >&2
+      tail -30 "$dir/kafka.log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  echo "Kafka did not start within 60 s:" >&2
+  tail -30 "$dir/kafka.log" >&2
+  exit 1
+}
+
+stop() {
+  local dir=$1
+  [[ -f $dir/pid ]] || return 0
+  local pid
+  pid=$(cat "$dir/pid")
+  kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 200); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
+# A random cluster id: 16 random bytes, URL-safe base64 without padding (what Kafka expects).
+uuidgen_like() {
+  head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'
+}
+
+case ${1:-} in
+  fetch) fetch ;;
+  start) start "${2:?port}" "${3:?directory}" ;;
+  stop) stop "${2:?directory}" ;;
+  *)
+    sed -n '2,11p' "$0" >&2
+    exit 2
+    ;;
+esac
