@@ -134,6 +134,22 @@ impl Topics {
         ]
     }
 
+    /// The same names with `suffix` appended: topics of their own, for a test or a run on a
+    /// shared broker.
+    pub fn with_suffix(&self, suffix: &str) -> Self {
+        let with = |name: &String| format!("{name}{suffix}");
+        Self {
+            call_status_changed: with(&self.call_status_changed),
+            recordings_available: with(&self.recordings_available),
+            analysis_result_ready: with(&self.analysis_result_ready),
+            call_studio_job_status_changed: with(&self.call_studio_job_status_changed),
+            call_studio_analysis_result_ready: with(&self.call_studio_analysis_result_ready),
+            analysis_enriched: with(&self.analysis_enriched),
+            unrouted: with(&self.unrouted),
+            dead_letter: with(&self.dead_letter),
+        }
+    }
+
     /// Checks every name against Kafka's rules (1 to 249 of `[a-zA-Z0-9._-]`, not `.`/`..`).
     pub fn validate(&self) -> Result<(), InvalidTopic> {
         for (key, name) in self.all() {

@@ -4,7 +4,7 @@
 //!
 //! Against Apache Kafka of its own (`TestBroker::kafka_of_its_own`: the pause freezes the
 //! broker process). `VOICEHUB_ACCOUNTING_RECORDS` sets the number of distinct events (default
-//! 50,000); `crates/devstack/accounting.sh` runs it longer, in release.
+//! 50,000); `crates/devstack/accounting.sh` runs it longer.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +16,7 @@ use voicehub_testkit::TestBroker;
 use voicehub_testkit::metrics::metric_value;
 
 use crate::helpers::{SECRET, TestApp, spawn_app_against, status_event};
+use crate::spool::wait_drained;
 
 /// Requests in flight at once (VoiceHub's deliveries for many calls).
 const CONCURRENCY: usize = 32;
@@ -89,19 +90,7 @@ async fn every_acknowledged_webhook_is_on_its_topic_at_volume_through_a_broker_p
             s.spool.fallback_after_ms = 500;
             s.spool.segment_bytes = 256 * 1024; // many segments
             s.http.max_in_flight = 4 * CONCURRENCY;
-            let topics = &mut s.kafka.topics;
-            for topic in [
-                &mut topics.call_status_changed,
-                &mut topics.recordings_available,
-                &mut topics.analysis_result_ready,
-                &mut topics.call_studio_job_status_changed,
-                &mut topics.call_studio_analysis_result_ready,
-                &mut topics.analysis_enriched,
-                &mut topics.unrouted,
-                &mut topics.dead_letter,
-            ] {
-                topic.push_str(&format!(".accounting-{run}"));
-            }
+            s.kafka.topics = s.kafka.topics.with_suffix(&format!(".accounting-{run}"));
         },
         |_| {},
     )
@@ -213,33 +202,6 @@ async fn every_acknowledged_webhook_is_on_its_topic_at_volume_through_a_broker_p
         expected >= total * 99 / 100,
         "only {expected} of {total} events acknowledged\n{report}"
     );
-}
-
-/// Waits until the spool holds nothing and everything appended was forwarded.
-async fn wait_drained(app: &TestApp, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let scrape = app.metrics().await;
-        let left = metric_value(&scrape, "voicehub_ingress_spool_records", &[]);
-        let appended = metric_value(
-            &scrape,
-            "voicehub_ingress_spool_appended_records_total",
-            &[],
-        );
-        let forwarded = metric_value(
-            &scrape,
-            "voicehub_ingress_spool_forwarded_records_total",
-            &[],
-        );
-        if left == 0.0 && forwarded >= appended {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{left} records still spooled, {forwarded} of {appended} forwarded"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn event_of(record: &voicehub_testkit::ConsumedRecord) -> Option<String> {

@@ -50,7 +50,7 @@ async fn spool_records(app: &TestApp) -> f64 {
 /// Waits until the forwarder has emptied the spool: every record this instance appended is
 /// forwarded (counters, exact), and nothing is left from before it started (the depth gauge,
 /// refreshed every 0.5 s). A 200 with the spool on means "on disk", not yet "on the topic".
-async fn wait_drained(app: &TestApp, within: Duration) {
+pub(crate) async fn wait_drained(app: &TestApp, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
         let scrape = app.metrics().await;
