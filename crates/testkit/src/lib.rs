@@ -1,11 +1,12 @@
 //! Test support: a real Kafka-compatible broker per test, and ways to look inside it.
 //!
 //! [`TestBroker::start`] runs [tansu](https://crates.io/crates/tansu-broker) in this process on
-//! a free loopback port, storing in SQLite in a temporary directory (see [`Storage`]). Every test gets its own broker, so tests never
-//! see each other's records and need no unique topic names. The broker can be stopped and
-//! resumed on the same port with its data (to test outages), and records are read back with
-//! deadlines, never fixed sleeps. [`metrics`] reads a service's `/metrics` through a real
-//! Prometheus text parser.
+//! a free loopback port, storing in SQLite in a temporary directory (see [`Storage`]). Every
+//! test gets its own broker, so tests never see each other's records and need no unique topic
+//! names. [`TestBroker::kafka`] is Apache Kafka instead ([`kafka`]), for tests at volume; those
+//! use topic names of their own. The broker can be stopped and resumed on the same port with
+//! its data (to test outages), and records are read back with deadlines, never fixed sleeps.
+//! [`metrics`] reads a service's `/metrics` through a real Prometheus text parser.
 
 mod broker;
 pub mod kafka;
