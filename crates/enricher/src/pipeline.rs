@@ -630,7 +630,8 @@ impl Worker {
             received_at,
             bridge_version: BRIDGE_VERSION,
         };
-        let enriched = AnalysisEnriched::new(&event, analysis, now()).to_record(&provenance);
+        let enriched =
+            AnalysisEnriched::new(&event, analysis, Timestamp::now()).to_record(&provenance);
         match self
             .deliver(&self.topics.analysis_enriched, &enriched, stop)
             .await
@@ -675,7 +676,7 @@ impl Worker {
         }
         .to_record(&Provenance {
             source,
-            received_at: now(),
+            received_at: Timestamp::now(),
             bridge_version: BRIDGE_VERSION,
         });
         warn!(
@@ -740,10 +741,6 @@ impl Worker {
     }
 }
 
-fn now() -> Timestamp {
-    Timestamp::now()
-}
-
 /// The source named by the record's `ce_source` header.
 fn source_name(input: &Input) -> &str {
     input
@@ -756,7 +753,7 @@ fn received_at(input: &Input) -> Timestamp {
     input
         .header(header::RECEIVED_AT)
         .and_then(|text| Timestamp::parse(text).ok())
-        .unwrap_or_else(now)
+        .unwrap_or_else(Timestamp::now)
 }
 
 /// Half the backoff plus a random share of the other half ("equal jitter"): retries of many

@@ -180,11 +180,6 @@ async fn process(
         .catch_unwind()
         .await;
     match accepted {
-        Ok(Err(WebhookError::RecordTooLarge)) => {
-            let text = "the normalised record exceeds the producer's message.max.bytes";
-            dead_letter(state, &provenance, &bytes, "record_too_large", text).await?;
-            Err(WebhookError::RecordTooLarge)
-        }
         Ok(result) => result,
         Err(panic) => {
             let text = format!(
@@ -215,7 +210,14 @@ async fn accept(
     info.event_type = event.kind().as_str();
     info.event_id = Some(event.event_id().to_owned());
     FaultHook::call(&state.fault_hook, &event);
-    publish_once(state, provenance, &event).await
+    match publish_once(state, provenance, &event).await {
+        Err(WebhookError::RecordTooLarge) => {
+            let text = "the normalised record exceeds the producer's message.max.bytes";
+            dead_letter(state, provenance, bytes, "record_too_large", text).await?;
+            Err(WebhookError::RecordTooLarge)
+        }
+        published => published,
+    }
 }
 
 fn authenticate(

@@ -152,7 +152,8 @@ impl Topics {
 
     /// Checks every name against Kafka's rules (1 to 249 of `[a-zA-Z0-9._-]`, not `.`/`..`).
     pub fn validate(&self) -> Result<(), InvalidTopic> {
-        for (key, name) in self.all() {
+        let all = self.all();
+        for (key, name) in all {
             let detail = if name.is_empty() {
                 Some("it is empty")
             } else if name.len() > 249 {
@@ -178,7 +179,6 @@ impl Topics {
         // Two record types on one topic would mix them (a dead-letter topic that is also the
         // enricher's input makes the enricher consume its own dead letters). Kafka also refuses
         // names that differ only in `.` versus `_` (they collide in its metric names).
-        let all = self.all();
         for (i, (key, name)) in all.iter().enumerate() {
             let collides = |other: &str| other.replace('.', "_") == name.replace('.', "_");
             if let Some((other, _)) = all[..i].iter().find(|(_, other)| collides(other)) {

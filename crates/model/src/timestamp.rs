@@ -23,7 +23,7 @@ pub struct Timestamp(OffsetDateTime);
 impl Timestamp {
     /// The current instant (to the millisecond).
     pub fn now() -> Self {
-        Self(millis(OffsetDateTime::now_utc()))
+        Self(OffsetDateTime::now_utc().truncate_to_millisecond())
     }
 
     /// The instant `at`, in UTC, to the millisecond (what is written is what is held);
@@ -31,7 +31,7 @@ impl Timestamp {
     pub fn new(at: OffsetDateTime) -> Option<Self> {
         at.checked_to_offset(UtcOffset::UTC)
             .filter(|utc| (0..=9999).contains(&utc.year()))
-            .map(|utc| Self(millis(utc)))
+            .map(|utc| Self(utc.truncate_to_millisecond()))
     }
 
     /// Parses the accepted input forms.
@@ -59,11 +59,6 @@ impl Timestamp {
     pub fn unix_millis(&self) -> i128 {
         self.0.unix_timestamp_nanos() / 1_000_000
     }
-}
-
-/// `at` with its fraction of a second truncated to milliseconds.
-fn millis(at: OffsetDateTime) -> OffsetDateTime {
-    at.truncate_to_millisecond()
 }
 
 /// Text that is not a date-time the bridge can write (the first 64 characters of it, and why).

@@ -182,7 +182,7 @@ impl Spool {
     /// [`Spool::open`], telling `observer` about group commits and damaged records.
     pub fn open_observed(
         options: Options,
-        observer: impl Observer + Clone,
+        observer: impl Observer,
     ) -> Result<(Self, Recovery), SpoolError> {
         std::fs::create_dir_all(&options.dir).map_err(SpoolError::io(&options.dir))?;
         let lock = lock_dir(&options.dir)?;
@@ -199,10 +199,10 @@ impl Spool {
         let mut next_seq = acked;
         for path in paths {
             let (mut segment, found) = Segment::recover(&path)?;
-            recovery.torn += found.torn;
-            if found.torn > 0 {
+            if !found.torn.is_empty() {
+                recovery.torn += 1;
                 let name = format!("{:020}.torn", segment.first_seq());
-                let aside = files::set_aside(&options.dir, &name, &found.torn_bytes)?;
+                let aside = files::set_aside(&options.dir, &name, &found.torn)?;
                 warn!(
                     path = %path.display(),
                     aside = %aside.display(),
@@ -253,10 +253,11 @@ impl Spool {
         }));
         let (appends, receiver) = mpsc::channel();
         let writer_state = state.clone();
+        let observer: Arc<dyn Observer> = Arc::new(observer);
         let writer_observer = observer.clone();
         std::thread::Builder::new()
             .name("spool-writer".into())
-            .spawn(move || writer::write_forever(&writer_state, &receiver, &writer_observer))
+            .spawn(move || writer::write_forever(&writer_state, &receiver, &*writer_observer))
             .map_err(SpoolError::io(Path::new("spool-writer thread")))?;
         Ok((
             Self {
@@ -265,7 +266,7 @@ impl Spool {
                 dir: options.dir,
                 max_bytes: options.max_bytes,
                 max_age: options.max_age,
-                observer: Arc::new(observer),
+                observer,
                 persisted_watermark: Arc::new(Mutex::new(acked)),
                 _lock: Arc::new(lock),
             },

@@ -110,10 +110,8 @@ pub(crate) struct Damage {
 /// What recovering a segment found besides its valid records.
 #[derive(Debug, Default)]
 pub(crate) struct Found {
-    /// 1 if the segment ended in an incomplete or corrupt record (cut off), else 0.
-    pub(crate) torn: u64,
-    /// The bytes cut off.
-    pub(crate) torn_bytes: Vec<u8>,
+    /// The bytes cut off at an incomplete or corrupt end (empty if there was none).
+    pub(crate) torn: Vec<u8>,
     /// Damaged records followed by valid ones.
     pub(crate) damaged: Vec<Damage>,
 }
@@ -205,10 +203,9 @@ impl Segment {
             }
         }
         segment.written = offset as u64;
-        found.torn = u64::from(offset < bytes.len());
-        found.torn_bytes = bytes[offset..].to_vec();
+        found.torn = bytes[offset..].to_vec();
         let offset = offset as u64;
-        if found.torn > 0 {
+        if !found.torn.is_empty() {
             let file = OpenOptions::new()
                 .write(true)
                 .open(path)

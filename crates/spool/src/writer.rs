@@ -22,7 +22,7 @@ pub(crate) struct Append {
 pub(crate) fn write_forever(
     state: &Mutex<State>,
     receiver: &mpsc::Receiver<Append>,
-    observer: &impl Observer,
+    observer: &dyn Observer,
 ) {
     const MAX_BATCH: usize = 4096;
     while let Ok(first) = receiver.recv() {

@@ -150,8 +150,8 @@ impl TestBroker {
     /// Apache Kafka started by this test is frozen instead (`SIGSTOP`): connections stay open
     /// and go unanswered.
     pub async fn stop(&mut self) {
-        if let Some(kafka) = &self.kafka {
-            if let Err(error) = kafka.signal("STOP") {
+        if self.kafka.is_some() {
+            if let Err(error) = self.freeze() {
                 panic!("{error}");
             }
             return;
@@ -168,8 +168,8 @@ impl TestBroker {
     /// same SQLite file, before this gives up: the whole-system tests bounce it under load,
     /// and a restart that fails is the test kit's problem, not the bridge's.
     pub async fn resume(&mut self) -> Result<()> {
-        if let Some(kafka) = &self.kafka {
-            return kafka.signal("CONT");
+        if self.kafka.is_some() {
+            return self.thaw();
         }
         if self.is_running() {
             return Ok(());

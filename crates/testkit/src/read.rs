@@ -49,9 +49,7 @@ impl TestBroker {
     pub async fn read_all(&self, topic: &str) -> Result<Vec<ConsumedRecord>> {
         let config = self.client_config();
         let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || read_all_blocking(config, &topic))
-            .await
-            .map_err(|e| TestkitError::Broker(format!("reader task: {e}")))?
+        off_runtime(move || read_all_blocking(config, &topic)).await
     }
 
     /// Waits until `topic` holds at least `expected` records (or `timeout` passes) and returns
@@ -79,9 +77,7 @@ impl TestBroker {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-}
 
-impl TestBroker {
     /// Consumes `topics` from their beginning, without relying on watermarks (tansu's lag
     /// behind what it serves), until `done` says the records so far are complete and no new
     /// record arrived for `quiet` (so trailing duplicates are seen too), or until `timeout`
@@ -93,13 +89,10 @@ impl TestBroker {
         quiet: Duration,
         timeout: Duration,
     ) -> Result<Vec<ConsumedRecord>> {
-        let mut config = self.client_config();
+        let config = self.client_config();
         let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
-        config
-            .set("group.id", "voicehub-testkit-reader")
-            .set("enable.auto.commit", "false");
-        tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = config.create()?;
+        off_runtime(move || {
+            let consumer = reader(config, READER_GROUP)?;
             let mut assignment = TopicPartitionList::new();
             for topic in &topics {
                 for partition in partitions(&consumer, topic)? {
@@ -129,19 +122,15 @@ impl TestBroker {
             Ok(records)
         })
         .await
-        .map_err(|e| TestkitError::Broker(format!("reader task: {e}")))?
     }
 
     /// The sum of the offsets `group` has committed on `topic`'s partitions (a partition with
     /// no commit counts 0): with offsets from 0, the records it has finished.
     pub async fn committed(&self, group: &str, topic: &str) -> Result<i64> {
-        let mut config = self.client_config();
-        config
-            .set("group.id", group)
-            .set("enable.auto.commit", "false");
-        let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = config.create()?;
+        let config = self.client_config();
+        let (group, topic) = (group.to_owned(), topic.to_owned());
+        off_runtime(move || {
+            let consumer = reader(config, &group)?;
             let mut list = TopicPartitionList::new();
             for partition in partitions(&consumer, &topic)? {
                 list.add_partition(&topic, partition);
@@ -157,15 +146,31 @@ impl TestBroker {
                 .sum())
         })
         .await
-        .map_err(|e| TestkitError::Broker(format!("reader task: {e}")))?
     }
 }
 
-fn read_all_blocking(mut config: ClientConfig, topic: &str) -> Result<Vec<ConsumedRecord>> {
-    let consumer: BaseConsumer = config
-        .set("group.id", "voicehub-testkit-reader")
+/// The group the test kit reads in (it assigns partitions itself and never commits).
+const READER_GROUP: &str = "voicehub-testkit-reader";
+
+/// A consumer in `group` that never commits.
+fn reader(mut config: ClientConfig, group: &str) -> Result<BaseConsumer> {
+    Ok(config
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
-        .create()?;
+        .create()?)
+}
+
+/// Runs a blocking client call on a thread of its own, off the async runtime.
+async fn off_runtime<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|e| TestkitError::Broker(format!("reader task: {e}")))?
+}
+
+fn read_all_blocking(config: ClientConfig, topic: &str) -> Result<Vec<ConsumedRecord>> {
+    let consumer = reader(config, READER_GROUP)?;
     let mut assignment = TopicPartitionList::new();
     let mut ends = Vec::new();
     for partition in partitions(&consumer, topic)? {

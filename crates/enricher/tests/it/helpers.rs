@@ -12,7 +12,7 @@ use voicehub_model::{Timestamp, Topics, parse_webhook};
 use voicehub_runtime::settings::{AdminSettings, KafkaSettings, LogSettings};
 use voicehub_runtime::{FaultHook, kafka};
 use voicehub_testkit::metrics::{Scrape, scrape};
-use voicehub_testkit::{ConsumedRecord, Storage, TestBroker};
+use voicehub_testkit::{ConsumedRecord, TestBroker};
 
 pub const API_KEY: &str = "test-api-key";
 
@@ -185,16 +185,7 @@ pub async fn spawn_enricher_faulty(
     customise: impl FnOnce(&mut EnricherSettings),
     fault: Option<FaultHook>,
 ) -> TestEnricher {
-    spawn_enricher_on(Storage::default(), customise, fault).await
-}
-
-/// Like [`spawn_enricher_faulty`], on a broker with the given storage.
-pub async fn spawn_enricher_on(
-    storage: Storage,
-    customise: impl FnOnce(&mut EnricherSettings),
-    fault: Option<FaultHook>,
-) -> TestEnricher {
-    let broker = TestBroker::start_with(storage).await.unwrap();
+    let broker = TestBroker::start().await.unwrap();
     spawn_enricher_against(broker, customise, fault).await
 }
 
