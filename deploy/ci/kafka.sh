@@ -3,15 +3,20 @@
 # benchmarks. Needs Java 17+ and Maven; downloads only from Maven Central, once, into a cache.
 #
 #   deploy/ci/kafka.sh fetch              the jars, into $VOICEHUB_KAFKA_CACHE (idempotent)
+#   deploy/ci/kafka.sh lib                fetch, then print the jars' directory
 #   deploy/ci/kafka.sh start PORT DIR     format DIR, start a broker on 127.0.0.1:PORT, wait
 #                                         until it answers; its pid in DIR/pid, log DIR/kafka.log
 #   deploy/ci/kafka.sh stop DIR           stop it (SIGTERM, then SIGKILL after 20 s)
+#   deploy/ci/kafka.sh kill DIR           kill it (SIGKILL: a crash; the data stays in DIR)
+#   deploy/ci/kafka.sh resume DIR         start it again on DIR's data and port, wait until it
+#                                         answers (after kill or stop)
 #
 # The pinned version is the pom's (deploy/ci/kafka/pom.xml).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/kafka/pom.xml")
-cache=${VOICEHUB_KAFKA_CACHE:-$HOME/.cache/voicehub-kafka}/$version
+# Keyed by the pom's content: a changed dependency list is fetched anew.
+cache=${VOICEHUB_KAFKA_CACHE:-$HOME/.cache/voicehub-kafka}/$version-$(sha256sum "$here/kafka/pom.xml" | cut -c1-12)
 
 fetch() {
   if [[ -f $cache/complete ]]; then
@@ -48,6 +53,9 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
+# A broker killed and started again (outage tests) is fenced until its old session expires.
+broker.session.timeout.ms=2000
+broker.heartbeat.interval.ms=500
 EOF
   cat >"$dir/log4j2.properties" <<'EOF'
 rootLogger.level=WARN
@@ -61,13 +69,28 @@ logger.kafka.level=INFO
 logger.raft.name=kafka.server.KafkaRaftServer
 logger.raft.level=INFO
 EOF
-  local java=(java -Xms256m -Xmx768m -XX:+UseG1GC -Dlog4j2.configurationFile="$dir/log4j2.properties"
-    -cp "$cache/lib/*")
+  java_for "$dir"
   "${java[@]}" kafka.tools.StorageTool format --standalone -t "$(uuidgen_like)" \
     -c "$dir/server.properties" >"$dir/format.log" 2>&1 || {
     cat "$dir/format.log" >&2
     exit 1
   }
+  launch "$dir"
+}
+
+# The java command line for the broker in $1, into the array java.
+java_for() {
+  java=(java -Xms256m -Xmx768m -XX:+UseG1GC -Dlog4j2.configurationFile="$1/log4j2.properties"
+    -cp "$cache/lib/*")
+}
+
+# Starts the broker formatted in $1 and waits until it serves; prints its bootstrap address.
+launch() {
+  local dir
+  dir=$(cd "$1" && pwd)
+  local port
+  port=$(sed -n 's/^advertised.listeners=PLAINTEXT:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$dir/server.properties")
+  java_for "$dir"
   nohup "${java[@]}" kafka.Kafka "$dir/server.properties" >"$dir/kafka.log" 2>&1 &
   echo $! >"$dir/pid"
   for _ in $(seq 1 600); do
@@ -100,6 +123,17 @@ stop() {
   kill -9 "$pid" 2>/dev/null || true
 }
 
+crash() {
+  local dir=$1
+  [[ -f $dir/pid ]] || return 0
+  local pid
+  pid=$(cat "$dir/pid")
+  kill -9 "$pid" 2>/dev/null || return 0
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 0.05
+  done
+}
+
 # A random cluster id: 16 random bytes, URL-safe base64 without padding (what Kafka expects).
 uuidgen_like() {
   head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'
@@ -107,10 +141,13 @@ uuidgen_like() {
 
 case ${1:-} in
   fetch) fetch ;;
+  lib) fetch && echo "$cache/lib" ;;
   start) start "${2:?port}" "${3:?directory}" ;;
   stop) stop "${2:?directory}" ;;
+  kill) crash "${2:?directory}" ;;
+  resume) launch "${2:?directory}" ;;
   *)
-    sed -n '2,11p' "$0" >&2
+    sed -n '2,15p' "$0" >&2
     exit 2
     ;;
 esac

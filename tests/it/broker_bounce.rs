@@ -16,8 +16,8 @@ const UP_BETWEEN: Duration = Duration::from_secs(4);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_bounces_under_load_lose_nothing_acknowledged_and_need_no_restart() {
-    // SQLite storage: the data survives the broker's restarts.
-    let mut broker = TestBroker::start().await.unwrap();
+    // A broker of its own (tansu on SQLite, or Apache Kafka): its data survives its restarts.
+    let mut broker = TestBroker::start_stoppable().await.unwrap();
     let bridge = Bridge::start(&broker, AnalysisTrouble::default()).await;
 
     // About 30 s of calls (4 webhooks per answered call) while the broker bounces.

@@ -39,6 +39,7 @@ async fn every_record_type_decodes_with_the_cloudevents_sdk() -> anyhow::Result<
     let broker = TestBroker::start().await?;
     let mut settings = KafkaSettings {
         bootstrap_servers: broker.bootstrap_servers(),
+        topics: broker.topics(),
         ..KafkaSettings::default()
     };
     settings.provision.partitions = 2;
@@ -104,7 +105,7 @@ async fn every_record_type_decodes_with_the_cloudevents_sdk() -> anyhow::Result<
         .iter()
         .map(|(_, r)| (r.header("ce_id").unwrap(), r))
         .collect();
-    let consumer = broker.group_consumer("cloudevents-sdk", &topic_refs)?;
+    let consumer = broker.group_consumer(&broker.name("cloudevents-sdk"), &topic_refs)?;
     let mut decoded = 0;
     while decoded < sent.len() {
         let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await??;

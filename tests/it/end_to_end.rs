@@ -1,7 +1,7 @@
 //! Simulator → ingress → broker → enricher → enriched topic, all real, in one process.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use voicehub_simulator::{AnalysisTrouble, SendOptions, Trouble, simulate};
 use voicehub_testkit::TestBroker;
@@ -124,18 +124,27 @@ async fn every_acknowledged_call_event_lands_in_order_and_every_analysis_is_enri
         )
         .await
         .unwrap();
-    let mut exported = HashSet::new();
-    for port in [bridge.ingress_admin, bridge.enricher_admin] {
-        let scrape = scrape(&format!("http://127.0.0.1:{port}/metrics")).await;
-        exported.extend(scrape.samples.into_iter().map(|s| s.metric));
-    }
+    // The consumer-lag gauge comes with librdkafka's statistics (every 5 s): scrape until
+    // everything named is there, or the deadline says what never came.
+    let deadline = Instant::now() + Duration::from_secs(20);
     for file in ["prometheus/alerts.yml", "grafana/voicehub-bridge.json"] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../deploy")
             .join(file);
         let named = metric_names(&std::fs::read_to_string(path).unwrap());
         assert!(named.len() >= 8, "{file}: {named:?}");
-        let missing: Vec<&String> = named.iter().filter(|n| !exported.contains(*n)).collect();
+        let missing = loop {
+            let mut exported = HashSet::new();
+            for port in [bridge.ingress_admin, bridge.enricher_admin] {
+                let scrape = scrape(&format!("http://127.0.0.1:{port}/metrics")).await;
+                exported.extend(scrape.samples.into_iter().map(|s| s.metric));
+            }
+            let missing: Vec<&String> = named.iter().filter(|n| !exported.contains(*n)).collect();
+            if missing.is_empty() || Instant::now() > deadline {
+                break missing;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
         assert!(
             missing.is_empty(),
             "{file} names unexported metrics: {missing:?}"

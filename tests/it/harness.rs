@@ -21,6 +21,7 @@ pub const API_KEY: &str = "e2e-api-key";
 pub fn kafka_settings(broker: &TestBroker) -> KafkaSettings {
     let mut kafka = KafkaSettings {
         bootstrap_servers: broker.bootstrap_servers(),
+        topics: broker.topics(),
         ..KafkaSettings::default()
     };
     kafka.provision.create_topics = true;
@@ -79,7 +80,7 @@ impl Bridge {
         let api = AnalysisApi::start("127.0.0.1:0", API_KEY, trouble).unwrap();
         let mut enricher_settings =
             stack::enricher_settings(&kafka, 0, secrets.api_key.clone(), vec![api.host()]);
-        enricher_settings.consumer.group_id = "e2e".into();
+        enricher_settings.consumer.group_id = broker.name("e2e");
         enricher_settings.consumer.session_timeout_ms = 6_000;
         enricher_settings.retry.initial_backoff_ms = 50;
         let enricher = voicehub_enricher::Application::build(enricher_settings)

@@ -11,7 +11,7 @@ use tansu_storage::StorageContainer;
 use tokio::task::JoinHandle;
 use url::Url;
 
-use crate::kafka::Kafka;
+use crate::kafka::{self, KAFKA_ENV, Kafka};
 use crate::{Result, TestkitError, free_port};
 
 type Tansu = Broker<Controller<StorageContainer>, StorageContainer>;
@@ -49,13 +49,49 @@ pub struct TestBroker {
     _data: Option<tempfile::TempDir>,
     /// Set for Apache Kafka: the tansu fields are then unused.
     kafka: Option<Kafka>,
+    /// Appended to the names [`Self::topics`] and [`Self::name`] give: unique on a broker the
+    /// test run shares, empty on one of this test's own.
+    namespace: String,
 }
 
 impl TestBroker {
-    /// Starts a broker with SQLite storage on a free port and waits until it accepts
-    /// connections.
+    /// The test run's broker: Apache Kafka shared by the whole run when `VOICEHUB_TEST_KAFKA`
+    /// names one (`tests/run.sh` starts it), else an embedded tansu broker of this test's own
+    /// (SQLite). Tests take their topic and group names from [`Self::topics`] and
+    /// [`Self::name`], which keep them apart on a shared broker. A shared broker cannot be
+    /// stopped: outage tests use [`Self::start_stoppable`].
     pub async fn start() -> Result<Self> {
-        Self::start_with(Storage::Sqlite).await
+        if std::env::var_os(KAFKA_ENV).is_some() {
+            Self::kafka().await
+        } else {
+            Self::start_with(Storage::Sqlite).await
+        }
+    }
+
+    /// A broker for this test alone, which it may [`Self::stop`] and [`Self::resume`]: Apache
+    /// Kafka started for it when the test run uses Kafka (`VOICEHUB_TEST_KAFKA`), else
+    /// embedded tansu (SQLite).
+    pub async fn start_stoppable() -> Result<Self> {
+        if std::env::var_os(KAFKA_ENV).is_some() {
+            Self::kafka_of_its_own().await
+        } else {
+            Self::start_with(Storage::Sqlite).await
+        }
+    }
+
+    /// Whether this is Apache Kafka (else embedded tansu).
+    pub fn is_kafka(&self) -> bool {
+        self.kafka.is_some()
+    }
+
+    /// The topics of this test: the default names, made unique on a shared broker.
+    pub fn topics(&self) -> voicehub_model::Topics {
+        voicehub_model::Topics::default().with_suffix(&self.namespace)
+    }
+
+    /// `base` made unique on a shared broker (a topic or consumer group of this test's).
+    pub fn name(&self, base: &str) -> String {
+        format!("{base}{}", self.namespace)
     }
 
     /// Starts a broker with the given storage on a free port.
@@ -81,21 +117,19 @@ impl TestBroker {
             task: None,
             _data: data,
             kafka: None,
+            namespace: String::new(),
         };
         this.resume().await?;
         Ok(this)
     }
 
     /// Apache Kafka: the test run's (`VOICEHUB_TEST_KAFKA`), or one started for this test.
-    /// Tests on a shared broker must use topic and group names of their own. The tansu-only
-    /// operations ([`Self::stop`], [`Self::resume`]) pause and thaw the broker process instead,
-    /// when this test started it.
     pub async fn kafka() -> Result<Self> {
         Self::with_kafka(Kafka::shared_or_started).await
     }
 
     /// Apache Kafka started for this test alone, whatever `VOICEHUB_TEST_KAFKA` says: one it
-    /// may pause ([`Self::stop`]) without disturbing other tests.
+    /// may stop or freeze without disturbing other tests.
     pub async fn kafka_of_its_own() -> Result<Self> {
         Self::with_kafka(Kafka::started).await
     }
@@ -106,6 +140,11 @@ impl TestBroker {
             .map_err(|e| TestkitError::Broker(format!("starting Kafka: {e}")))??;
         let storage =
             Url::parse("kafka://external/").map_err(|e| TestkitError::Broker(e.to_string()))?;
+        let namespace = if kafka.is_shared() {
+            format!(".t{}", uuid::Uuid::new_v4().simple())
+        } else {
+            String::new()
+        };
         Ok(Self {
             port: 0,
             broker: None,
@@ -113,6 +152,7 @@ impl TestBroker {
             task: None,
             _data: None,
             kafka: Some(kafka),
+            namespace,
         })
     }
 
@@ -146,12 +186,16 @@ impl TestBroker {
         self.kafka.is_some() || self.task.as_ref().is_some_and(|task| !task.is_finished())
     }
 
-    /// Stops serving: the port is closed and every connection dropped. Data is kept in memory.
-    /// Apache Kafka started by this test is frozen instead (`SIGSTOP`): connections stay open
-    /// and go unanswered.
+    /// Stops serving: the port is closed and every connection dropped; the data is kept.
+    /// Apache Kafka (started by this test) is killed (`SIGKILL`, a crash: what it
+    /// acknowledged is in its log directory). Panics on a broker the test run shares.
     pub async fn stop(&mut self) {
-        if self.kafka.is_some() {
-            if let Err(error) = self.freeze() {
+        if let Some(kafka) = &self.kafka {
+            let killed = match kafka.control("kill") {
+                Ok(command) => kafka::run(command).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = killed {
                 panic!("{error}");
             }
             return;
@@ -168,8 +212,8 @@ impl TestBroker {
     /// same SQLite file, before this gives up: the whole-system tests bounce it under load,
     /// and a restart that fails is the test kit's problem, not the bridge's.
     pub async fn resume(&mut self) -> Result<()> {
-        if self.kafka.is_some() {
-            return self.thaw();
+        if let Some(kafka) = &self.kafka {
+            return kafka::run(kafka.control("resume")?).await;
         }
         if self.is_running() {
             return Ok(());
@@ -335,7 +379,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_broker_rebuilt_on_its_sqlite_file_serves_the_same_records() {
-        let mut broker = TestBroker::start().await.unwrap();
+        let mut broker = TestBroker::start_with(Storage::Sqlite).await.unwrap();
         broker.create_topics(&["t"], 1).await.unwrap();
         let producer: FutureProducer = broker.client_config().create().unwrap();
         for value in ["a", "b"] {

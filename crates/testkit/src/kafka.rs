@@ -22,8 +22,16 @@ pub(crate) struct Kafka {
 
 #[derive(Debug)]
 struct Owned {
+    /// Its configuration, data, log, and `pid` (which changes with every resume).
     dir: tempfile::TempDir,
-    pid: u32,
+}
+
+impl Owned {
+    fn pid(&self) -> Result<String> {
+        Ok(std::fs::read_to_string(self.dir.path().join("pid"))?
+            .trim()
+            .to_owned())
+    }
 }
 
 fn script() -> PathBuf {
@@ -42,12 +50,23 @@ impl Kafka {
         Self::started()
     }
 
-    /// A new broker, this process's own (so it can be paused).
+    /// Whether the test run shares this broker (so it is not this process's to stop).
+    pub(crate) fn is_shared(&self) -> bool {
+        self.own.is_none()
+    }
+
+    /// A new broker, this process's own (so it can be stopped and paused).
     pub(crate) fn started() -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("voicehub-kafka-")
             .tempdir()?;
-        let port = free_port()?;
+        // The controller listens on the port after the broker's.
+        let port = loop {
+            let port = free_port()?;
+            if std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+                break port;
+            }
+        };
         let output = Command::new(script())
             .arg("start")
             .arg(port.to_string())
@@ -59,27 +78,38 @@ impl Kafka {
                 String::from_utf8_lossy(&output.stderr)
             )));
         }
-        let pid = std::fs::read_to_string(dir.path().join("pid"))?
-            .trim()
-            .parse()
-            .map_err(|e| TestkitError::Broker(format!("kafka pid: {e}")))?;
         Ok(Self {
             bootstrap: String::from_utf8_lossy(&output.stdout).trim().to_owned(),
-            own: Some(Owned { dir, pid }),
+            own: Some(Owned { dir }),
         })
+    }
+
+    fn own(&self) -> Result<&Owned> {
+        self.own.as_ref().ok_or_else(|| {
+            TestkitError::Broker(format!(
+                "the broker of {KAFKA_ENV} is shared by the test run: it cannot be stopped or \
+                 paused (use TestBroker::start_stoppable)"
+            ))
+        })
+    }
+
+    /// `deploy/ci/kafka.sh kill` (`SIGKILL`, waiting until the process is gone: its ports
+    /// closed, its connections reset, its log directory kept) or `resume` (started again on
+    /// its data and ports, waiting until it serves), to be run by [`run`].
+    pub(crate) fn control(&self, verb: &str) -> Result<Command> {
+        let own = self.own()?;
+        let mut command = Command::new(script());
+        command.arg(verb).arg(own.dir.path());
+        Ok(command)
     }
 
     /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the broker process: an outage in which
     /// connections stay open and nothing is answered. Only for a broker this process started.
     pub(crate) fn signal(&self, signal: &str) -> Result<()> {
-        let own = self.own.as_ref().ok_or_else(|| {
-            TestkitError::Broker(format!(
-                "the broker of {KAFKA_ENV} is shared by the test run: it cannot be paused"
-            ))
-        })?;
+        let own = self.own()?;
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
-            .arg(own.pid.to_string())
+            .arg(own.pid()?)
             .status()?;
         if status.success() {
             Ok(())
@@ -89,15 +119,28 @@ impl Kafka {
     }
 }
 
+/// Runs a [`Kafka::control`] command off the async runtime (it waits for the process).
+pub(crate) async fn run(mut command: Command) -> Result<()> {
+    let output = tokio::task::spawn_blocking(move || command.output().map(|o| (command, o)))
+        .await
+        .map_err(|e| TestkitError::Broker(e.to_string()))?;
+    let (command, output) = output?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(TestkitError::Broker(format!(
+            "{command:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )))
+    }
+}
+
 impl Drop for Kafka {
     fn drop(&mut self) {
+        // Its data is of no more use: killed, not stopped (a frozen broker dies too).
         if let Some(own) = &self.own {
-            let _ = Command::new("kill")
-                .arg("-CONT")
-                .arg(own.pid.to_string())
-                .status();
             let _ = Command::new(script())
-                .arg("stop")
+                .arg("kill")
                 .arg(own.dir.path())
                 .status();
         }

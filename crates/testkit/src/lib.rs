@@ -1,11 +1,13 @@
 //! Test support: a real Kafka-compatible broker per test, and ways to look inside it.
 //!
-//! [`TestBroker::start`] runs [tansu](https://crates.io/crates/tansu-broker) in this process on
-//! a free loopback port, storing in SQLite in a temporary directory (see [`Storage`]). Every
-//! test gets its own broker, so tests never see each other's records and need no unique topic
-//! names. [`TestBroker::kafka`] is Apache Kafka instead ([`kafka`]), for tests at volume; those
-//! use topic names of their own. The broker can be stopped and resumed on the same port with
-//! its data (to test outages), and records are read back with deadlines, never fixed sleeps.
+//! [`TestBroker::start`] is the test run's broker: Apache Kafka when `VOICEHUB_TEST_KAFKA`
+//! names one (`tests/run.sh` starts one for the run from its Maven Central jars, see
+//! [`kafka`]), else [tansu](https://crates.io/crates/tansu-broker) in this process on a free
+//! loopback port, storing in SQLite in a temporary directory (see [`Storage`]). Tests take
+//! their topic and consumer-group names from [`TestBroker::topics`] and [`TestBroker::name`],
+//! unique on a shared broker. Outage tests use [`TestBroker::start_stoppable`], a broker of
+//! their own (Apache Kafka started for the test, or tansu) that can be stopped and resumed on
+//! the same port with its data; records are read back with deadlines, never fixed sleeps.
 //! [`metrics`] reads a service's `/metrics` through a real Prometheus text parser.
 
 mod broker;

@@ -1,10 +1,11 @@
-//! The test kit's broker is a real Kafka-compatible broker: a plain rdkafka client can create
-//! topics, produce, and read back through it, across a stop and resume.
+//! The test kit's brokers are real Kafka-compatible brokers: a plain rdkafka client can create
+//! topics, produce, and read back through them, across a stop and resume. Most of these are
+//! about the embedded tansu broker; the last ones about Apache Kafka.
 
 use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use voicehub_testkit::{TestBroker, TestkitError};
+use voicehub_testkit::{Storage, TestBroker, TestkitError};
 
 async fn produce(broker: &TestBroker, topic: &str, key: &str, value: &str) -> anyhow::Result<()> {
     let producer: FutureProducer = broker
@@ -23,7 +24,7 @@ async fn produce(broker: &TestBroker, topic: &str, key: &str, value: &str) -> an
 
 #[tokio::test(flavor = "multi_thread")]
 async fn records_produced_are_read_back_in_order() -> anyhow::Result<()> {
-    let broker = TestBroker::start().await?;
+    let broker = TestBroker::start_with(Storage::Sqlite).await?;
     broker.create_topics(&["t"], 1).await?;
     broker.create_topics(&["t"], 1).await?; // idempotent
 
@@ -40,7 +41,7 @@ async fn records_produced_are_read_back_in_order() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_empty_topic_reads_as_empty_and_waiting_for_more_times_out() -> anyhow::Result<()> {
-    let broker = TestBroker::start().await?;
+    let broker = TestBroker::start_with(Storage::Sqlite).await?;
     broker.create_topics(&["empty"], 3).await?;
 
     assert!(broker.read_all("empty").await?.is_empty());
@@ -54,7 +55,7 @@ async fn an_empty_topic_reads_as_empty_and_waiting_for_more_times_out() -> anyho
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stopped_broker_refuses_connections_and_resumes_with_its_data() -> anyhow::Result<()> {
-    let mut broker = TestBroker::start().await?;
+    let mut broker = TestBroker::start_with(Storage::Sqlite).await?;
     broker.create_topics(&["t"], 1).await?;
     produce(&broker, "t", "k", "before").await?;
 
@@ -82,7 +83,7 @@ async fn a_port_already_taken_is_an_error_not_someone_elses_broker() -> anyhow::
     let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = taken.local_addr()?.port();
 
-    let started = TestBroker::start_on(port, voicehub_testkit::Storage::Memory).await;
+    let started = TestBroker::start_on(port, Storage::Memory).await;
 
     let err = started.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
@@ -152,16 +153,63 @@ async fn read_from_inside_a_batch(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fetch_from_inside_a_batch_gets_the_rest_of_it_except_from_tansus_memory_engine()
 -> anyhow::Result<()> {
-    let sqlite = TestBroker::start().await?;
-    let memory = TestBroker::start_with(voicehub_testkit::Storage::Memory).await?;
+    let sqlite = TestBroker::start_with(Storage::Sqlite).await?;
+    let memory = TestBroker::start_with(Storage::Memory).await?;
+    let kafka = TestBroker::kafka().await?;
 
     let exact = read_from_inside_a_batch(&sqlite, "batch", 10, 4).await?;
     let skipped = read_from_inside_a_batch(&memory, "batch", 10, 4).await?;
+    // Apache Kafka returns the whole batch; the client drops the records before the offset.
+    let from_kafka = read_from_inside_a_batch(&kafka, &kafka.name("batch"), 10, 4).await?;
 
     assert_eq!(exact, (4..10).collect::<Vec<_>>());
+    assert_eq!(from_kafka, exact);
     assert!(
         !skipped.contains(&4),
         "tansu's memory engine now serves a fetch from inside a batch: {skipped:?}"
     );
+    Ok(())
+}
+
+/// Apache Kafka stopped in a test is killed (a crash, not a freeze): its port refuses
+/// connections, and it comes back on the same port with everything it acknowledged.
+#[tokio::test(flavor = "multi_thread")]
+async fn apache_kafka_killed_and_resumed_serves_what_it_acknowledged() -> anyhow::Result<()> {
+    let mut broker = TestBroker::kafka_of_its_own().await?;
+    broker.create_topics(&["t"], 1).await?;
+    produce(&broker, "t", "k", "before").await?;
+
+    broker.stop().await;
+    let refused = tokio::net::TcpStream::connect(broker.bootstrap_servers()).await;
+
+    broker.resume().await?;
+    produce(&broker, "t", "k", "after").await?;
+    let values: Vec<_> = broker
+        .read_all("t")
+        .await?
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    assert!(refused.is_err(), "a killed broker accepted a connection");
+    assert_eq!(values, [b"before".to_vec(), b"after".to_vec()]);
+    Ok(())
+}
+
+/// On the test run's shared Kafka, each test's names are its own; on a broker of a test's
+/// own, they are the defaults (what the services would use).
+#[tokio::test(flavor = "multi_thread")]
+async fn names_are_unique_on_a_shared_broker_and_the_defaults_on_an_own_one() -> anyhow::Result<()>
+{
+    let defaults = voicehub_model::Topics::default();
+    let own = TestBroker::start_with(Storage::Memory).await?;
+    assert_eq!(own.topics(), defaults);
+    assert_eq!(own.name("group"), "group");
+    if std::env::var_os(voicehub_testkit::kafka::KAFKA_ENV).is_some() {
+        let (a, b) = (TestBroker::start().await?, TestBroker::start().await?);
+        assert!(a.is_kafka() && b.is_kafka());
+        assert_ne!(a.topics().dead_letter, b.topics().dead_letter);
+        assert_ne!(a.name("group"), b.name("group"));
+        a.topics().validate()?;
+    }
     Ok(())
 }

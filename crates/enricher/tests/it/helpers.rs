@@ -189,6 +189,12 @@ pub async fn spawn_enricher_faulty(
     spawn_enricher_against(broker, customise, fault).await
 }
 
+/// Like [`spawn_enricher`], against a broker this test may stop.
+pub async fn spawn_enricher_stoppable() -> TestEnricher {
+    let broker = TestBroker::start_stoppable().await.unwrap();
+    spawn_enricher_against(broker, |_| {}, None).await
+}
+
 /// Like [`spawn_enricher_faulty`], against `broker`.
 pub async fn spawn_enricher_against(
     broker: TestBroker,
@@ -201,6 +207,7 @@ pub async fn spawn_enricher_against(
     let mut kafka = KafkaSettings {
         bootstrap_servers: broker.bootstrap_servers(),
         message_timeout_ms: 10_000,
+        topics: broker.topics(),
         ..KafkaSettings::default()
     };
     kafka.provision.create_topics = true;
@@ -208,7 +215,7 @@ pub async fn spawn_enricher_against(
     kafka.provision.replication_factor = 1;
     let mut settings = EnricherSettings {
         consumer: ConsumerSettings {
-            group_id: "enricher-test".into(),
+            group_id: broker.name("enricher-test"),
             max_in_flight: 4,
             max_backlog_bytes: 64 * 1024,
             session_timeout_ms: 6_000,

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use voicehub_model::enriched::AnalysisEnriched;
 
-use crate::helpers::{Reply, spawn_enricher};
+use crate::helpers::{Reply, spawn_enricher, spawn_enricher_stoppable};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_clean_stop_commits_so_a_successor_does_not_redo_the_work() {
@@ -143,7 +143,7 @@ async fn a_rebalance_to_a_second_instance_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stop_with_the_broker_gone_still_exits_in_bounded_time() {
-    let mut enricher = spawn_enricher().await;
+    let mut enricher = spawn_enricher_stoppable().await;
     enricher
         .send_event("e0", "c0", &enricher.api.url("/r/x"))
         .await;

@@ -1,10 +1,10 @@
 use std::time::{Duration, Instant};
 
-use crate::helpers::{spawn_app, status_event};
+use crate::helpers::{spawn_app_stoppable, status_event};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stopped_broker_means_503_within_the_deadline_then_recovery_without_restart() {
-    let mut app = spawn_app().await;
+    let mut app = spawn_app_stoppable(|_| {}).await;
     assert_eq!(
         app.post_json(&status_event("before", "c")).await.status(),
         200

@@ -59,6 +59,12 @@ pub async fn spawn_app_prepared(
     spawn_app_against(broker, customise, prepare).await
 }
 
+/// Like [`spawn_app_with`], against a broker this test may stop.
+pub async fn spawn_app_stoppable(customise: impl FnOnce(&mut IngressSettings)) -> TestApp {
+    let broker = TestBroker::start_stoppable().await.expect("broker");
+    spawn_app_against(broker, customise, |_| {}).await
+}
+
 /// Like [`spawn_app_prepared`], against `broker`.
 pub async fn spawn_app_against(
     broker: TestBroker,
@@ -78,6 +84,7 @@ pub async fn spawn_app_against(
     let mut kafka = KafkaSettings {
         bootstrap_servers: broker.bootstrap_servers(),
         message_timeout_ms: 10_000,
+        topics: broker.topics(),
         ..KafkaSettings::default()
     };
     kafka.provision.create_topics = true;

@@ -12,7 +12,11 @@ use voicehub_model::record::Provenance;
 use voicehub_model::{Timestamp, parse_webhook};
 use voicehub_testkit::metrics::metric_value;
 
-use crate::helpers::{TestApp, spawn_app_with, status_event};
+use voicehub_testkit::TestBroker;
+
+use crate::helpers::{
+    TestApp, spawn_app_against, spawn_app_stoppable, spawn_app_with, status_event,
+};
 
 /// How long the broker is away in the outage tests (the figure).
 const OUTAGE: Duration = Duration::from_secs(60);
@@ -112,7 +116,7 @@ async fn assert_all_there_in_order(
 
 async fn a_minute_without_the_broker(mode: SpoolMode) {
     let dir = tempfile::tempdir().unwrap();
-    let mut app = spawn_app_with(spool_on(mode, dir.path())).await;
+    let mut app = spawn_app_stoppable(spool_on(mode, dir.path())).await;
     let mut acknowledged: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for call in 0..CALLS {
         let (call, id) = (format!("call-{call}"), format!("call-{call}-before"));
@@ -272,7 +276,7 @@ async fn fallback_with_a_healthy_broker_produces_directly() {
 async fn a_full_spool_answers_503_with_retry_after_and_loses_nothing_it_took() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_owned();
-    let mut app = spawn_app_with(move |settings| {
+    let mut app = spawn_app_stoppable(move |settings| {
         spool_on(SpoolMode::Always, &path)(settings);
         settings.spool.segment_bytes = 4 * 1024;
         settings.spool.max_bytes = 16 * 1024;
@@ -336,9 +340,9 @@ fn open_spool(dir: &Path) -> (voicehub_spool::Spool, voicehub_spool::Recovery) {
     .unwrap()
 }
 
-/// Spools call-status events for `call` as a previous instance would have.
-async fn prefill(dir: &Path, ids: impl Iterator<Item = String>, call: &str) {
-    let topic = voicehub_model::Topics::default().call_status_changed;
+/// Spools call-status events for `call` as a previous instance on `broker` would have.
+async fn prefill(broker: &TestBroker, dir: &Path, ids: impl Iterator<Item = String>, call: &str) {
+    let topic = broker.topics().call_status_changed;
     let (spool, _) = open_spool(dir);
     for id in ids {
         let body = status_event(&id, call).to_string();
@@ -357,9 +361,10 @@ async fn prefill(dir: &Path, ids: impl Iterator<Item = String>, call: &str) {
 async fn fallback_after_a_restart_sends_new_events_behind_the_spooled_ones() {
     let dir = tempfile::tempdir().unwrap();
     let old: Vec<String> = (0..1_000).map(|n| format!("old-{n}")).collect();
-    prefill(dir.path(), old.clone().into_iter(), "c").await;
+    let broker = TestBroker::start().await.unwrap();
+    prefill(&broker, dir.path(), old.clone().into_iter(), "c").await;
 
-    let app = spawn_app_with(spool_on(SpoolMode::Fallback, dir.path())).await;
+    let app = spawn_app_against(broker, spool_on(SpoolMode::Fallback, dir.path()), |_| {}).await;
     post_acknowledged(&app, "new", "c").await;
 
     wait_drained(&app, Duration::from_secs(60)).await;
@@ -372,7 +377,14 @@ async fn fallback_after_a_restart_sends_new_events_behind_the_spooled_ones() {
 async fn a_segment_torn_in_its_last_record_forwards_every_earlier_record() {
     let dir = tempfile::tempdir().unwrap();
     // Five records spooled by an instance that then died in the middle of writing the fifth.
-    prefill(dir.path(), (0..5).map(|n| format!("torn-{n}")), "c").await;
+    let broker = TestBroker::start().await.unwrap();
+    prefill(
+        &broker,
+        dir.path(),
+        (0..5).map(|n| format!("torn-{n}")),
+        "c",
+    )
+    .await;
     let segment = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|entry| entry.unwrap().path())
@@ -386,7 +398,7 @@ async fn a_segment_torn_in_its_last_record_forwards_every_earlier_record() {
         .set_len(length - 20)
         .unwrap();
 
-    let app = spawn_app_with(spool_on(SpoolMode::Always, dir.path())).await;
+    let app = spawn_app_against(broker, spool_on(SpoolMode::Always, dir.path()), |_| {}).await;
 
     wait_drained(&app, Duration::from_secs(30)).await;
     let acknowledged = BTreeMap::from([(
@@ -431,7 +443,7 @@ async fn a_clean_stop_leaves_nothing_to_forward_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stop_during_an_outage_leaves_the_spool_on_disk_within_the_drain_deadline() {
     let dir = tempfile::tempdir().unwrap();
-    let mut app = spawn_app_with(spool_on(SpoolMode::Always, dir.path())).await;
+    let mut app = spawn_app_stoppable(spool_on(SpoolMode::Always, dir.path())).await;
     app.broker.stop().await;
     for n in 0..20 {
         post_acknowledged(&app, &format!("left-{n}"), "c").await;

@@ -12,6 +12,7 @@ use voicehub_testkit::{Storage, TestBroker};
 fn settings(broker: &TestBroker) -> KafkaSettings {
     let mut settings = KafkaSettings {
         bootstrap_servers: broker.bootstrap_servers(),
+        topics: broker.topics(),
         ..KafkaSettings::default()
     };
     settings.provision.partitions = 3;
@@ -54,7 +55,7 @@ async fn contract_producer_records_arrive_through_a_consumer_group() -> anyhow::
         let first = partitions.iter().find(|(k, _)| k == key).map(|(_, p)| *p);
         assert_eq!(Some(*partition), first, "{key} moved partitions");
     }
-    let consumer = broker.group_consumer("contract-test", &[&topic])?;
+    let consumer = broker.group_consumer(&broker.name("contract-test"), &[&topic])?;
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while seen.len() < 10 {
@@ -84,7 +85,7 @@ async fn contract_producer_records_arrive_through_a_consumer_group() -> anyhow::
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stopped_broker_fails_the_produce_within_its_deadline() -> anyhow::Result<()> {
-    let mut broker = TestBroker::start().await?;
+    let mut broker = TestBroker::start_stoppable().await?;
     let settings = settings(&broker);
     let topic = settings.topics.unrouted.clone();
     kafka::ensure_topics(&settings, &[&topic], Duration::from_secs(10)).await?;
