@@ -9,6 +9,8 @@
 #                                    through a TLS-inspecting proxy whose CA only the host trusts)
 #   voicehub-ci/cc-runtime:bookworm  like gcr.io/distroless/cc-debian12:nonroot: glibc, libgcc,
 #                                    libssl3 and CA certificates only; no shell, no package manager
+#   voicehub-ci/jre:bookworm         minbase Debian with OpenJDK 17's headless JRE: the base of
+#                                    the local Apache Kafka image (deploy/ci/kafka/image)
 #
 # Needs root, mmdebstrap and a running Docker engine. Skips an image that already exists.
 set -euo pipefail
@@ -38,6 +40,12 @@ if ! docker image inspect voicehub-ci/rust:bookworm >/dev/null 2>&1; then
       --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
       --change 'CMD ["bash"]' \
       - voicehub-ci/rust:bookworm
+fi
+
+if ! docker image inspect voicehub-ci/jre:bookworm >/dev/null 2>&1; then
+  mmdebstrap --quiet --variant=minbase --include=openjdk-17-jre-headless \
+    bookworm - "$sources" |
+    docker import --change 'CMD ["bash"]' - voicehub-ci/jre:bookworm
 fi
 
 docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' 'voicehub-ci/*'

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the image from deploy/Dockerfile for real and runs docker-compose.yml against it (with
-# deploy/ci/compose.ci.yml: stand-in Kafka and Prometheus, host networking on loopback), then
+# deploy/ci/compose.ci.yml: Apache Kafka from a local image of its Maven Central jars run with
+# the compose file's own KRaft settings, a stand-in Prometheus, host networking), then
 # checks from the outside: /readyz 200 on both services; an authenticated webhook of every
 # event type accepted (whole simulated calls plus the Call Studio examples); every record on its
 # topic; one enriched record per analysis-ready record, fetched from the simulator's stand-in
@@ -9,8 +10,8 @@
 # loaded; and the bridge containers running as uid 65532 with a read-only root filesystem.
 #
 # Needs root and the tools of deploy/ci/install-tools.sh; starts dockerd if none runs (and stops
-# it). Usage: deploy/ci/compose-smoke.sh [BIN_DIR]  (host-built voicehub-dev and voicehub-tail,
-# default target/debug). Prints the image's size and build time.
+# it). Usage: deploy/ci/compose-smoke.sh [BIN_DIR]  (host-built voicehub-tail, default
+# target/debug). Prints the image's size and build time.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH=/opt/voicehub-tools/bin:$PATH
@@ -44,7 +45,7 @@ wait_for() { # description seconds command...
 }
 
 # Host networking: the compose file's ports are this machine's.
-for port in 8080 8090 9090 9091 9092 9099; do
+for port in 8080 8090 9090 9091 9092 9093 9099; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "compose-smoke: port $port is in use (voicehub-dev running?); the smoke test needs it" >&2
     exit 1
@@ -74,11 +75,15 @@ DOCKER_BUILDKIT=1 /usr/bin/docker build --quiet -f deploy/Dockerfile \
   -t voicehub-bridge:local . >/dev/null
 echo "  built in $((SECONDS - start)) s; size $(docker image inspect -f '{{.Size}}' voicehub-bridge:local | numfmt --to=iec)"
 
-echo "--- stand-in images (broker, Prometheus)"
-mkdir -p "$work/broker" "$work/prometheus/data"
-cp "$bin_dir/voicehub-dev" "$work/broker/"
-printf 'FROM voicehub-ci/cc-runtime:bookworm\nCOPY voicehub-dev /usr/local/bin/\n' >"$work/broker/Dockerfile"
-docker build --quiet -t voicehub-ci/broker:local "$work/broker" >/dev/null
+echo "--- local images (Apache Kafka from its jars, Prometheus, voicehub-tail)"
+mkdir -p "$work/tail" "$work/prometheus/data"
+cp -r deploy/ci/kafka/image "$work/kafka"
+cp -r "$(deploy/ci/kafka.sh lib)" "$work/kafka/libs"
+docker build --quiet -t voicehub-ci/kafka:local "$work/kafka" >/dev/null
+cp "$bin_dir/voicehub-tail" "$work/tail/"
+printf 'FROM voicehub-ci/cc-runtime:bookworm\nCOPY voicehub-tail /usr/local/bin/\nENTRYPOINT ["/usr/local/bin/voicehub-tail"]\n' \
+  >"$work/tail/Dockerfile"
+docker build --quiet -t voicehub-ci/tail:local "$work/tail" >/dev/null
 cp "$(command -v prometheus)" "$work/prometheus/"
 printf 'FROM voicehub-ci/cc-runtime:bookworm\nCOPY prometheus /bin/\nCOPY --chown=65532:65532 data /prometheus\nENTRYPOINT ["/bin/prometheus"]\n' \
   >"$work/prometheus/Dockerfile"
@@ -86,6 +91,9 @@ docker build --quiet -t voicehub-ci/prometheus:local "$work/prometheus" >/dev/nu
 
 echo "--- compose up"
 compose up -d --no-build kafka ingress enricher prometheus
+kafka_healthy() { [[ $(docker inspect -f '{{.State.Health.Status}}' "$(compose ps -q kafka)") == healthy ]]; }
+wait_for "Kafka healthy" 120 kafka_healthy
+echo "  Kafka healthy (the compose file's KRaft settings and health check)"
 wait_for "ingress /readyz" 90 curl -fsS http://127.0.0.1:9090/readyz
 wait_for "enricher /readyz" 90 curl -fsS http://127.0.0.1:9091/readyz
 echo "  /readyz 200 on both"
@@ -114,8 +122,9 @@ wait_for "the simulator's report" 60 sim_reported
 compose logs --no-color --no-log-prefix simulator | grep '"acknowledged"' | tee "$work/report"
 grep -q '"refused":0,' "$work/report" || fail "the simulator had webhooks refused"
 
-count() { # topic
-  "$bin_dir/voicehub-tail" --brokers 127.0.0.1:9092 --topic "$1" 2>/dev/null | grep -c '^--- ' || true
+count() { # topic; Kafka advertises kafka:9092, a name only the containers know
+  docker run --rm --network host --add-host kafka:127.0.0.1 voicehub-ci/tail:local \
+    --brokers kafka:9092 --topic "$1" 2>/dev/null | grep -c '^--- ' || true
 }
 for topic in call-status-changed recordings-available analysis-result-ready \
   call-studio-job-status-changed call-studio-analysis-result-ready; do
