@@ -2,7 +2,7 @@
 # Enricher benchmark: enriched records per second with a stand-in analysis API answering in
 # 20 ms, at the default concurrency (16 in flight), and the enricher's peak RSS.
 #
-#   crates/devstack/bench-enricher.sh [records=5000] [api delay ms=20]
+#   crates/devstack/bench-enricher.sh [records=5000] [api delay ms=20] [broker=kafka|sqlite]
 #
 # The input topic is filled first (through the ingress), then the enricher starts on it, so
 # the rate is the enricher's alone; it is measured from its first to its last record.
@@ -10,16 +10,17 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 records=${1:-5000}
 delay=${2:-20}
+storage=${3:-kafka}
 
 . crates/devstack/script-lib.sh
-require_free_ports 18480 18482 19490 19491 19492
+require_free_ports 18480 18482 19490 19491 19492 19493
 build_release voicehub-ingress voicehub-enricher voicehub-devstack
 enriched() {
   curl -sf http://127.0.0.1:19491/metrics |
     awk '/^voicehub_enricher_records_total\{outcome="enriched"\}/ {print $2}' | head -1
 }
 
-start_broker 19492
+start_broker 19492 "$storage"
 "$bin/voicehub-load" analysis-api --listen 127.0.0.1:18482 --delay-ms "$delay" >/dev/null 2>&1 &
 pids+=($!)
 
@@ -45,7 +46,7 @@ ceiling=$(python3 -c "print(round(16 / ($delay / 1000), 1))")
 cat <<TABLE
 | measure | value |
 |---|---|
-| records enriched | $filled |
+| records enriched ($storage broker) | $filled |
 | enriched records/s (16 in flight, API answering in $delay ms) | $rate |
 | ceiling for 16 in flight at $delay ms per fetch | $ceiling |
 | enricher peak RSS (VmHWM) | $(peak_rss_mib "$enricher") MiB |

@@ -1,53 +1,73 @@
 #!/usr/bin/env bash
-# Ingress benchmark: accepted webhooks per second against a local broker with acks=all, latency
-# at half that rate, peak RSS and CPU per 10,000 webhooks, and the same load against a bare
-# actix handler (the HTTP ceiling). Prints a Markdown table for docs/benchmarks.md.
+# Ingress benchmark, three targets measured alike in one run, each on a fresh broker:
+#   ceiling      an actix handler that reads the body and answers 200 (no broker)
+#   bare bridge  actix-web + rdkafka producing the body unparsed, acks=all, idempotent,
+#                linger 5 ms, lz4, answering after the acknowledgement (voicehub-load
+#                bare-bridge)
+#   ingress      voicehub-ingress with its defaults (spool off, every feature on)
+# Per target: accepted webhooks/s and p99 closed-loop at 64 and at 8 connections (unique
+# eventIds), CPU per 1,000 webhooks at 64 (the target process's user + system time), and peak
+# RSS. Prints a Markdown table with the ingress's ratios to the bare bridge.
 #
-#   crates/devstack/bench-ingress.sh [concurrency=32] [seconds=20] [broker storage=sqlite|memory]
+#   crates/devstack/bench-ingress.sh [seconds=20] [broker=kafka|sqlite|memory]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-concurrency=${1:-32}
-seconds=${2:-20}
-storage=${3:-sqlite}
+seconds=${1:-20}
+storage=${2:-kafka}
 secret=bench-secret
 
 . crates/devstack/script-lib.sh
-require_free_ports 18380 18381 19390 19392
+require_free_ports 18380 18381 18382 19390 19392 19393
 build_release voicehub-ingress voicehub-devstack
 cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 field() { python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['$2'], 2))" "$1"; }
+load() { "$bin/voicehub-load" run --url "$1" --secret "$secret" --concurrency "$2" --seconds "$3"; }
+
+# measure NAME URL PID: one table row; its figures also in the variables rate_NAME, cpu_NAME.
+measure() {
+  local name=$1 url=$2 pid=$3
+  load "$url" 64 3 >/dev/null
+  local before after at64 at8
+  before=$(cpu_seconds "$pid")
+  at64=$(load "$url" 64 "$seconds")
+  after=$(cpu_seconds "$pid")
+  at8=$(load "$url" 8 "$seconds")
+  local cpu
+  cpu=$(python3 -c "print(round(($after - $before) / $(field "$at64" ok) * 1000 * 1000, 1))")
+  printf -v "rate_$name" %s "$(field "$at64" ok_per_second)"
+  printf -v "p99_8_$name" %s "$(field "$at8" p99_ms)"
+  printf -v "cpu_$name" %s "$cpu"
+  printf -v "rss_$name" %s "$(peak_rss_mib "$pid")"
+  echo "| $name | $(field "$at64" ok_per_second) | $(field "$at64" p99_ms) ms | $(field "$at8" ok_per_second) | $(field "$at8" p99_ms) ms | $cpu | $(peak_rss_mib "$pid") MiB | $(field "$at64" other_status) / $(field "$at64" errors) |"
+  echo "raw $name: at64=$at64 at8=$at8" >&2
+}
+
+echo "| target ($storage broker, ${seconds} s per load) | webhooks/s @64 | p99 @64 | webhooks/s @8 | p99 @8 | CPU ms per 1,000 @64 | peak RSS | non-2xx / errors @64 |"
+echo "|---|---|---|---|---|---|---|---|"
+
+"$bin/voicehub-load" baseline --listen 127.0.0.1:18381 >/dev/null 2>&1 &
+ceiling=$!
+pids+=($ceiling)
+wait_http http://127.0.0.1:18381/
+measure ceiling http://127.0.0.1:18381/ "$ceiling"
+stop_pid "$ceiling"
+
+start_broker 19392 "$storage"
+"$bin/voicehub-load" bare-bridge --listen 127.0.0.1:18382 --brokers 127.0.0.1:19392 \
+  >"$work/bare.log" 2>&1 &
+bare=$!
+pids+=($bare)
+for _ in $(seq 300); do grep -q listening "$work/bare.log" && break; sleep 0.1; done
+measure bare http://127.0.0.1:18382/ "$bare"
+stop_pid "$bare"
+stop_broker 19392
 
 start_broker 19392 "$storage"
 start_ingress 18380 19390 19392 "$secret" info
-url=http://127.0.0.1:18380/webhooks/voicehub
+measure ingress http://127.0.0.1:18380/webhooks/voicehub "$ingress"
+stop_pid "$ingress"
+stop_broker 19392
 
-"$bin/voicehub-load" run --url "$url" --secret "$secret" --concurrency "$concurrency" --seconds 3 >/dev/null
-cpu_before=$(cpu_seconds "$ingress")
-max=$("$bin/voicehub-load" run --url "$url" --secret "$secret" --concurrency "$concurrency" --seconds "$seconds")
-cpu_after=$(cpu_seconds "$ingress")
-max_rate=$(field "$max" ok_per_second)
-accepted=$(field "$max" ok)
-half=$(python3 -c "print(max(1, round($max_rate / 2)))")
-paced=$("$bin/voicehub-load" run --url "$url" --secret "$secret" --rate "$half" --seconds "$seconds")
-rss=$(peak_rss_mib "$ingress")
-cpu_per_10k=$(python3 -c "print(round(($cpu_after - $cpu_before) / $accepted * 10000, 2))")
-
-"$bin/voicehub-load" baseline --listen 127.0.0.1:18381 >/dev/null 2>&1 &
-pids+=($!)
-sleep 0.5
-"$bin/voicehub-load" run --url http://127.0.0.1:18381/ --concurrency "$concurrency" --seconds 3 >/dev/null
-ceiling=$("$bin/voicehub-load" run --url http://127.0.0.1:18381/ --concurrency "$concurrency" --seconds "$seconds")
-ceiling_rate=$(field "$ceiling" ok_per_second)
-
-cat <<TABLE
-| measure | value |
-|---|---|
-| accepted webhooks/s (closed loop, concurrency $concurrency, ${seconds} s, acks=all, $storage broker) | $max_rate |
-| non-2xx / errors at that load | $(field "$max" other_status) / $(field "$max" errors) |
-| p50 / p99 latency at $half req/s (open loop) | $(field "$paced" p50_ms) ms / $(field "$paced" p99_ms) ms |
-| ingress peak RSS (VmHWM) | $rss MiB |
-| ingress CPU per 10,000 accepted webhooks | $cpu_per_10k s |
-| bare actix handler, same load (HTTP ceiling) | $ceiling_rate req/s |
-| ingress / ceiling | $(python3 -c "print(round($max_rate / $ceiling_rate * 100, 1))") % |
-TABLE
-echo "raw: max=$max paced=$paced ceiling=$ceiling" >&2
+ratio() { python3 -c "print(round($1 / $2, 2))"; }
+echo
+echo "Ingress / bare bridge: webhooks/s @64 $(ratio "$rate_ingress" "$rate_bare")x, CPU per webhook $(ratio "$cpu_ingress" "$cpu_bare")x, peak RSS $(ratio "$rss_ingress" "$rss_bare")x, p99 @8 $(python3 -c "print(round($p99_8_ingress - $p99_8_bare, 2))") ms more; bare bridge / ceiling: $(ratio "$rate_bare" "$rate_ceiling")x."

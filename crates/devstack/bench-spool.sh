@@ -7,7 +7,7 @@
 # absorbs the difference), the mean fsync batch and fsync latency, and what was still spooled
 # at the end and how long it took to drain. Prints a Markdown table for docs/benchmarks.md.
 #
-#   crates/devstack/bench-spool.sh [concurrency=32] [seconds=20] [broker storage=sqlite|memory]
+#   crates/devstack/bench-spool.sh [concurrency=32] [seconds=20] [broker=sqlite|memory|kafka]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 concurrency=${1:-32}
@@ -24,7 +24,7 @@ metric() {
   curl -sf "http://127.0.0.1:$1/metrics" | awk -v name="$2" '$1 == name {print $2}'
 }
 
-echo "| spool.mode | accepted webhooks/s (concurrency $concurrency, ${seconds} s) | vs off | Kafka acks/s in that run | p50 / p99 at the paced rate | CPU per webhook | mean fsync batch (appends per fsync) | fsync p50 / p99 | still spooled at the end / drained after |"
+echo "| spool.mode ($storage broker) | accepted webhooks/s (concurrency $concurrency, ${seconds} s) | vs off | Kafka acks/s in that run | p50 / p99 at the paced rate | CPU per webhook | mean fsync batch (appends per fsync) | fsync p50 / p99 | still spooled at the end / drained after |"
 echo "|---|---|---|---|---|---|---|---|---|"
 off_rate=
 paced_rate=
@@ -33,7 +33,6 @@ for mode in off fallback always; do
   http=$((18380 + offset)) admin=$((19390 + offset)) broker_port=$((19392 + offset))
   offset=$((offset + 100))
   start_broker "$broker_port" "$storage"
-  broker_pid=${pids[-1]}
   mkdir -p "$work/spool-$mode"
   ingress_extra=$(printf '[spool]\nmode = "%s"\ndir = "%s"\n' "$mode" "$work/spool-$mode")
   start_ingress "$http" "$admin" "$broker_port" "$secret"
@@ -71,7 +70,7 @@ print('-' if not total else f'{at(0.5)} / {at(0.99)}')")
   vs=$(python3 -c "print(round($rate / $off_rate, 2))")
   echo "| $mode | $rate | ${vs}x | $acks_rate | $(field "$paced" p50_ms) ms / $(field "$paced" p99_ms) ms at $paced_rate/s | $cpu_per µs | $batch | $fsync | $left / $(python3 -c "print($waited / 10)") s |"
   echo "raw $mode: max=$max paced=$paced" >&2
-  kill "$ingress" "$broker_pid"
-  wait "$ingress" "$broker_pid" 2>/dev/null || true
+  stop_pid "$ingress"
+  stop_broker "$broker_port"
 done
 echo "(CPU per webhook: the ingress process's user+system time over both runs, divided by the webhooks accepted; paced rate: half the off rate.)"

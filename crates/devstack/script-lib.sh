@@ -22,8 +22,10 @@ build_release() {
 bin=target/release
 work=$(mktemp -d)
 pids=()
+kafkas=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for dir in "${kafkas[@]}"; do deploy/ci/kafka.sh kill "$dir"; done
   wait 2>/dev/null
   rm -rf "$work"
 }
@@ -37,12 +39,36 @@ wait_http() {
 peak_rss_mib() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
-# start_broker PORT [sqlite|memory]: the embedded tansu broker, ready when this returns.
+# start_broker PORT [sqlite|memory|kafka]: a fresh broker on 127.0.0.1:PORT, ready when this
+# returns: voicehub-dev's embedded tansu (SQLite or memory storage), or Apache Kafka from its
+# Maven Central jars (deploy/ci/kafka.sh: Java 17 and Maven; its controller takes PORT+1).
+# stop_broker PORT stops it.
 start_broker() {
+  if [[ ${2:-sqlite} == kafka ]]; then
+    deploy/ci/kafka.sh start "$1" "$work/kafka-$1" >/dev/null
+    kafkas+=("$work/kafka-$1")
+    return
+  fi
   "$bin/voicehub-dev" --broker-only --storage "${2:-sqlite}" --broker-port "$1" \
-    >"$work/broker.log" 2>&1 &
+    >"$work/broker-$1.log" 2>&1 &
   pids+=($!)
-  for _ in $(seq 100); do grep -q '^topics' "$work/broker.log" && break; sleep 0.1; done
+  eval "broker_$1=$!"
+  for _ in $(seq 100); do grep -q '^topics' "$work/broker-$1.log" && break; sleep 0.1; done
+}
+stop_broker() {
+  if [[ -d $work/kafka-$1 ]]; then
+    deploy/ci/kafka.sh kill "$work/kafka-$1"
+    rm -rf "$work/kafka-$1"
+    return
+  fi
+  local pid_var=broker_$1
+  stop_pid "${!pid_var}"
+}
+
+# stop_pid PID: SIGTERM, and wait until it has exited.
+stop_pid() {
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
 }
 
 # kafka_toml BROKER_PORT: the [kafka] section, topics created with 3 partitions.

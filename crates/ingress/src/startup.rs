@@ -305,7 +305,10 @@ impl Application {
             while spool.spool.depth().records > 0 && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            // Stopped, not just told to stop: nothing is acknowledged after the watermark
+            // below is written.
             forwarder.abort();
+            let _ = forwarder.await;
             persist_acknowledgements(spool).await;
             let left = spool.spool.depth().records;
             if left > 0 {
@@ -322,7 +325,9 @@ impl Application {
                 "producer flush incomplete"
             );
         }
-        background.abort_all();
+        // Waits until the tasks are gone, so that their handles on the spool are dropped and
+        // its directory lock is released when this returns (a successor may open it).
+        background.shutdown().await;
         admin_handle.stop(true).await;
         let _ = admin_task.await;
         info!(elapsed = ?drain_started.elapsed(), "drained");

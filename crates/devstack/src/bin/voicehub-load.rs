@@ -13,6 +13,12 @@
 //! `voicehub-load baseline --listen ADDR [--workers N]` serves a minimal actix handler that reads
 //! the body and answers 200: the HTTP ceiling to compare the ingress with.
 //!
+//! `voicehub-load bare-bridge --listen ADDR --brokers HOST:PORT [--topic T] [--workers N]`
+//! serves the smallest honest bridge: actix-web reads the body and produces it unparsed with
+//! rdkafka (acks=all, idempotent, linger 5 ms, lz4, as the ingress's defaults), answering 200
+//! only after the broker's acknowledgement (503 if it fails): the baseline the ingress's
+//! parsing, authentication, deduplication, metrics and logging are measured against.
+//!
 //! `voicehub-load analysis-api --listen ADDR [--delay-ms 20]` serves the example analysis on
 //! every path after the delay: a stand-in for VoiceHub's analysis API.
 
@@ -31,9 +37,13 @@ async fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("run") => run(&args).await,
         Some("baseline") => baseline(&args).await,
+        Some("bare-bridge") => bare_bridge(&args).await,
         Some("analysis-api") => analysis_api(&args).await,
         _ => {
-            anyhow::bail!("usage: voicehub-load run --url URL --secret S | baseline --listen ADDR")
+            anyhow::bail!(
+                "usage: voicehub-load run --url URL --secret S | baseline --listen ADDR | \
+                 bare-bridge --listen ADDR --brokers HOST:PORT | analysis-api --listen ADDR"
+            )
         }
     }
 }
@@ -52,6 +62,52 @@ async fn baseline(args: &[String]) -> anyhow::Result<()> {
         server = server.workers(workers);
     }
     println!("baseline listening on {listen}");
+    server.run().await?;
+    Ok(())
+}
+
+async fn bare_bridge(args: &[String]) -> anyhow::Result<()> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let listen = flag(args, "--listen").unwrap_or_else(|| "127.0.0.1:8083".into());
+    let brokers =
+        flag(args, "--brokers").ok_or_else(|| anyhow::anyhow!("--brokers is required"))?;
+    let topic = flag(args, "--topic").unwrap_or_else(|| "bench.bare-bridge".into());
+    let workers: usize = number_flag(args, "--workers", 0)?;
+    let mut settings = voicehub_runtime::settings::KafkaSettings {
+        bootstrap_servers: brokers.clone(),
+        ..Default::default()
+    };
+    settings.provision.partitions = 3;
+    settings.provision.replication_factor = 1;
+    voicehub_runtime::kafka::ensure_topics(&settings, &[&topic], Duration::from_secs(30)).await?;
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set("message.timeout.ms", "10000")
+        .create()?;
+    let topic: Arc<str> = topic.into();
+    let mut server = HttpServer::new(move || {
+        let (producer, topic) = (producer.clone(), topic.clone());
+        App::new().default_service(web::to(move |body: web::Bytes| {
+            let (producer, topic) = (producer.clone(), topic.clone());
+            async move {
+                let record = FutureRecord::<(), [u8]>::to(&topic).payload(&body);
+                match producer.send(record, Duration::from_secs(2)).await {
+                    Ok(_) => HttpResponse::Ok().json(serde_json::json!({"status": "accepted"})),
+                    Err(_) => HttpResponse::ServiceUnavailable().finish(),
+                }
+            }
+        }))
+    })
+    .bind(&listen)?;
+    if workers > 0 {
+        server = server.workers(workers);
+    }
+    println!("bare bridge listening on {listen}, producing to {brokers}");
     server.run().await?;
     Ok(())
 }
