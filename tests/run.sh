@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, every test (the broker-backed ones start their own
-# embedded broker; the accounting tests at volume use one Apache Kafka broker started here from
-# its Maven Central jars), the fuzz targets for a bounded time, the Prometheus alert rules' unit
-# tests, the Helm chart checks, and the container image built and run under docker compose.
+# The whole test suite: formatting, lints, every test (the broker-backed ones against one Apache
+# Kafka broker started here from its Maven Central jars, each test on topics of its own; outage
+# tests start a Kafka of their own), the fuzz targets for a bounded time, the Prometheus alert
+# rules' unit tests, the Helm chart checks, and the container image built and run under docker
+# compose with a local Apache Kafka image.
 # Needs cmake, OpenSSL and curl headers (librdkafka is built from source), cargo-nextest, Java
 # 17 and Maven (Kafka), the nightly toolchain and cargo-fuzz (fuzzing), and the deployment tools
 # of deploy/ci/install-tools.sh (root: it starts a Docker engine); `.ci/run` installs all of
@@ -25,7 +26,7 @@ cargo fmt --all -- --check
 echo "--- cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-echo "--- Apache Kafka for the accounting tests (deploy/ci/kafka.sh)"
+echo "--- Apache Kafka for the broker-backed tests (deploy/ci/kafka.sh)"
 kafka_dir=$(mktemp -d)
 trap 'deploy/ci/kafka.sh stop "$kafka_dir"; rm -rf "$kafka_dir"' EXIT
 VOICEHUB_TEST_KAFKA=$(deploy/ci/kafka.sh start 39092 "$kafka_dir")
