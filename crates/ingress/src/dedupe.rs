@@ -5,8 +5,15 @@
 //! - an id whose produce succeeded within the window is a duplicate (200, nothing produced);
 //! - an id whose produce is still pending makes the retry wait for that produce;
 //! - an id whose produce failed is forgotten, so the retry produces it again.
+//!
+//! Ids are remembered as a 128-bit keyed hash of source and `eventId` (two SipHash keys drawn
+//! at random per process), not as strings: 100,000 of them take a few MB instead of tens, and
+//! two different ids share a key with a probability around 10^-29 at that size (which would
+//! answer the second `duplicate`).
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -18,11 +25,14 @@ enum Entry {
     Done(Instant),
 }
 
+/// An id as remembered: see the module's documentation.
+type Key = u128;
+
 #[derive(Debug, Default)]
 struct Inner {
-    entries: HashMap<String, Entry>,
+    entries: HashMap<Key, Entry>,
     /// Accepted ids, oldest first (with their acceptance time, to skip stale queue slots).
-    accepted: VecDeque<(String, Instant)>,
+    accepted: VecDeque<(Key, Instant)>,
 }
 
 /// The table of recent event ids.
@@ -31,6 +41,8 @@ pub struct Dedupe {
     inner: Mutex<Inner>,
     window: Duration,
     max_entries: usize,
+    /// The two halves of a key.
+    hashers: [RandomState; 2],
 }
 
 /// What to do with an event id.
@@ -50,7 +62,7 @@ pub enum Claim {
 #[derive(Debug)]
 pub struct Pending {
     dedupe: Arc<Dedupe>,
-    key: Option<String>,
+    key: Option<Key>,
     _done: watch::Sender<()>,
 }
 
@@ -61,12 +73,21 @@ impl Dedupe {
             inner: Mutex::new(Inner::default()),
             window,
             max_entries,
+            hashers: [RandomState::new(), RandomState::new()],
         }
+    }
+
+    fn key(&self, source: &str, event_id: &str) -> Key {
+        let [high, low] = self
+            .hashers
+            .each_ref()
+            .map(|h| h.hash_one((source, event_id)));
+        (Key::from(high) << 64) | Key::from(low)
     }
 
     /// Claims `event_id` of `source`.
     pub fn claim(self: &Arc<Self>, source: &str, event_id: &str) -> Claim {
-        let key = format!("{source}\u{0}{event_id}");
+        let key = self.key(source, event_id);
         let now = Instant::now();
         let mut inner = self.lock();
         self.expire(&mut inner, now);
@@ -75,7 +96,7 @@ impl Dedupe {
             Some(Entry::Pending(rx)) => Claim::InFlight(rx.clone()),
             None => {
                 let (tx, rx) = watch::channel(());
-                inner.entries.insert(key.clone(), Entry::Pending(rx));
+                inner.entries.insert(key, Entry::Pending(rx));
                 Claim::Fresh(Pending {
                     dedupe: Arc::clone(self),
                     key: Some(key),
@@ -119,7 +140,7 @@ impl Pending {
         if let Some(key) = self.key.take() {
             let now = Instant::now();
             let mut inner = self.dedupe.lock();
-            inner.entries.insert(key.clone(), Entry::Done(now));
+            inner.entries.insert(key, Entry::Done(now));
             inner.accepted.push_back((key, now));
             self.dedupe.expire(&mut inner, now);
         }
@@ -152,6 +173,14 @@ mod tests {
         fresh(dedupe.claim("a", "e1")).succeeded();
         assert!(matches!(dedupe.claim("a", "e1"), Claim::Duplicate));
         assert!(matches!(dedupe.claim("b", "e1"), Claim::Fresh(_)));
+    }
+
+    #[test]
+    fn source_and_id_are_hashed_apart_not_concatenated() {
+        let dedupe = Arc::new(Dedupe::new(Duration::from_secs(60), 10));
+        fresh(dedupe.claim("a", "bc")).succeeded();
+        assert!(matches!(dedupe.claim("ab", "c"), Claim::Fresh(_)));
+        assert!(matches!(dedupe.claim("a", "bc"), Claim::Duplicate));
     }
 
     #[test]
