@@ -14,7 +14,7 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("voicehub-ingress: configuration is valid");
         return Ok(());
     }
-    telemetry::init(&settings.log)?;
+    let _log = telemetry::init(&settings.log)?;
 
     let app = Application::build(settings)
         .await

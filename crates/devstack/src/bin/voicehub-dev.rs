@@ -62,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
                 voicehub_enricher::pipeline=warn,voicehub_ingress::routes=warn"
             .into(),
     };
-    telemetry::init(&log)?;
+    let _log = telemetry::init(&log)?;
 
     let broker = TestBroker::start_on(broker_port, storage)
         .await
