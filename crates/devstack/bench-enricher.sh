@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Enricher benchmark: enriched records per second with a stand-in analysis API answering in
-# 20 ms, at the default concurrency (16 in flight), and the enricher's peak RSS.
+# 20 ms, at the default concurrency (consumer.max_in_flight, or IN_FLIGHT=N), and the enricher's
+# peak RSS.
 #
 #   crates/devstack/bench-enricher.sh [records=5000] [api delay ms=20] [broker=kafka|sqlite]
 #
@@ -11,6 +12,8 @@ cd "$(dirname "$0")/../.."
 records=${1:-5000}
 delay=${2:-20}
 storage=${3:-kafka}
+in_flight=${IN_FLIGHT:-$(sed -n 's/^max_in_flight = \([0-9]*\)$/\1/p' deploy/config/enricher.toml)}
+enricher_extra=$(printf '[consumer]\nmax_in_flight = %s\n' "$in_flight")
 
 . crates/devstack/script-lib.sh
 require_free_ports 18480 18482 19490 19491 19492 19493
@@ -41,13 +44,13 @@ while :; do
   sleep 0.1
 done
 rate=$(python3 -c "print(round(($filled - $first_count) / ($now - $first_at), 1))")
-ceiling=$(python3 -c "print(round(16 / ($delay / 1000), 1))")
+ceiling=$(python3 -c "print(round($in_flight / ($delay / 1000), 1))")
 
 cat <<TABLE
 | measure | value |
 |---|---|
 | records enriched ($storage broker) | $filled |
-| enriched records/s (16 in flight, API answering in $delay ms) | $rate |
-| ceiling for 16 in flight at $delay ms per fetch | $ceiling |
+| enriched records/s ($in_flight in flight, API answering in $delay ms) | $rate |
+| ceiling for $in_flight in flight at $delay ms per fetch | $ceiling |
 | enricher peak RSS (VmHWM) | $(peak_rss_mib "$enricher") MiB |
 TABLE

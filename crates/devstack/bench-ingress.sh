@@ -10,11 +10,14 @@
 # RSS. Prints a Markdown table with the ingress's ratios to the bare bridge.
 #
 #   crates/devstack/bench-ingress.sh [seconds=20] [broker=kafka|sqlite|memory]
+#
+# BENCH_TARGETS="bare ingress" measures a subset (default: ceiling bare ingress).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-20}
 storage=${2:-kafka}
 secret=bench-secret
+targets=" ${BENCH_TARGETS:-ceiling bare ingress} "
 
 . crates/devstack/script-lib.sh
 require_free_ports 18380 18381 18382 19390 19392 19393
@@ -45,29 +48,37 @@ measure() {
 echo "| target ($storage broker, ${seconds} s per load) | webhooks/s @64 | p99 @64 | webhooks/s @8 | p99 @8 | CPU ms per 1,000 @64 | peak RSS | non-2xx / errors @64 |"
 echo "|---|---|---|---|---|---|---|---|"
 
-"$bin/voicehub-load" baseline --listen 127.0.0.1:18381 >/dev/null 2>&1 &
-ceiling=$!
-pids+=($ceiling)
-wait_http http://127.0.0.1:18381/
-measure ceiling http://127.0.0.1:18381/ "$ceiling"
-stop_pid "$ceiling"
+if [[ $targets == *" ceiling "* ]]; then
+  "$bin/voicehub-load" baseline --listen 127.0.0.1:18381 >/dev/null 2>&1 &
+  ceiling=$!
+  pids+=($ceiling)
+  wait_http http://127.0.0.1:18381/
+  measure ceiling http://127.0.0.1:18381/ "$ceiling"
+  stop_pid "$ceiling"
+fi
 
-start_broker 19392 "$storage"
-"$bin/voicehub-load" bare-bridge --listen 127.0.0.1:18382 --brokers 127.0.0.1:19392 \
-  >"$work/bare.log" 2>&1 &
-bare=$!
-pids+=($bare)
-for _ in $(seq 300); do grep -q listening "$work/bare.log" && break; sleep 0.1; done
-measure bare http://127.0.0.1:18382/ "$bare"
-stop_pid "$bare"
-stop_broker 19392
+if [[ $targets == *" bare "* ]]; then
+  start_broker 19392 "$storage"
+  "$bin/voicehub-load" bare-bridge --listen 127.0.0.1:18382 --brokers 127.0.0.1:19392 \
+    >"$work/bare.log" 2>&1 &
+  bare=$!
+  pids+=($bare)
+  for _ in $(seq 300); do grep -q listening "$work/bare.log" && break; sleep 0.1; done
+  measure bare http://127.0.0.1:18382/ "$bare"
+  stop_pid "$bare"
+  stop_broker 19392
+fi
 
-start_broker 19392 "$storage"
-start_ingress 18380 19390 19392 "$secret" info
-measure ingress http://127.0.0.1:18380/webhooks/voicehub "$ingress"
-stop_pid "$ingress"
-stop_broker 19392
+if [[ $targets == *" ingress "* ]]; then
+  start_broker 19392 "$storage"
+  start_ingress 18380 19390 19392 "$secret" info
+  measure ingress http://127.0.0.1:18380/webhooks/voicehub "$ingress"
+  stop_pid "$ingress"
+  stop_broker 19392
+fi
 
 ratio() { python3 -c "print(round($1 / $2, 2))"; }
-echo
-echo "Ingress / bare bridge: webhooks/s @64 $(ratio "$rate_ingress" "$rate_bare")x, CPU per webhook $(ratio "$cpu_ingress" "$cpu_bare")x, peak RSS $(ratio "$rss_ingress" "$rss_bare")x, p99 @8 $(python3 -c "print(round($p99_8_ingress - $p99_8_bare, 2))") ms more; bare bridge / ceiling: $(ratio "$rate_bare" "$rate_ceiling")x."
+if [[ -n ${rate_bare:-} && -n ${rate_ingress:-} ]]; then
+  echo
+  echo "Ingress / bare bridge: webhooks/s @64 $(ratio "$rate_ingress" "$rate_bare")x, CPU per webhook $(ratio "$cpu_ingress" "$cpu_bare")x, peak RSS $(ratio "$rss_ingress" "$rss_bare")x, p99 @8 $(python3 -c "print(round($p99_8_ingress - $p99_8_bare, 2))") ms more${rate_ceiling:+; bare bridge / ceiling: $(ratio "$rate_bare" "$rate_ceiling")x}."
+fi

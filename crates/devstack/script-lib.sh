@@ -19,7 +19,7 @@ build_release() {
   cargo build --release --locked "${args[@]}" >&2
 }
 
-bin=target/release
+bin=${BENCH_BIN:-target/release}
 work=$(mktemp -d)
 pids=()
 kafkas=()
@@ -99,12 +99,13 @@ start_ingress() {
 }
 
 # start_enricher ADMIN_PORT BROKER_PORT API_HOST API_KEY: ready when this returns; pid in
-# $enricher.
+# $enricher. $enricher_extra, if set, is appended to its configuration.
 start_enricher() {
   {
     printf '[admin]\nlisten = "127.0.0.1:%s"\n[log]\nlevel = "warn"\n' "$1"
     printf '[sources.default]\napi_key_env = "SCRIPT_API_KEY"\nallowed_hosts = ["%s"]\nallow_http = true\n' "$3"
     kafka_toml "$2"
+    printf '%s\n' "${enricher_extra:-}"
   } >"$work/enricher.toml"
   SCRIPT_API_KEY=$4 "$bin/voicehub-enricher" --config "$work/enricher.toml" >"$work/enricher.log" 2>&1 &
   enricher=$!
