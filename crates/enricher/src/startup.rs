@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use voicehub_runtime::FaultHook;
 use voicehub_runtime::admin::{AdminServer, Readiness};
 use voicehub_runtime::kafka::{self, RecoveringProducer};
-use voicehub_runtime::settings::SettingsError;
+use voicehub_runtime::settings::{KafkaSettings, SettingsError};
 pub use voicehub_runtime::shutdown::ShutdownTrigger;
 
 use crate::fetch::{self, Access, ApiKey, SharedKey};
@@ -104,7 +104,13 @@ impl Application {
             .await?;
         }
 
-        let producer = Arc::new(RecoveringProducer::new(&settings.kafka, || {
+        // The producer's statistics feed nothing here (the consumer's feed the lag gauge);
+        // off, rdkafka's default context would log all 5 KB of them at INFO every interval.
+        let producer_settings = KafkaSettings {
+            statistics_interval_ms: 0,
+            ..settings.kafka.clone()
+        };
+        let producer = Arc::new(RecoveringProducer::new(&producer_settings, || {
             rdkafka::client::DefaultClientContext
         })?);
 
