@@ -80,8 +80,10 @@ EOF
 
 # The java command line for the broker in $1, into the array java.
 java_for() {
+  # java.io.tmpdir: the native lz4 library Kafka unpacks at every start stays in the broker's
+  # directory instead of piling up in /tmp.
   java=(java -Xms256m -Xmx768m -XX:+UseG1GC -Dlog4j2.configurationFile="$1/log4j2.properties"
-    -cp "$cache/lib/*")
+    -Djava.io.tmpdir="$1" -cp "$cache/lib/*")
 }
 
 # Starts the broker formatted in $1 and waits until it serves; prints its bootstrap address.
