@@ -387,15 +387,33 @@ pub enum ProvisionError {
 }
 
 /// Creates the topics that do not exist yet, with the configured partitions and replication.
+/// The broker's metadata says which exist, so topics already there need no create permission
+/// (and brokers that log a refused duplicate create as an error are not asked).
 pub async fn ensure_topics(
     settings: &KafkaSettings,
     topics: &[&str],
     timeout: Duration,
 ) -> Result<(), ProvisionError> {
-    let admin: AdminClient<DefaultClientContext> = client_config(settings).create()?;
+    let admin: Arc<AdminClient<DefaultClientContext>> = Arc::new(client_config(settings).create()?);
+    let existing: std::collections::HashSet<String> = {
+        let admin = admin.clone();
+        tokio::task::spawn_blocking(move || {
+            admin.inner().fetch_metadata(None, timeout).map(|metadata| {
+                metadata
+                    .topics()
+                    .iter()
+                    .filter(|topic| topic.error().is_none())
+                    .map(|topic| topic.name().to_owned())
+                    .collect()
+            })
+        })
+        .await
+        .map_err(|_| KafkaError::Canceled)??
+    };
     let provision = &settings.provision;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
+        .filter(|name| !existing.contains(**name))
         .map(|name| {
             NewTopic::new(
                 name,
@@ -404,6 +422,9 @@ pub async fn ensure_topics(
             )
         })
         .collect();
+    if new_topics.is_empty() {
+        return Ok(());
+    }
     let options = AdminOptions::new()
         .operation_timeout(Some(timeout))
         .request_timeout(Some(timeout));
