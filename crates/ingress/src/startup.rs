@@ -325,9 +325,16 @@ impl Application {
                 "producer flush incomplete"
             );
         }
-        // Waits until the tasks are gone, so that their handles on the spool are dropped and
-        // its directory lock is released when this returns (a successor may open it).
+        // Waits until the tasks are gone, and the blocking reads and watermark writes they
+        // started, so that the spool's directory lock is released when this returns (a
+        // successor may open it; bounded: a stuck disk must not stall the exit).
         background.shutdown().await;
+        if let Some(spool) = state.outbox.spool() {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while spool.spool.handles() > 1 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         admin_handle.stop(true).await;
         let _ = admin_task.await;
         info!(elapsed = ?drain_started.elapsed(), "drained");

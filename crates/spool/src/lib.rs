@@ -371,6 +371,12 @@ impl Spool {
         Ok(())
     }
 
+    /// How many handles on this spool are alive, this one included: its directory lock is
+    /// released when the last one is dropped.
+    pub fn handles(&self) -> usize {
+        Arc::strong_count(&self._lock)
+    }
+
     /// What is waiting.
     pub fn depth(&self) -> Depth {
         let state = self.lock();
