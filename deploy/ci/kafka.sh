@@ -112,28 +112,54 @@ launch() {
   exit 1
 }
 
-stop() {
-  local dir=$1
-  [[ -f $dir/pid ]] || return 0
-  local pid
+# The pid of the broker started in $1, if that process still runs it (a stale pid file must
+# not name a process that has since taken the number); the pid file is removed otherwise.
+broker_pid() {
+  local dir=$1 pid
+  [[ -f $dir/pid ]] || return 1
   pid=$(cat "$dir/pid")
-  kill "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 200); do
-    kill -0 "$pid" 2>/dev/null || return 0
+  if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "kafka.Kafka $dir/server.properties"; then
+    echo "$pid"
+  else
+    rm -f "$dir/pid"
+    return 1
+  fi
+}
+
+# Whether process $1 is gone (a zombie counts as gone: it holds no port and no file).
+gone() {
+  [[ ! -r /proc/$1/stat ]] || [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) == Z ]]
+}
+
+# Waits up to $2 tenths of a second for process $1 to be gone.
+wait_gone() {
+  for _ in $(seq 1 "$2"); do
+    gone "$1" && return 0
     sleep 0.1
   done
-  kill -9 "$pid" 2>/dev/null || true
+  return 1
+}
+
+stop() {
+  local dir pid
+  dir=$(cd "$1" && pwd)
+  pid=$(broker_pid "$dir") || return 0
+  kill "$pid" 2>/dev/null || true
+  wait_gone "$pid" 200 || kill -9 "$pid" 2>/dev/null || true
+  wait_gone "$pid" 100 || true
+  rm -f "$dir/pid"
 }
 
 crash() {
-  local dir=$1
-  [[ -f $dir/pid ]] || return 0
-  local pid
-  pid=$(cat "$dir/pid")
-  kill -9 "$pid" 2>/dev/null || return 0
-  while kill -0 "$pid" 2>/dev/null; do
-    sleep 0.05
-  done
+  local dir pid
+  dir=$(cd "$1" && pwd)
+  pid=$(broker_pid "$dir") || return 0
+  kill -9 "$pid" 2>/dev/null || true
+  wait_gone "$pid" 300 || {
+    echo "Kafka (pid $pid) still there 30 s after SIGKILL" >&2
+    exit 1
+  }
+  rm -f "$dir/pid"
 }
 
 # A random cluster id: 16 random bytes, URL-safe base64 without padding (what Kafka expects).
