@@ -16,7 +16,7 @@ storage=${3:-sqlite}
 secret=bench-secret
 
 . crates/devstack/script-lib.sh
-require_free_ports 18380 19390 19392 18480 19490 19492 18580 19590 19592
+require_free_ports 18380 19390 19392 19393 18480 19490 19492 19493 18580 19590 19592 19593
 build_release voicehub-ingress voicehub-devstack
 cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 field() { python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['$2'], 2))" "$1"; }

@@ -90,9 +90,8 @@ printf 'FROM voicehub-ci/cc-runtime:bookworm\nCOPY prometheus /bin/\nCOPY --chow
 docker build --quiet -t voicehub-ci/prometheus:local "$work/prometheus" >/dev/null
 
 echo "--- compose up"
-compose up -d --no-build kafka ingress enricher prometheus
-kafka_healthy() { [[ $(docker inspect -f '{{.State.Health.Status}}' "$(compose ps -q kafka)") == healthy ]]; }
-wait_for "Kafka healthy" 120 kafka_healthy
+# The bridge services wait for Kafka's health check (the compose file's depends_on).
+compose up -d --no-build kafka ingress enricher prometheus || fail "compose up (is Kafka healthy?)"
 echo "  Kafka healthy (the compose file's KRaft settings and health check)"
 wait_for "ingress /readyz" 90 curl -fsS http://127.0.0.1:9090/readyz
 wait_for "enricher /readyz" 90 curl -fsS http://127.0.0.1:9091/readyz

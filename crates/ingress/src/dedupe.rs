@@ -6,10 +6,11 @@
 //! - an id whose produce is still pending makes the retry wait for that produce;
 //! - an id whose produce failed is forgotten, so the retry produces it again.
 //!
-//! Ids are remembered as a 128-bit keyed hash of source and `eventId` (two SipHash keys drawn
-//! at random per process), not as strings: 100,000 of them take a few MB instead of tens, and
-//! two different ids share a key with a probability around 10^-29 at that size (which would
-//! answer the second `duplicate`).
+//! Ids are remembered as a 128-bit keyed hash of source and `eventId` (two SipHash outputs
+//! under std's per-process random keys), not as strings: 100,000 of them take a few MB
+//! instead of tens. Two different ids sharing a key (the second would be answered
+//! `duplicate`) is as likely as a collision of a 128-bit random value among 100,000: about
+//! 10^-29, if the halves behave as independent.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};

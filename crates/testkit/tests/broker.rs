@@ -53,18 +53,14 @@ async fn an_empty_topic_reads_as_empty_and_waiting_for_more_times_out() -> anyho
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_stopped_broker_refuses_connections_and_resumes_with_its_data() -> anyhow::Result<()> {
-    let mut broker = TestBroker::start_with(Storage::Sqlite).await?;
+/// Stops `broker` after one record, checks its port refuses connections, resumes it, adds
+/// another: both must be there, in order.
+async fn stop_refuses_and_resume_keeps_the_data(mut broker: TestBroker) -> anyhow::Result<()> {
     broker.create_topics(&["t"], 1).await?;
     produce(&broker, "t", "k", "before").await?;
 
     broker.stop().await;
-    assert!(
-        tokio::net::TcpStream::connect(broker.bootstrap_servers())
-            .await
-            .is_err()
-    );
+    let refused = tokio::net::TcpStream::connect(broker.bootstrap_servers()).await;
 
     broker.resume().await?;
     produce(&broker, "t", "k", "after").await?;
@@ -74,8 +70,14 @@ async fn a_stopped_broker_refuses_connections_and_resumes_with_its_data() -> any
         .into_iter()
         .map(|r| r.value)
         .collect();
+    assert!(refused.is_err(), "a stopped broker accepted a connection");
     assert_eq!(values, [b"before".to_vec(), b"after".to_vec()]);
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_broker_refuses_connections_and_resumes_with_its_data() -> anyhow::Result<()> {
+    stop_refuses_and_resume_keeps_the_data(TestBroker::start_with(Storage::Sqlite).await?).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -175,24 +177,7 @@ async fn a_fetch_from_inside_a_batch_gets_the_rest_of_it_except_from_tansus_memo
 /// connections, and it comes back on the same port with everything it acknowledged.
 #[tokio::test(flavor = "multi_thread")]
 async fn apache_kafka_killed_and_resumed_serves_what_it_acknowledged() -> anyhow::Result<()> {
-    let mut broker = TestBroker::kafka_of_its_own().await?;
-    broker.create_topics(&["t"], 1).await?;
-    produce(&broker, "t", "k", "before").await?;
-
-    broker.stop().await;
-    let refused = tokio::net::TcpStream::connect(broker.bootstrap_servers()).await;
-
-    broker.resume().await?;
-    produce(&broker, "t", "k", "after").await?;
-    let values: Vec<_> = broker
-        .read_all("t")
-        .await?
-        .into_iter()
-        .map(|r| r.value)
-        .collect();
-    assert!(refused.is_err(), "a killed broker accepted a connection");
-    assert_eq!(values, [b"before".to_vec(), b"after".to_vec()]);
-    Ok(())
+    stop_refuses_and_resume_keeps_the_data(TestBroker::kafka_of_its_own().await?).await
 }
 
 /// On the test run's shared Kafka, each test's names are its own; on a broker of a test's
