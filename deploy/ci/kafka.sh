@@ -126,9 +126,14 @@ broker_pid() {
   fi
 }
 
-# Whether process $1 is gone (a zombie counts as gone: it holds no port and no file).
+# Whether process $1 is gone: reaped, or a zombie whose other threads have exited too (a
+# multi-threaded process's leader turns zombie first, while the others still hold its sockets).
 gone() {
-  [[ ! -r /proc/$1/stat ]] || [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) == Z ]]
+  [[ ! -r /proc/$1/stat ]] && return 0
+  [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) == Z ]] || return 1
+  local threads
+  threads=$(ls "/proc/$1/task" 2>/dev/null | wc -l)
+  ((threads <= 1))
 }
 
 # Waits up to $2 tenths of a second for process $1 to be gone.
