@@ -175,7 +175,7 @@ fn read_all_blocking(config: ClientConfig, topic: &str) -> Result<Vec<ConsumedRe
     let mut ends = Vec::new();
     for partition in partitions(&consumer, topic)? {
         assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
-        let (low, high) = consumer.fetch_watermarks(topic, partition, TIMEOUT)?;
+        let (low, high) = watermarks(&consumer, topic, partition)?;
         if high > low {
             ends.push((partition, high));
         }
@@ -209,6 +209,25 @@ fn read_all_blocking(config: ClientConfig, topic: &str) -> Result<Vec<ConsumedRe
 }
 
 const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A partition's low and high watermarks. Apache Kafka answers `NotLeaderForPartition` (or
+/// `LeaderNotAvailable`) for a partition of a topic created a moment ago until its leader is
+/// elected: asked again until [`TIMEOUT`].
+fn watermarks(consumer: &BaseConsumer, topic: &str, partition: i32) -> Result<(i64, i64)> {
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode::{LeaderNotAvailable, NotLeaderForPartition};
+    let started = std::time::Instant::now();
+    loop {
+        match consumer.fetch_watermarks(topic, partition, TIMEOUT) {
+            Err(KafkaError::MetadataFetch(LeaderNotAvailable | NotLeaderForPartition))
+                if started.elapsed() < TIMEOUT =>
+            {
+                std::thread::sleep(POLL);
+            }
+            result => return Ok(result?),
+        }
+    }
+}
 
 fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>> {
     let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
