@@ -35,6 +35,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# has PATTERN URL: whether the page at URL has a line matching PATTERN. Read whole first:
+# `curl | grep -q` fails under pipefail whenever grep stops reading before curl has written all.
+has() {
+  local page
+  page=$(curl -fsS "$2") || return 1
+  grep -q "$1" <<<"$page"
+}
+
 wait_for() { # description seconds command...
   local what=$1 deadline=$((SECONDS + $2))
   shift 2
@@ -139,12 +147,12 @@ dead=$(count voicehub.dead-letter.v1 2>/dev/null)
 [[ ${dead:-0} == 0 ]] || fail "$dead dead letters"
 
 echo "--- metrics"
-curl -fsS http://127.0.0.1:9090/metrics | grep -q '^voicehub_ingress_requests_total{.*outcome="accepted".*} [1-9]' ||
+has '^voicehub_ingress_requests_total{.*outcome="accepted".*} [1-9]' http://127.0.0.1:9090/metrics ||
   fail "ingress /metrics shows no accepted request"
-curl -fsS http://127.0.0.1:9091/metrics | grep -q '^voicehub_enricher_records_total{.*outcome="enriched".*} [1-9]' ||
+has '^voicehub_enricher_records_total{.*outcome="enriched".*} [1-9]' http://127.0.0.1:9091/metrics ||
   fail "enricher /metrics shows no enriched record"
 # The spool opened (lock file written) on its volume as uid 65532: the volume is writable.
-curl -fsS http://127.0.0.1:9090/metrics | grep -q '^voicehub_ingress_spool_mode{mode="fallback"} 1' ||
+has '^voicehub_ingress_spool_mode{mode="fallback"} 1' http://127.0.0.1:9090/metrics ||
   fail "ingress /metrics does not show the spool in fallback mode"
 
 echo "--- spool (Kafka paused)"
@@ -153,11 +161,11 @@ status=$(curl -sS -o "$work/answer" -w '%{http_code}' -H 'x-webhook-secret: dev-
   --data-binary @tests/fixtures/voicehub/call-status-changed.json http://127.0.0.1:8080/webhooks/voicehub)
 compose unpause kafka >/dev/null
 [[ $status == 200 ]] || fail "with Kafka paused, a webhook was answered $status $(cat "$work/answer")"
-forwarded() { curl -fsS http://127.0.0.1:9090/metrics | grep -q '^voicehub_ingress_spool_forwarded_records_total [1-9]'; }
+forwarded() { has '^voicehub_ingress_spool_forwarded_records_total [1-9]' http://127.0.0.1:9090/metrics; }
 wait_for "the spooled webhook forwarded" 60 forwarded
 echo "  accepted into the spool on its volume while Kafka was paused, forwarded once it was back"
 query() { curl -fsS "http://127.0.0.1:9099/api/v1/$1"; }
-both_up() { query 'query?query=sum(up%7Bjob%3D~%22voicehub-.%2A%22%7D)' | grep -q '"value":\[[0-9.]*,"2"\]'; }
+both_up() { has '"value":\[[0-9.]*,"2"\]' 'http://127.0.0.1:9099/api/v1/query?query=sum(up%7Bjob%3D~%22voicehub-.%2A%22%7D)'; }
 wait_for "Prometheus to scrape both services" 60 both_up
 rules=$(query rules | grep -o '"type":"alerting"' | wc -l)
 ((rules >= 10)) || fail "Prometheus loaded $rules alert rules"
