@@ -168,8 +168,13 @@ crash() {
 }
 
 # A random cluster id: 16 random bytes, URL-safe base64 without padding (what Kafka expects).
+# One starting with "-" would be read as an option by the format tool (1 start in 64 failed
+# so): its first character is then replaced, which leaves a valid id.
 uuidgen_like() {
-  head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'
+  local id
+  id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+  [[ $id == -* ]] && id=A${id:1}
+  echo "$id"
 }
 
 case ${1:-} in
