@@ -288,13 +288,16 @@ async fn kill_9_of_a_spooling_ingress_during_an_outage_loses_nothing_acknowledge
     stop.store(true, Ordering::Release);
     let mut acknowledged: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     let mut unanswered = std::collections::HashSet::new();
-    for (call, sent) in before.await.unwrap() {
-        acknowledged
-            .entry(call)
-            .or_default()
-            .extend(sent.acknowledged);
-        unanswered.extend(sent.unanswered);
-    }
+    let mut tally = |sent_per_call: Vec<(String, Sent)>| {
+        for (call, sent) in sent_per_call {
+            acknowledged
+                .entry(call)
+                .or_default()
+                .extend(sent.acknowledged);
+            unanswered.extend(sent.unanswered);
+        }
+    };
+    tally(before.await.unwrap());
     assert!(spooled_at_kill > 0.0, "nothing spooled before the kill");
 
     // Restarted while Kafka is still away: it starts, takes more, forwards nothing yet.
@@ -303,13 +306,7 @@ async fn kill_9_of_a_spooling_ingress_during_an_outage_loses_nothing_acknowledge
     let after = tokio::spawn(post_until(url.clone(), 5, "after", stop.clone()));
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Release);
-    for (call, sent) in after.await.unwrap() {
-        acknowledged
-            .entry(call)
-            .or_default()
-            .extend(sent.acknowledged);
-        unanswered.extend(sent.unanswered);
-    }
+    tally(after.await.unwrap());
     let total: usize = acknowledged.values().map(Vec::len).sum();
     tokio::time::sleep(Duration::from_secs(1)).await; // the gauge is refreshed every 0.5 s
     let spooled_now = spooled().await;

@@ -11,7 +11,7 @@ use tansu_storage::StorageContainer;
 use tokio::task::JoinHandle;
 use url::Url;
 
-use crate::kafka::{self, KAFKA_ENV, Kafka};
+use crate::kafka::{KAFKA_ENV, Kafka};
 use crate::{Result, TestkitError, free_port};
 
 type Tansu = Broker<Controller<StorageContainer>, StorageContainer>;
@@ -191,11 +191,7 @@ impl TestBroker {
     /// acknowledged is in its log directory). Panics on a broker the test run shares.
     pub async fn stop(&mut self) {
         if let Some(kafka) = &self.kafka {
-            let killed = match kafka.control("kill") {
-                Ok(command) => kafka::run(command).await,
-                Err(error) => Err(error),
-            };
-            if let Err(error) = killed {
+            if let Err(error) = kafka.control("kill").await {
                 panic!("{error}");
             }
             return;
@@ -213,7 +209,7 @@ impl TestBroker {
     /// and a restart that fails is the test kit's problem, not the bridge's.
     pub async fn resume(&mut self) -> Result<()> {
         if let Some(kafka) = &self.kafka {
-            return kafka::run(kafka.control("resume")?).await;
+            return kafka.control("resume").await;
         }
         if self.is_running() {
             return Ok(());

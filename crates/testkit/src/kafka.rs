@@ -95,12 +95,22 @@ impl Kafka {
 
     /// `deploy/ci/kafka.sh kill` (`SIGKILL`, waiting until the process is gone: its ports
     /// closed, its connections reset, its log directory kept) or `resume` (started again on
-    /// its data and ports, waiting until it serves), to be run by [`run`].
-    pub(crate) fn control(&self, verb: &str) -> Result<Command> {
-        let own = self.own()?;
-        let mut command = Command::new(script());
-        command.arg(verb).arg(own.dir.path());
-        Ok(command)
+    /// its data and ports, waiting until it serves), run off the async runtime.
+    pub(crate) async fn control(&self, verb: &str) -> Result<()> {
+        let dir = self.own()?.dir.path().to_owned();
+        let verb = verb.to_owned();
+        crate::read::off_runtime(move || {
+            let output = Command::new(script()).arg(&verb).arg(&dir).output()?;
+            if output.status.success() {
+                Ok(())
+            } else {
+                Err(TestkitError::Broker(format!(
+                    "deploy/ci/kafka.sh {verb} failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                )))
+            }
+        })
+        .await
     }
 
     /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the broker process: an outage in which
@@ -116,22 +126,6 @@ impl Kafka {
         } else {
             Err(TestkitError::Broker(format!("kill -{signal} failed")))
         }
-    }
-}
-
-/// Runs a [`Kafka::control`] command off the async runtime (it waits for the process).
-pub(crate) async fn run(mut command: Command) -> Result<()> {
-    let output = tokio::task::spawn_blocking(move || command.output().map(|o| (command, o)))
-        .await
-        .map_err(|e| TestkitError::Broker(e.to_string()))?;
-    let (command, output) = output?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(TestkitError::Broker(format!(
-            "{command:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )))
     }
 }
 

@@ -161,12 +161,12 @@ fn reader(mut config: ClientConfig, group: &str) -> Result<BaseConsumer> {
 }
 
 /// Runs a blocking client call on a thread of its own, off the async runtime.
-async fn off_runtime<T: Send + 'static>(
+pub(crate) async fn off_runtime<T: Send + 'static>(
     call: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
     tokio::task::spawn_blocking(call)
         .await
-        .map_err(|e| TestkitError::Broker(format!("reader task: {e}")))?
+        .map_err(|e| TestkitError::Broker(format!("blocking task: {e}")))?
 }
 
 fn read_all_blocking(config: ClientConfig, topic: &str) -> Result<Vec<ConsumedRecord>> {
