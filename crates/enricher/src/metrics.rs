@@ -4,7 +4,26 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
 };
+use voicehub_runtime::kafka::ProduceError;
 use voicehub_runtime::metrics::LATENCY_BUCKETS;
+
+/// Reasons of `voicehub_enricher_dead_letters_total`: the fetch failures that are not retried
+/// (see `FetchError::reason`), then the pipeline's own.
+pub const DEAD_LETTER_REASONS: [&str; 13] = [
+    "unauthorized",
+    "disallowed_url",
+    "redirected",
+    "client_error",
+    "too_large",
+    "invalid_analysis",
+    "retries_exhausted",
+    "unknown_source",
+    "unexpected_record",
+    "invalid_record",
+    "enriched_too_large",
+    "dead_letter_too_large",
+    "internal_error",
+];
 
 /// The enricher's metrics.
 #[derive(Debug, Clone)]
@@ -37,6 +56,10 @@ pub struct EnricherMetrics {
     pub consumer_lag: IntGaugeVec,
     /// `voicehub_enricher_commit_errors_total`
     pub commit_errors: IntCounter,
+    /// `voicehub_enricher_produce_errors_total{reason}`: failed produces (each retried).
+    pub produce_errors: IntCounterVec,
+    /// `voicehub_enricher_broker_reachable`: 1 while the cluster answers metadata requests.
+    pub broker_reachable: IntGauge,
     /// `voicehub_enricher_api_key_reload_errors_total{source}`
     pub api_key_reload_errors: IntCounterVec,
 }
@@ -114,7 +137,12 @@ impl EnricherMetrics {
             "Failed offset commits.",
         )?;
         registry.register(Box::new(commit_errors.clone()))?;
-        Ok(Self {
+        let broker_reachable = IntGauge::new(
+            "voicehub_enricher_broker_reachable",
+            "1 while the Kafka cluster answers metadata requests (readiness check `broker`).",
+        )?;
+        registry.register(Box::new(broker_reachable.clone()))?;
+        let metrics = Self {
             records: counter(
                 "voicehub_enricher_records_total",
                 "Input records finished, by outcome.",
@@ -140,11 +168,99 @@ impl EnricherMetrics {
             redelivered,
             consumer_lag,
             commit_errors,
+            produce_errors: counter(
+                "voicehub_enricher_produce_errors_total",
+                "Produces of enriched or dead-letter records that failed, by reason (each is \
+                 retried; too_large is dead-lettered).",
+                &["reason"],
+            )?,
+            broker_reachable,
             api_key_reload_errors: counter(
                 "voicehub_enricher_api_key_reload_errors_total",
                 "Re-reads of an API key file that failed (the previous key stays in use).",
                 &["source"],
             )?,
-        })
+        };
+        // Every label value starts at 0: the series exist before the first increase, so an
+        // alert's increase() sees it (and a sum over them is not empty).
+        for reason in DEAD_LETTER_REASONS {
+            metrics.dead_letters.with_label_values(&[reason]);
+        }
+        for reason in ProduceError::REASONS {
+            metrics.produce_errors.with_label_values(&[reason]);
+        }
+        for outcome in ["enriched", "dead_lettered"] {
+            metrics.records.with_label_values(&[outcome]);
+        }
+        Ok(metrics)
+    }
+
+    /// Sets the lag of the partitions being fetched and removes every other partition's series:
+    /// a revoked partition's last value must not stay behind (summed with its new owner's, it
+    /// would count twice). `partitions`: (partition, fetched by this instance, lag or -1).
+    pub fn set_consumer_lag(&self, partitions: impl IntoIterator<Item = (i32, bool, i64)>) {
+        for (partition, fetched, lag) in partitions {
+            let label = partition.to_string();
+            if fetched && lag >= 0 {
+                self.consumer_lag.with_label_values(&[&label]).set(lag);
+            } else {
+                self.forget_partition(partition);
+            }
+        }
+    }
+
+    /// Removes a partition's lag series (revoked).
+    pub fn forget_partition(&self, partition: i32) {
+        // An error only means there was no series.
+        let _ = self
+            .consumer_lag
+            .remove_label_values(&[&partition.to_string()]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus::core::Collector;
+
+    use super::*;
+
+    fn lag(metrics: &EnricherMetrics) -> Vec<(String, i64)> {
+        let mut series: Vec<(String, i64)> = metrics
+            .consumer_lag
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric().to_vec())
+            .map(|m| {
+                (
+                    m.get_label()[0].value().to_owned(),
+                    m.get_gauge().get_value() as i64,
+                )
+            })
+            .collect();
+        series.sort();
+        series
+    }
+
+    #[test]
+    fn a_partition_no_longer_fetched_leaves_no_lag_behind() {
+        let metrics = EnricherMetrics::register(&Registry::new()).unwrap();
+        metrics.set_consumer_lag([(0, true, 5), (1, true, 7), (2, false, -1)]);
+        assert_eq!(lag(&metrics), [("0".into(), 5), ("1".into(), 7)]);
+        // Partition 1 went to another instance: librdkafka reports it stopped.
+        metrics.set_consumer_lag([(0, true, 3), (1, false, 7), (2, false, -1)]);
+        assert_eq!(lag(&metrics), [("0".into(), 3)]);
+        metrics.forget_partition(0);
+        assert!(lag(&metrics).is_empty());
+    }
+
+    #[test]
+    fn dead_letter_and_produce_error_series_exist_at_zero_from_the_start() {
+        let registry = Registry::new();
+        let _metrics = EnricherMetrics::register(&registry).unwrap();
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap();
+        assert!(text.contains("voicehub_enricher_dead_letters_total{reason=\"unauthorized\"} 0"));
+        assert!(text.contains("voicehub_enricher_produce_errors_total{reason=\"timed_out\"} 0"));
     }
 }

@@ -62,14 +62,18 @@ impl ClientContext for ConsumerStats {
         let Some(topic) = statistics.topics.get(&self.topic) else {
             return;
         };
-        for (id, partition) in &topic.partitions {
-            if *id >= 0 && partition.consumer_lag >= 0 {
-                self.metrics
-                    .consumer_lag
-                    .with_label_values(&[&id.to_string()])
-                    .set(partition.consumer_lag);
-            }
-        }
+        // librdkafka lists every partition of the topic; only those being fetched are ours
+        // (fetch_state "none", "stopping" or "stopped": not assigned here, or no longer).
+        self.metrics
+            .set_consumer_lag(topic.partitions.iter().filter(|(id, _)| **id >= 0).map(
+                |(id, partition)| {
+                    let fetched = !matches!(
+                        partition.fetch_state.as_str(),
+                        "none" | "stopping" | "stopped"
+                    );
+                    (*id, fetched, partition.consumer_lag)
+                },
+            ));
     }
 }
 
@@ -83,6 +87,7 @@ impl ConsumerContext for ConsumerStats {
             let revocation = self.revocations.fetch_add(1, Ordering::SeqCst) + 1;
             for element in partitions.elements_for_topic(&self.topic) {
                 let _ = self.revoked.send((element.partition(), revocation));
+                self.metrics.forget_partition(element.partition());
             }
             info!(partitions = partitions.count(), "partitions revoked");
         }
@@ -724,8 +729,18 @@ impl Worker {
                 .await
             {
                 Ok(_) => return Delivery::Done,
-                Err(ProduceError::TooLarge(_)) => return Delivery::TooLarge,
+                Err(ProduceError::TooLarge(_)) => {
+                    self.metrics
+                        .produce_errors
+                        .with_label_values(&["too_large"])
+                        .inc();
+                    return Delivery::TooLarge;
+                }
                 Err(error) => {
+                    self.metrics
+                        .produce_errors
+                        .with_label_values(&[error.reason()])
+                        .inc();
                     warn!(
                         topic,
                         attempt,

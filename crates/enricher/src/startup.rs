@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
 use tracing::{info, warn};
-use voicehub_runtime::FaultHook;
 use voicehub_runtime::admin::{AdminServer, Readiness};
 use voicehub_runtime::kafka::{self, RecoveringProducer};
 use voicehub_runtime::settings::{KafkaSettings, SettingsError};
 pub use voicehub_runtime::shutdown::ShutdownTrigger;
+use voicehub_runtime::{FaultHook, reload};
 
 use crate::fetch::{self, Access, ApiKey, SharedKey};
 use crate::metrics::EnricherMetrics;
@@ -21,6 +21,10 @@ use crate::settings::{EnricherSettings, SourceSettings};
 
 /// The readiness check that passes while consuming.
 pub const CONSUMING_CHECK: &str = "consuming";
+/// The readiness check that passes while the Kafka cluster answers metadata requests.
+pub const BROKER_CHECK: &str = "broker";
+/// How often the broker is probed (and the longest a probe waits).
+const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Why the enricher could not start.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +85,7 @@ impl Application {
         let metrics = EnricherMetrics::register(&registry)?;
         let readiness = Readiness::new();
         readiness.register(CONSUMING_CHECK);
+        readiness.register(BROKER_CHECK);
 
         let mut sources = HashMap::new();
         let mut key_files = Vec::new();
@@ -215,9 +220,26 @@ impl Application {
         let admin_handle = self.admin.handle();
         let admin_task = tokio::spawn(self.admin.run());
         // Dropped (and so aborted) when the enricher stops.
-        let mut reloads = tokio::task::JoinSet::new();
+        let mut background = tokio::task::JoinSet::new();
+        background.spawn(probe_broker(
+            self.producer.clone(),
+            self.readiness.clone(),
+            self.metrics.broker_reachable.clone(),
+        ));
         for key_file in self.key_files {
-            reloads.spawn(key_file.reload_forever(self.metrics.clone()));
+            let KeyFile {
+                source,
+                path,
+                every,
+                key,
+            } = key_file;
+            background.spawn(reload::reload_forever(
+                "API key",
+                source,
+                every,
+                self.metrics.api_key_reload_errors.clone(),
+                move || read_key_file(&path).map(|fresh| key.replace(fresh)),
+            ));
         }
         self.readiness.set(CONSUMING_CHECK, true);
         self.pipeline.run(self.shutdown.subscribe()).await;
@@ -236,6 +258,29 @@ impl Application {
         let _ = admin_task.await;
         info!("enricher stopped");
         Ok(())
+    }
+}
+
+/// Every [`PROBE_INTERVAL`], asks the cluster for metadata: readiness (`broker`) and
+/// `voicehub_enricher_broker_reachable` follow the answer.
+async fn probe_broker(
+    producer: Arc<RecoveringProducer<rdkafka::client::DefaultClientContext>>,
+    readiness: Readiness,
+    reachable: prometheus::IntGauge,
+) {
+    let mut interval = tokio::time::interval(PROBE_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let up = producer.reachable(PROBE_INTERVAL).await;
+        reachable.set(i64::from(up));
+        if readiness.set(BROKER_CHECK, up) {
+            if up {
+                info!(check = BROKER_CHECK, "broker reachable");
+            } else {
+                warn!(check = BROKER_CHECK, "broker unreachable: not ready");
+            }
+        }
     }
 }
 
@@ -258,34 +303,6 @@ struct KeyFile {
     path: PathBuf,
     every: Duration,
     key: SharedKey,
-}
-
-impl KeyFile {
-    async fn reload_forever(self, metrics: EnricherMetrics) {
-        let mut interval = tokio::time::interval(self.every);
-        interval.tick().await;
-        loop {
-            interval.tick().await;
-            let path = self.path.clone();
-            let read = tokio::task::spawn_blocking(move || read_key_file(&path))
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
-            match read {
-                Ok(key) => {
-                    if self.key.replace(key) {
-                        info!(source = %self.source, "API key reloaded");
-                    }
-                }
-                Err(error) => {
-                    metrics
-                        .api_key_reload_errors
-                        .with_label_values(&[&self.source])
-                        .inc();
-                    warn!(source = %self.source, %error, "API key reload failed; the previous key stays in use");
-                }
-            }
-        }
-    }
 }
 
 fn access(name: &str, source: &SourceSettings) -> Result<(Access, Option<KeyFile>), StartupError> {

@@ -7,6 +7,7 @@ use prometheus::{
     Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
 };
+use voicehub_model::ParseError;
 use voicehub_runtime::kafka::ProduceError;
 use voicehub_runtime::metrics::LATENCY_BUCKETS;
 
@@ -89,6 +90,17 @@ impl voicehub_spool::Observer for SpoolMetrics {
     }
 }
 
+/// Reasons of `voicehub_ingress_dead_letters_total`: what the parser refuses, a record too
+/// large for the broker, a panic on the request path.
+pub const DEAD_LETTER_REASONS: [&str; 6] = [
+    ParseError::REASONS[0],
+    ParseError::REASONS[1],
+    ParseError::REASONS[2],
+    ParseError::REASONS[3],
+    "record_too_large",
+    "internal_error",
+];
+
 /// Reasons of `voicehub_ingress_spool_undeliverable_records_total`.
 pub const UNDELIVERABLE_REASONS: [&str; 3] = ["too_large", "unreadable", "damaged"];
 
@@ -131,7 +143,7 @@ impl IngressMetrics {
         for reason in ProduceError::REASONS {
             produce_errors.with_label_values(&[reason]);
         }
-        Ok(Self {
+        let metrics = Self {
             requests: counter(
                 "voicehub_ingress_requests_total",
                 "Webhook requests by source, event type and outcome.",
@@ -186,7 +198,22 @@ impl IngressMetrics {
                 "1 while the broker acknowledges records or answers metadata requests, else 0.",
             )?,
             spool: SpoolMetrics::register(registry)?,
-        })
+        };
+        for reason in DEAD_LETTER_REASONS {
+            metrics.dead_letters.with_label_values(&[reason]);
+        }
+        Ok(metrics)
+    }
+
+    /// Starts the per-source series at 0 (so that an alert's `rate()` or `increase()` sees the
+    /// first failure, and a ratio has its denominator before the first success).
+    pub fn start_source(&self, source: &str) {
+        for reason in ["missing", "mismatch"] {
+            self.auth_failures.with_label_values(&[source, reason]);
+        }
+        self.auth_accepted.with_label_values(&[source, "0"]);
+        self.secret_reload_errors.with_label_values(&[source]);
+        self.dedupe_hits.with_label_values(&[source]);
     }
 }
 

@@ -165,13 +165,7 @@ impl Publisher {
 
     /// Asks the broker for metadata; healthy if it answers within `timeout`.
     pub async fn probe(&self, timeout: Duration) {
-        let producer = self.producer.producer();
-        let reachable = tokio::task::spawn_blocking(move || {
-            use rdkafka::producer::Producer;
-            producer.client().fetch_metadata(None, timeout).is_ok()
-        })
-        .await
-        .unwrap_or(false);
+        let reachable = self.producer.reachable(timeout).await;
         self.set_broker_health(reachable);
     }
 

@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 use voicehub_runtime::admin::{AdminServer, Readiness};
 use voicehub_runtime::settings::SettingsError;
 pub use voicehub_runtime::shutdown::ShutdownTrigger;
-use voicehub_runtime::{FaultHook, kafka};
+use voicehub_runtime::{FaultHook, kafka, reload};
 
 use crate::auth::{SecretError, SourceSecrets};
 use crate::dedupe::Dedupe;
@@ -109,6 +109,7 @@ impl Application {
 
         let mut sources = HashMap::new();
         for (name, source) in &settings.sources {
+            metrics.start_source(name);
             let secrets = SourceSecrets::load(source).map_err(|error| StartupError::Secret {
                 source_name: name.clone(),
                 error,
@@ -265,11 +266,13 @@ impl Application {
         }
         for (name, source) in &settings.sources {
             if let Some(secrets) = state.sources.get(name).filter(|s| s.has_files()) {
-                background.spawn(reload_secrets(
+                let secrets = secrets.clone();
+                background.spawn(reload::reload_forever(
+                    "webhook secrets",
                     name.clone(),
-                    secrets.clone(),
                     Duration::from_millis(source.secret_reload_ms),
-                    state.clone(),
+                    state.metrics.secret_reload_errors.clone(),
+                    move || secrets.reload(),
                 ));
             }
         }
@@ -480,35 +483,6 @@ fn refresh_spool(spool: &SpoolState, readiness: Option<&Readiness>) {
                     check = SPOOL_CHECK,
                     ?depth,
                     "spool full or not draining: not ready"
-                );
-            }
-        }
-    }
-}
-
-async fn reload_secrets(
-    name: String,
-    secrets: Arc<SourceSecrets>,
-    every: Duration,
-    state: web::Data<AppState>,
-) {
-    let mut interval = tokio::time::interval(every);
-    interval.tick().await;
-    loop {
-        interval.tick().await;
-        match secrets.reload() {
-            Ok(true) => info!(source = %name, "secrets reloaded"),
-            Ok(false) => {}
-            Err(error) => {
-                state
-                    .metrics
-                    .secret_reload_errors
-                    .with_label_values(&[&name])
-                    .inc();
-                warn!(
-                    source = %name,
-                    error = &error as &dyn std::error::Error,
-                    "secret reload failed; previous secrets stay active"
                 );
             }
         }

@@ -26,6 +26,14 @@ pub enum ParseError {
 }
 
 impl ParseError {
+    /// Every value of [`Self::reason`], for metrics to start at zero.
+    pub const REASONS: [&'static str; 4] = [
+        "invalid_json",
+        "not_an_object",
+        "missing_field",
+        "invalid_field",
+    ];
+
     /// The dead-letter reason code: stable, lower snake case, from a closed set (also used as a
     /// metric label).
     pub fn reason(&self) -> &'static str {
@@ -75,5 +83,22 @@ impl From<serde_path_to_error::Error<serde_json::Error>> for ParseError {
             path: FieldPath(path),
             detail: inner,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_lists_every_variants_reason() {
+        let every = [
+            ParseError::InvalidJson(String::new()),
+            ParseError::NotAnObject("array"),
+            ParseError::MissingField(FieldPath("callId".into())),
+            ParseError::invalid("status", "unknown"),
+        ];
+        let reasons: Vec<&str> = every.iter().map(ParseError::reason).collect();
+        assert_eq!(reasons, ParseError::REASONS);
     }
 }

@@ -258,6 +258,18 @@ impl<C: ClientContext + 'static> RecoveringProducer<C> {
         self.read().1.clone()
     }
 
+    /// Whether the cluster answers a metadata request within `timeout` (readiness probes).
+    /// The request blocks, so it runs off the async runtime.
+    pub async fn reachable(&self, timeout: Duration) -> bool {
+        let producer = self.producer();
+        tokio::task::spawn_blocking(move || {
+            use rdkafka::producer::Producer;
+            producer.client().fetch_metadata(None, timeout).is_ok()
+        })
+        .await
+        .unwrap_or(false)
+    }
+
     /// Starts delivering `record` through the current instance. The returned future owns
     /// everything it needs (spawn it to let the delivery outlive the caller); when it ends in
     /// failure and the instance looks wedged, the instance is replaced.

@@ -7,12 +7,14 @@
 //!   deadline, and topic provisioning.
 //! - [`metrics`]: a per-service Prometheus registry (never the global one).
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/livez`, `/readyz`) and readiness flags.
+//! - [`reload`]: credentials mounted as files, re-read while running.
 //! - [`telemetry`]: structured logging.
 //! - [`shutdown`]: the termination signal.
 
 pub mod admin;
 pub mod kafka;
 pub mod metrics;
+pub mod reload;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

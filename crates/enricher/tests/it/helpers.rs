@@ -289,6 +289,31 @@ impl TestEnricher {
         scrape(&format!("http://127.0.0.1:{}/metrics", self.admin_port)).await
     }
 
+    /// `/readyz`: the status and the failing checks.
+    pub async fn readyz(&self) -> (u16, serde_json::Value) {
+        let response = reqwest::get(format!("http://127.0.0.1:{}/readyz", self.admin_port))
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    /// Waits (at most `within`) until `/readyz` answers `status`; the last body.
+    pub async fn wait_readyz(&self, status: u16, within: Duration) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let (now, body) = self.readyz().await;
+            if now == status {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "/readyz still {now} {body} after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Stops the running instance as SIGTERM does and waits for it.
     pub async fn stop(&mut self) -> std::io::Result<()> {
         self.trigger.trigger();

@@ -2,6 +2,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use voicehub_model::enriched::AnalysisEnriched;
+use voicehub_testkit::metrics::metric_value;
 
 use crate::helpers::{Reply, spawn_enricher, spawn_enricher_stoppable};
 
@@ -155,4 +156,29 @@ async fn a_stop_with_the_broker_gone_still_exits_in_bounded_time() {
 
     // Assert: drain (3 s), close (5 s) and flush (3 s) are each bounded.
     assert!(matches!(stopped, Ok(Ok(()))), "{stopped:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_follows_the_broker() {
+    let mut enricher = spawn_enricher_stoppable().await;
+    enricher.wait_readyz(200, Duration::from_secs(10)).await;
+
+    // Act: the broker goes away, then comes back.
+    enricher.broker.stop().await;
+    let body = enricher.wait_readyz(503, Duration::from_secs(15)).await;
+
+    // Assert
+    assert_eq!(body["failing"], serde_json::json!(["broker"]), "{body}");
+    let scrape = enricher.metrics().await;
+    assert_eq!(
+        metric_value(&scrape, "voicehub_enricher_broker_reachable", &[]),
+        0.0
+    );
+    enricher.broker.resume().await.unwrap();
+    enricher.wait_readyz(200, Duration::from_secs(30)).await;
+    enricher
+        .send_event("e0", "c0", &enricher.api.url("/r/x"))
+        .await;
+    enricher.enriched(1).await;
+    assert!(enricher.stop().await.is_ok());
 }

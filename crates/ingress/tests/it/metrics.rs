@@ -64,3 +64,55 @@ async fn metrics_parse_as_prometheus_text_and_count_what_was_sent() {
         1.0
     );
 }
+
+/// An alert's `increase()` misses a counter's first increment when the series is born with it,
+/// and a sum over no series is empty rather than 0: the series alerts rely on exist at 0 from
+/// the start.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_series_alerts_rely_on_exist_at_zero_before_anything_happens() {
+    let app = spawn_app().await;
+
+    let scrape = app.metrics().await;
+
+    let present = |name: &str, labels: &[(&str, &str)]| {
+        scrape.samples.iter().any(|sample| {
+            sample.metric == name
+                && labels
+                    .iter()
+                    .all(|(key, value)| sample.labels.get(key) == Some(*value))
+        })
+    };
+    for (name, labels) in [
+        (
+            "voicehub_ingress_auth_failures_total",
+            &[("source", "default"), ("reason", "mismatch")][..],
+        ),
+        (
+            "voicehub_ingress_auth_failures_total",
+            &[("source", "default"), ("reason", "missing")],
+        ),
+        (
+            "voicehub_ingress_auth_accepted_total",
+            &[("source", "default")],
+        ),
+        (
+            "voicehub_ingress_secret_reload_errors_total",
+            &[("source", "default")],
+        ),
+        (
+            "voicehub_ingress_dead_letters_total",
+            &[("reason", "invalid_json")],
+        ),
+        (
+            "voicehub_ingress_produce_errors_total",
+            &[("reason", "timed_out")],
+        ),
+    ] {
+        assert!(present(name, labels), "{name} {labels:?} missing");
+        assert_eq!(
+            metric_value(&scrape, name, labels),
+            0.0,
+            "{name} {labels:?}"
+        );
+    }
+}
