@@ -1,7 +1,8 @@
 {{/*
 One Deployment of the bridge's image. Arguments (dict):
-  root: $, component: ingress|enricher, values: that component's values, drainMs: its drain
-  deadline, adminPort, httpPort (0: none), autoscaled: whether an HPA owns the replica count,
+  root: $, component: ingress|enricher, values: that component's values, shutdownSeconds: the
+  longest it takes after SIGTERM, adminPort, httpPort (0: none), autoscaled: whether an HPA owns
+  the replica count,
   secret: {volume, name, mountPath}, spool: whether it keeps a spool (then a StatefulSet with a
   PersistentVolumeClaim per replica, mounted where ingress.toml puts spool.dir).
 */}}
@@ -24,9 +25,12 @@ spec:
     matchLabels:
       {{- include "vb.selectorLabels" (dict "root" . "component" $component) | nindent 6 }}
   {{- if $.spool }}
-  serviceName: {{ include "vb.fullname" . }}-{{ $component }}-headless
+  # The headless admin Service (services.yaml): stable pod names, and the scrape target.
+  serviceName: {{ include "vb.fullname" . }}-{{ $component }}-admin
   # Pods are interchangeable apart from their volumes: start and stop them all at once.
   podManagementPolicy: Parallel
+  persistentVolumeClaimRetentionPolicy:
+    {{- toYaml $c.spool.persistence.retentionPolicy | nindent 4 }}
   {{- end }}
   template:
     metadata:
@@ -41,8 +45,7 @@ spec:
     spec:
       serviceAccountName: {{ include "vb.serviceAccountName" . }}
       automountServiceAccountToken: false
-      # preStop pause + drain deadline + producer close.
-      terminationGracePeriodSeconds: {{ include "vb.gracePeriod" (dict "root" . "drainMs" $.drainMs) }}
+      terminationGracePeriodSeconds: {{ include "vb.gracePeriod" (dict "root" . "shutdownSeconds" (int $.shutdownSeconds)) }}
       securityContext:
         {{- include "vb.podSecurityContext" . | nindent 8 }}
       {{- with .Values.imagePullSecrets }}
@@ -55,9 +58,15 @@ spec:
           imagePullPolicy: {{ .Values.image.pullPolicy }}
           command: ["/usr/local/bin/voicehub-{{ $component }}"]
           args: ["--config", "/etc/voicehub-bridge/{{ $component }}.toml"]
-          {{- with (include "vb.kafkaSecretEnv" .) }}
+          {{- $env := include "vb.kafkaSecretEnv" . }}
+          {{- if or $env $c.extraEnv }}
           env:
+            {{- with $env }}
             {{- . | nindent 12 }}
+            {{- end }}
+            {{- with $c.extraEnv }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
           {{- end }}
           ports:
             {{- if $.httpPort }}
@@ -95,6 +104,9 @@ spec:
             - name: spool
               mountPath: /var/lib/voicehub/spool
             {{- end }}
+            {{- with $c.extraVolumeMounts }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
       volumes:
         - name: config
           configMap:
@@ -106,6 +118,9 @@ spec:
         - name: {{ $.secret.volume }}
           secret:
             secretName: {{ $.secret.name }}
+        {{- with $c.extraVolumes }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
       {{- with $c.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}
@@ -117,6 +132,17 @@ spec:
       {{- with $c.tolerations }}
       tolerations:
         {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $c.topologySpreadConstraints }}
+      {{- $selector := include "vb.selectorLabels" (dict "root" $.root "component" $component) | fromYaml }}
+      topologySpreadConstraints:
+        {{- range . }}
+        {{- $constraint := deepCopy . }}
+        {{- if not (hasKey $constraint "labelSelector") }}
+        {{- $_ := set $constraint "labelSelector" (dict "matchLabels" $selector) }}
+        {{- end }}
+        {{- toYaml (list $constraint) | nindent 8 }}
+        {{- end }}
       {{- end }}
   {{- if $.spool }}
   {{- with $c.spool.persistence }}

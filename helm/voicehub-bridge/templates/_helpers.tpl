@@ -50,9 +50,36 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-api-keys" (include "vb.fullname" .)) .Values.secrets.apiKeys.existingSecret -}}
 {{- end -}}
 
-{{/* Termination grace: preStop pause + the drain deadline + 10 s for the producer to close. */}}
+{{/*
+terminationGracePeriodSeconds: the preStop pause, then the longest the process can take after
+SIGTERM (vb.<component>ShutdownSeconds, whole seconds rounded up), then 5 s for what has no
+deadline of its own (the spool watermark's fsync, the Kafka clients' teardown, a broker probe's
+last metadata request, the exit).
+deploy/ci/check-chart.sh recomputes the bound from the rendered configuration.
+*/}}
 {{- define "vb.gracePeriod" -}}
-{{- add .root.Values.preStopSleepSeconds (div .drainMs 1000) 10 -}}
+{{- add .root.Values.preStopSleepSeconds .shutdownSeconds 5 -}}
+{{- end -}}
+
+{{/*
+The ingress after SIGTERM (crates/ingress/src/startup.rs, run_until_stopped): in-flight
+requests (actix's shutdown timeout: the drain timeout in whole seconds, at least 1), the spool's
+forwarding and the producer flush all end by the drain deadline; then, with the spool on, up to
+2 s for the spool's handles; then up to 1 s for the admin server.
+*/}}
+{{- define "vb.ingressShutdownSeconds" -}}
+{{- $drain := div (add (int64 .Values.ingress.http.drainTimeoutMs) 999) 1000 -}}
+{{- add (max $drain 1) (ternary 0 2 (eq .Values.ingress.spool.mode "off")) 1 -}}
+{{- end -}}
+
+{{/*
+The enricher after SIGTERM (crates/enricher/src/startup.rs, run_until_stopped): the pipeline's
+drain (drain timeout), the consumer's close (pipeline.rs, CLOSE_TIMEOUT: 5 s), the producer flush
+(the drain timeout again), the admin server (up to 1 s).
+*/}}
+{{- define "vb.enricherShutdownSeconds" -}}
+{{- $drain := div (add (int64 .Values.enricher.consumer.drainTimeoutMs) 999) 1000 -}}
+{{- add $drain 5 $drain 1 -}}
 {{- end -}}
 
 {{/* The [kafka] table shared by both configuration files. */}}
@@ -76,8 +103,10 @@ replication_factor = {{ .Values.kafka.provision.replicationFactor | int64 }}
 {{- with .Values.kafka.properties }}
 
 [kafka.properties]
+{{- /* YAML numbers arrive as float64, which toString prints as 1e+07; the schema allows
+integers only, printed here with all their digits. */}}
 {{- range $name, $value := . }}
-{{ $name | quote }} = {{ $value | toString | quote }}
+{{ $name | quote }} = {{ ternary (int64 $value) $value (kindIs "float64" $value) | toString | quote }}
 {{- end }}
 {{- end }}
 
