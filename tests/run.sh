@@ -4,21 +4,17 @@
 # tests start a Kafka of their own), the fuzz targets for a bounded time, the Prometheus alert
 # rules' unit tests, the Helm chart checks, and the container image built and run under docker
 # compose with a local Apache Kafka image.
-# Needs cmake, OpenSSL and curl headers (librdkafka is built from source), cargo-nextest, Java
-# 17 and Maven (Kafka), the nightly toolchain and cargo-fuzz (fuzzing), and the deployment tools
-# of deploy/ci/install-tools.sh (root: it starts a Docker engine); `.ci/run` installs all of
-# them on a clean machine.
+# What it needs (cmake, OpenSSL and curl headers, cargo-nextest, Java 17 and Maven, the nightly
+# toolchain and cargo-fuzz, the deployment tools: Helm, kubernetes-validate, promtool, a Docker
+# engine it starts itself) is installed first by deploy/prerequisites.sh, where missing (root or
+# sudo for the Debian packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 profile=${NEXTEST_PROFILE:-default}
 
-for tool in java mvn promtool /opt/voicehub-tools/bin/helm /opt/voicehub-tools/bin/kubernetes-validate dockerd; do
-  command -v "$tool" >/dev/null || {
-    echo "$tool is missing: run deploy/ci/install-tools.sh (or .ci/run)" >&2
-    exit 1
-  }
-done
+echo "--- prerequisites (deploy/prerequisites.sh test)"
+deploy/prerequisites.sh test
 
 echo "--- cargo fmt --check"
 cargo fmt --all -- --check
@@ -38,9 +34,8 @@ cargo nextest run --workspace --all-targets --locked --profile "$profile"
 echo "--- fuzz targets, 60 s each (crates/model/fuzz)"
 crates/model/fuzz/run.sh 60
 
-echo "--- promtool: alert rules"
-promtool check rules deploy/prometheus/alerts.yml
-promtool test rules deploy/prometheus/alerts.test.yml
+echo "--- alert rules: the chart's rendering, promtool tests, runbooks (deploy/ci/check-alerts.sh)"
+deploy/ci/check-alerts.sh
 
 echo "--- binaries (for the deployment checks)"
 cargo build --workspace --bins --locked

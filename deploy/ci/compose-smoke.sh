@@ -70,6 +70,9 @@ fi
 echo "--- base images"
 deploy/ci/base-images.sh
 
+echo "--- the README's run command on a fresh Debian with only Rust (deploy/ci/fresh-machine.sh)"
+deploy/ci/fresh-machine.sh
+
 echo "--- docker-compose.yml against the Compose specification"
 docker compose -f docker-compose.yml --profile demo config --quiet
 compose --profile demo config --quiet
@@ -168,6 +171,15 @@ query() { curl -fsS "http://127.0.0.1:9099/api/v1/$1"; }
 both_up() { has '"value":\[[0-9.]*,"2"\]' 'http://127.0.0.1:9099/api/v1/query?query=sum(up%7Bjob%3D~%22voicehub-.%2A%22%7D)'; }
 wait_for "Prometheus to scrape both services" 60 both_up
 rules=$(query rules | grep -o '"type":"alerting"' | wc -l)
-((rules >= 10)) || fail "Prometheus loaded $rules alert rules"
-echo "  both scraped by Prometheus (up=1), $rules alert rules loaded"
+((rules >= 20)) || fail "Prometheus loaded $rules alert rules"
+# Every rule evaluated against the real series without an error, and none fires on this
+# healthy stack (the `for` of most is longer than this test, but not of the absent-style ones
+# and the dead-letter or unauthorized ones, which would fire at once).
+evaluated() { ! query rules | grep -q '"lastEvaluation":"0001-01-01'; }
+wait_for "every rule evaluated" 30 evaluated
+query rules | grep -q '"health":"err"' && fail "rules with evaluation errors: $(query rules | grep -o '"lastError":"[^"]*"' | sort -u)"
+if query alerts | grep -q '"state":"firing"'; then
+  fail "alerts firing on a healthy stack: $(query alerts)"
+fi
+echo "  both scraped by Prometheus (up=1), $rules alert rules loaded, all evaluate, none firing"
 echo "--- compose smoke test passed"
