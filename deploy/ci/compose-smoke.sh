@@ -85,6 +85,9 @@ DOCKER_BUILDKIT=1 /usr/bin/docker build --quiet -f deploy/Dockerfile \
   --build-arg RUNTIME_IMAGE=voicehub-ci/cc-runtime:bookworm \
   -t voicehub-bridge:local . >/dev/null
 echo "  built in $((SECONDS - start)) s; size $(docker image inspect -f '{{.Size}}' voicehub-bridge:local | numfmt --to=iec)"
+docker run --rm voicehub-bridge:local /usr/local/bin/voicehub --version | grep -q '^voicehub ' ||
+  fail "the image has no working voicehub CLI"
+echo "  the operator CLI is in the image ($(docker run --rm voicehub-bridge:local /usr/local/bin/voicehub --version))"
 
 echo "--- local images (Apache Kafka from its jars, Prometheus, voicehub-tail)"
 mkdir -p "$work/tail" "$work/prometheus/data"

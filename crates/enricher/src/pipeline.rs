@@ -681,7 +681,8 @@ impl Worker {
         }
         .to_record(&Provenance {
             source,
-            received_at: Timestamp::now(),
+            // When the webhook was received (its re-drive keeps it), not when it failed.
+            received_at: received_at(input),
             bridge_version: BRIDGE_VERSION,
         });
         warn!(

@@ -31,9 +31,11 @@ pub mod header {
     pub const DEAD_LETTER_REASON: &str = "ce_deadletterreason";
     /// Extension (dead letters): the error text.
     pub const DEAD_LETTER_ERROR: &str = "ce_deadlettererror";
+    /// Extension (re-driven records): the dead letter it came from, `<topic>/<partition>/<offset>`.
+    pub const REDRIVEN_FROM: &str = "ce_redrivenfrom";
 
     /// Every header name the bridge writes.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 13] = [
         SPEC_VERSION,
         ID,
         TYPE,
@@ -46,6 +48,7 @@ pub mod header {
         DEAD_LETTER_STAGE,
         DEAD_LETTER_REASON,
         DEAD_LETTER_ERROR,
+        REDRIVEN_FROM,
     ];
 
     /// The bridge's own `&'static` name for `name`, if it is one of [`ALL`] (for records read

@@ -1,0 +1,11 @@
+//! `voicehub`, the operator's command line, as a library (the binary is a thin `clap` layer):
+//!
+//! - [`dead_letters`]: the dead-letter topic read as it stands, filters, a summary;
+//! - [`redrive`]: dead letters back through the current parser onto their topics, resumable;
+//! - [`spool`]: records a spool set aside (or a stopped instance's whole spool) to Kafka;
+//! - [`settings`]: the `[kafka]` section of the services' own configuration.
+
+pub mod dead_letters;
+pub mod redrive;
+pub mod settings;
+pub mod spool;

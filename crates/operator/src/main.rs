@@ -1,0 +1,269 @@
+//! `voicehub`: the operator's command line. `voicehub --help` lists the commands; every
+//! command reads the services' configuration (`--config`, then `VOICEHUB_BRIDGE__*`).
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use voicehub_model::Timestamp;
+use voicehub_operator::dead_letters::{Filter, Reader, Start, Summary};
+use voicehub_operator::redrive::{self, Event, Options, Report};
+use voicehub_operator::settings::OperatorSettings;
+use voicehub_operator::spool;
+
+/// Operate a voicehub-bridge: read dead letters, re-drive them, produce set-aside spool records.
+#[derive(Debug, Parser)]
+#[command(name = "voicehub", version, propagate_version = true)]
+struct Cli {
+    /// The ingress's or the enricher's configuration file (brokers, Kafka properties, topics).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Read the dead-letter topic (assigned partitions; joins no consumer group).
+    #[command(subcommand)]
+    DeadLetters(DeadLettersCommand),
+    /// Put dead letters back: each goes through the current parser to its event type's topic
+    /// (same key and ce_id, with ce_redrivenfrom); what still fails is reported and stays.
+    /// Resumable: progress is its own consumer group's committed offsets.
+    Redrive(RedriveArgs),
+    /// Spooled records that did not reach Kafka.
+    #[command(subcommand)]
+    Spool(SpoolCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadLettersCommand {
+    /// Counts by stage, reason and source; the oldest and newest (one JSON object).
+    Summary(FilterArgs),
+    /// The dead letters, one JSON object per line: headers, key, value (text, or hex).
+    Show {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SpoolCommand {
+    /// Produce the records a spool set aside in undeliverable/ (or, with --spool, everything a
+    /// stopped instance left in its spool directory, in order); each file or entry is removed
+    /// once Kafka acknowledged it.
+    Produce {
+        /// The spool directory (spool.dir) or its undeliverable/.
+        dir: PathBuf,
+        /// Also the spool's own records, oldest first (the instance must be stopped).
+        #[arg(long)]
+        spool: bool,
+        /// Report what would be produced; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+struct FilterArgs {
+    /// Only this stage (ingress, enricher); repeatable.
+    #[arg(long)]
+    stage: Vec<String>,
+    /// Only this reason (e.g. unauthorized, retries_exhausted); repeatable.
+    #[arg(long)]
+    reason: Vec<String>,
+    /// Only this source; repeatable.
+    #[arg(long)]
+    source: Vec<String>,
+    /// Only dead letters written at or after this time (RFC 3339).
+    #[arg(long, value_parser = timestamp)]
+    since: Option<Timestamp>,
+    /// Only dead letters written before this time (RFC 3339).
+    #[arg(long, value_parser = timestamp)]
+    until: Option<Timestamp>,
+}
+
+#[derive(Debug, Args)]
+struct RedriveArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Report what would happen (counts); produce and commit nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// At most this many records re-driven per second.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Stop after re-driving this many (a re-run goes on from there).
+    #[arg(long)]
+    limit: Option<u64>,
+    /// The consumer group that remembers progress (default: one per filter, so the same
+    /// filter resumes and another starts from the beginning).
+    #[arg(long)]
+    group: Option<String>,
+}
+
+fn timestamp(text: &str) -> Result<Timestamp, String> {
+    Timestamp::parse(text).map_err(|e| e.to_string())
+}
+
+impl From<FilterArgs> for Filter {
+    fn from(args: FilterArgs) -> Self {
+        Self {
+            stages: args.stage,
+            reasons: args.reason,
+            sources: args.source,
+            since: args.since,
+            until: args.until,
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(2),
+        Err(error) => {
+            eprintln!("voicehub: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the command; `Ok(false)` when it ran but something was left undone.
+fn run(cli: Cli) -> anyhow::Result<bool> {
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "voicehub",
+            &mut std::io::stdout(),
+        );
+        return Ok(true);
+    }
+    let settings = OperatorSettings::load(cli.config.as_deref())?.kafka;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let topic = settings.topics.dead_letter.clone();
+    match cli.command {
+        Command::DeadLetters(DeadLettersCommand::Summary(filter)) => {
+            let filter = Filter::from(filter);
+            let mut reader = Reader::open(&settings, &topic, Start::Beginning)?;
+            let bar = progress(reader.remaining());
+            let mut summary = Summary::default();
+            while let Some(letter) = reader.next_letter()? {
+                bar.inc(1);
+                if filter.matches(&letter) {
+                    summary.add(&letter);
+                }
+            }
+            bar.finish_and_clear();
+            print_json(&summary)?;
+            Ok(true)
+        }
+        Command::DeadLetters(DeadLettersCommand::Show { filter, limit }) => {
+            let filter = Filter::from(filter);
+            let mut reader = Reader::open(&settings, &topic, Start::Beginning)?;
+            let mut shown = 0;
+            while let Some(letter) = reader.next_letter()? {
+                if limit.is_some_and(|limit| shown >= limit) {
+                    break;
+                }
+                if filter.matches(&letter) {
+                    shown += 1;
+                    let mut json = serde_json::to_value(&letter)?;
+                    json["value"] = letter.value_text().map_or_else(
+                        || serde_json::json!({ "hex": hex(&letter.value) }),
+                        |text| serde_json::Value::String(text.to_owned()),
+                    );
+                    print_json(&json)?;
+                }
+            }
+            Ok(true)
+        }
+        Command::Redrive(args) => {
+            let filter = Filter::from(args.filter);
+            let options = Options {
+                group: args
+                    .group
+                    .unwrap_or_else(|| Options::default_group(&filter)),
+                filter,
+                dry_run: args.dry_run,
+                rate: args.rate,
+                limit: args.limit,
+            };
+            let bar = progress(0);
+            let parse = |body: &[u8]| voicehub_model::parse_webhook(body);
+            let notify = |event: Event<'_>| match event {
+                Event::Read => bar.inc(1),
+                Event::Left { location, why } => bar.suspend(|| eprintln!("{location}: {why}")),
+            };
+            let report = redrive::run(
+                &settings,
+                &options,
+                &parse,
+                &runtime,
+                notify,
+                Report::default(),
+            );
+            bar.finish_and_clear();
+            let report = report?;
+            print_json(&report)?;
+            Ok(!report.failed())
+        }
+        Command::Spool(SpoolCommand::Produce {
+            dir,
+            spool: whole,
+            dry_run,
+        }) => {
+            let report = if whole {
+                spool::produce_spool(&settings, &dir, dry_run, &runtime)?
+            } else {
+                spool::produce_set_aside(&settings, &dir, dry_run, &runtime)?
+            };
+            for left in &report.left {
+                eprintln!("{}: left: {}", left.what, left.why);
+            }
+            print_json(&report)?;
+            Ok(report.left.is_empty())
+        }
+        Command::Completions { .. } => Ok(true),
+    }
+}
+
+/// A progress bar on a terminal's stderr; hidden otherwise (pipes, logs, Jobs).
+fn progress(total: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {pos} read {per_sec} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// One JSON object on its own stdout line (paste it into the incident).
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

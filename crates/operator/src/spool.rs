@@ -1,0 +1,237 @@
+//! Spooled records back to Kafka by hand: the files a spool set aside in `undeliverable/`, or
+//! (with `--spool`) everything a stopped instance left in its spool directory, in order. Each is
+//! produced with the services' producer settings (the same bytes the forwarder would send:
+//! same key, headers and `ce_id`), and its file (or spool entry) removed only once Kafka has
+//! acknowledged it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use voicehub_ingress::spooled;
+use voicehub_runtime::kafka::{self, ProduceError};
+use voicehub_runtime::settings::KafkaSettings;
+
+/// Why producing stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolProduceError {
+    /// A file or the spool could not be read or changed.
+    #[error("{path}: {error}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        error: std::io::Error,
+    },
+    /// The spool could not be opened (in use by a running instance, or damaged).
+    #[error(transparent)]
+    Spool(#[from] voicehub_spool::SpoolError),
+    /// Kafka did not take a record (nothing after it was produced).
+    #[error("producing {what} to {topic}: {error}")]
+    Produce {
+        /// The file or spool entry.
+        what: String,
+        /// Its topic.
+        topic: String,
+        /// Kafka's answer.
+        #[source]
+        error: Box<ProduceError>,
+    },
+    /// The producer could not be created.
+    #[error("creating the producer: {0}")]
+    Producer(#[from] rdkafka::error::KafkaError),
+    /// Neither the directory nor a subdirectory of it is a spool's `undeliverable/`.
+    #[error("{0}: no undeliverable/ directory here (give a spool directory or its undeliverable/)")]
+    NoSetAside(PathBuf),
+}
+
+/// What producing did (or, dry, would do).
+#[derive(Debug, Default, Serialize)]
+pub struct SpoolReport {
+    /// Whether nothing was produced or removed.
+    pub dry_run: bool,
+    /// Produced and removed (or, dry, that would be).
+    pub produced: u64,
+    /// Left in place, each with why (unreadable, too large for the broker, raw damaged bytes).
+    pub left: Vec<Left>,
+}
+
+/// A file or entry left in place.
+#[derive(Debug, Serialize)]
+pub struct Left {
+    /// The file (or spool entry).
+    pub what: String,
+    /// Why.
+    pub why: String,
+}
+
+struct Producer<'a> {
+    producer: Option<rdkafka::producer::FutureProducer>,
+    deadline: Duration,
+    runtime: &'a tokio::runtime::Runtime,
+}
+
+enum Outcome {
+    Produced,
+    Left(String),
+}
+
+impl Producer<'_> {
+    /// Decodes `bytes` and produces them; `Left` if they can never go.
+    fn send(&self, what: &str, bytes: &[u8]) -> Result<Outcome, SpoolProduceError> {
+        let (topic, record) = match spooled::decode(bytes) {
+            Ok(decoded) => decoded,
+            Err(error) => return Ok(Outcome::Left(format!("unreadable: {error}"))),
+        };
+        let Some(producer) = &self.producer else {
+            return Ok(Outcome::Produced);
+        };
+        match self
+            .runtime
+            .block_on(kafka::produce(producer, &topic, &record, self.deadline))
+        {
+            Ok(_) => Ok(Outcome::Produced),
+            Err(ProduceError::TooLarge(_)) => Ok(Outcome::Left(format!(
+                "too large for the broker ({} bytes): raise the topic's max.message.bytes",
+                record.value.len()
+            ))),
+            Err(error) => Err(SpoolProduceError::Produce {
+                what: what.to_owned(),
+                topic,
+                error: Box::new(error),
+            }),
+        }
+    }
+}
+
+/// Produces the `.rec` files of `dir` (a spool directory or its `undeliverable/`), oldest
+/// first, removing each once acknowledged. Other files (`.damaged`, `.torn`: raw bytes that
+/// failed their checksum) are reported and left.
+pub fn produce_set_aside(
+    settings: &KafkaSettings,
+    dir: &Path,
+    dry_run: bool,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<SpoolReport, SpoolProduceError> {
+    let dir = set_aside_dir(dir).ok_or_else(|| SpoolProduceError::NoSetAside(dir.to_owned()))?;
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |error| SpoolProduceError::Io { path, error }
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(io(&dir))?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(io(&dir))?;
+    // Sequence numbers are zero-padded: the names sort oldest first.
+    files.sort();
+    let producer = producer(settings, dry_run, runtime)?;
+    let mut report = SpoolReport {
+        dry_run,
+        ..SpoolReport::default()
+    };
+    for path in files {
+        let what = path.display().to_string();
+        if path.extension().is_none_or(|e| e != "rec") {
+            report.left.push(Left {
+                what,
+                why: "raw bytes that failed their checksum: kept for inspection".into(),
+            });
+            continue;
+        }
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        match producer.send(&what, &bytes)? {
+            Outcome::Produced => {
+                if !dry_run {
+                    std::fs::remove_file(&path).map_err(io(&path))?;
+                    sync_dir(&dir).map_err(io(&dir))?;
+                }
+                report.produced += 1;
+            }
+            Outcome::Left(why) => report.left.push(Left { what, why }),
+        }
+    }
+    Ok(report)
+}
+
+/// Produces everything a stopped instance left in its spool directory `dir`, in order,
+/// acknowledging each in the spool once Kafka has; then its `undeliverable/` files. Refused
+/// while an instance has the directory open.
+pub fn produce_spool(
+    settings: &KafkaSettings,
+    dir: &Path,
+    dry_run: bool,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<SpoolReport, SpoolProduceError> {
+    let (spool, _recovery) = voicehub_spool::Spool::open(voicehub_spool::Options {
+        dir: dir.to_owned(),
+        segment_bytes: u64::MAX,
+        max_bytes: u64::MAX,
+        max_age: Duration::MAX,
+    })?;
+    let producer = producer(settings, dry_run, runtime)?;
+    let mut report = SpoolReport {
+        dry_run,
+        ..SpoolReport::default()
+    };
+    let mut from = 0;
+    loop {
+        let entries = spool.read(from, 256)?;
+        let Some(last) = entries.last() else { break };
+        from = last.seq + 1;
+        for entry in &entries {
+            let what = format!("{} record {}", dir.display(), entry.seq);
+            match producer.send(&what, &entry.payload)? {
+                Outcome::Produced => {
+                    if !dry_run {
+                        spool.acknowledge(entry.seq)?;
+                    }
+                    report.produced += 1;
+                }
+                // Stays in the spool, unacknowledged.
+                Outcome::Left(why) => report.left.push(Left { what, why }),
+            }
+        }
+    }
+    if !dry_run {
+        spool.persist_acknowledgements()?;
+    }
+    drop(spool);
+    if set_aside_dir(dir).is_some() {
+        let set_aside = produce_set_aside(settings, dir, dry_run, runtime)?;
+        report.produced += set_aside.produced;
+        report.left.extend(set_aside.left);
+    }
+    Ok(report)
+}
+
+fn producer<'a>(
+    settings: &KafkaSettings,
+    dry_run: bool,
+    runtime: &'a tokio::runtime::Runtime,
+) -> Result<Producer<'a>, rdkafka::error::KafkaError> {
+    Ok(Producer {
+        producer: (!dry_run)
+            .then(|| kafka::create_producer(settings, rdkafka::client::DefaultClientContext))
+            .transpose()?,
+        deadline: settings.message_timeout() + Duration::from_secs(5),
+        runtime,
+    })
+}
+
+/// `dir/undeliverable`, or `dir` itself if it is one.
+fn set_aside_dir(dir: &Path) -> Option<PathBuf> {
+    let inner = dir.join("undeliverable");
+    if inner.is_dir() {
+        Some(inner)
+    } else if dir.is_dir() && dir.file_name().is_some_and(|n| n == "undeliverable") {
+        Some(dir.to_owned())
+    } else {
+        None
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}

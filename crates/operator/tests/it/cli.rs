@@ -1,0 +1,137 @@
+use std::process::Command;
+use std::time::Duration;
+
+use voicehub_testkit::TestBroker;
+
+use crate::helpers::{ingress_dead_letter, kafka_settings, produce, producer, status_body};
+
+const SECRET: &str = "hunter2-sasl-password";
+
+/// Runs the `voicehub` binary against `broker` (topics through the environment, a Kafka
+/// property holding a secret through the file): exit code, stdout, stderr.
+fn voicehub(broker: &TestBroker, config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let topics = broker.topics();
+    let output = Command::new(env!("CARGO_BIN_EXE_voicehub"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env(
+            "VOICEHUB_BRIDGE__KAFKA__BOOTSTRAP_SERVERS",
+            broker.bootstrap_servers(),
+        )
+        .env(
+            "VOICEHUB_BRIDGE__KAFKA__TOPICS__DEAD_LETTER",
+            &topics.dead_letter,
+        )
+        .env(
+            "VOICEHUB_BRIDGE__KAFKA__TOPICS__CALL_STATUS_CHANGED",
+            &topics.call_status_changed,
+        )
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    );
+    assert!(
+        !stdout.contains(SECRET) && !stderr.contains(SECRET),
+        "{stdout}\n{stderr}"
+    );
+    (output.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_summarises_shows_and_dry_runs_with_a_json_line_and_an_honest_exit_code() {
+    let broker = TestBroker::start().await.unwrap();
+    let kafka = kafka_settings(&broker);
+    let topics = kafka.topics.clone();
+    broker
+        .create_topics(&[&topics.dead_letter, &topics.call_status_changed], 2)
+        .await
+        .unwrap();
+    let producer = producer(&kafka);
+    for i in 0..2 {
+        let body = status_body(&format!("evt-{i}"), "call-1", r#""completed""#);
+        produce(
+            &producer,
+            &topics.dead_letter,
+            &ingress_dead_letter(&body, "invalid_field"),
+        )
+        .await;
+    }
+    produce(
+        &producer,
+        &topics.dead_letter,
+        &ingress_dead_letter(b"{", "invalid_json"),
+    )
+    .await;
+    broker
+        .wait_for_records(&topics.dead_letter, 3, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ingress.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka.properties]\n\"sasl.password\" = \"{SECRET}\"\n\n[http]\nmax_in_flight = 7\n"
+        ),
+    )
+    .unwrap();
+
+    // Act
+    let (summary_code, summary, _) = voicehub(&broker, &config, &["dead-letters", "summary"]);
+    let (show_code, show, _) = voicehub(
+        &broker,
+        &config,
+        &["dead-letters", "show", "--reason", "invalid_json"],
+    );
+    let (dry_code, dry, dry_err) = voicehub(&broker, &config, &["redrive", "--dry-run"]);
+
+    // Assert
+    assert_eq!(summary_code, 0, "{summary}");
+    let summary: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
+    assert_eq!(summary["total"], 3);
+    assert_eq!(summary["by_kind"]["ingress/invalid_field/acme"], 2);
+    assert_eq!(show_code, 0);
+    let lines: Vec<serde_json::Value> = show
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{show}");
+    assert_eq!(lines[0]["value"], "{");
+    assert_eq!(lines[0]["headers"]["ce_deadletterreason"], "invalid_json");
+    // One still fails: exit 2, and it is named on stderr; nothing produced in a dry run.
+    assert_eq!(dry_code, 2, "{dry}\n{dry_err}");
+    let report: serde_json::Value = serde_json::from_str(dry.trim()).unwrap();
+    assert_eq!(
+        (report["dry_run"].as_bool(), report["redriven"].as_u64()),
+        (Some(true), Some(2))
+    );
+    assert!(dry_err.contains("still fails (invalid_json)"), "{dry_err}");
+    assert!(
+        broker
+            .read_all(&topics.call_status_changed)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn help_version_and_completions() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_voicehub"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let help = run(&["--help"]);
+    for command in ["dead-letters", "redrive", "spool", "completions"] {
+        assert!(help.contains(command), "{help}");
+    }
+    assert!(run(&["--version"]).contains(env!("CARGO_PKG_VERSION")));
+    assert!(run(&["completions", "bash"]).contains("voicehub"));
+}

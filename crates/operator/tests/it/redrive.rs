@@ -1,0 +1,344 @@
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use voicehub_enricher::settings::{
+    ConsumerSettings, EnricherSettings, RetrySettings, SourceSettings,
+};
+use voicehub_model::record::header;
+use voicehub_model::{ParseError, WebhookEvent, parse_webhook};
+use voicehub_operator::dead_letters::Filter;
+use voicehub_operator::redrive::{self, Options, Report};
+use voicehub_runtime::settings::{AdminSettings, LogSettings};
+use voicehub_simulator::{AnalysisApi, AnalysisTrouble};
+use voicehub_testkit::TestBroker;
+
+use crate::helpers::{
+    SOURCE, blocking, event_record, ingress_dead_letter, kafka_settings, produce, producer,
+    status_body,
+};
+
+const ANALYSES: usize = 40;
+
+fn analysis_body(i: usize, api: &AnalysisApi) -> Vec<u8> {
+    serde_json::json!({
+        "eventType": "AnalysisResultReady",
+        "eventId": format!("evt-analysis-{i}"),
+        "callId": format!("sim-t-{i}"),
+        "analysisId": format!("anl_t_{i}"),
+        "timestamp": "2026-11-30T10:00:00Z",
+        "analysisResultUrl": format!("{}/anl_t_{i}", api.base_url()),
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn run(
+    kafka: &voicehub_runtime::settings::KafkaSettings,
+    options: Options,
+    parse: fn(&[u8]) -> Result<WebhookEvent, ParseError>,
+) -> impl std::future::Future<Output = (Report, Vec<String>)> {
+    let kafka = kafka.clone();
+    blocking(move |runtime| {
+        let mut left = Vec::new();
+        let report = redrive::run(
+            &kafka,
+            &options,
+            &parse,
+            runtime,
+            |event| {
+                if let redrive::Event::Left { location, why } = event {
+                    left.push(format!("{location}: {why}"));
+                }
+            },
+            Report::default(),
+        )
+        .unwrap();
+        (report, left)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn analyses_dead_lettered_for_a_revoked_key_are_enriched_once_after_a_redrive_even_interrupted()
+ {
+    let broker = TestBroker::start().await.unwrap();
+    let kafka = kafka_settings(&broker);
+    let topics = kafka.topics.clone();
+    // The account's key is new-key; the enricher still holds the revoked one.
+    let api = AnalysisApi::start("127.0.0.1:0", "new-key", AnalysisTrouble::default()).unwrap();
+    let key = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(key.path(), "revoked-key\n").unwrap();
+    let settings = EnricherSettings {
+        consumer: ConsumerSettings {
+            group_id: broker.name("enricher"),
+            max_in_flight: 8,
+            commit_interval_ms: 200,
+            drain_timeout_ms: 3_000,
+            ..ConsumerSettings::default()
+        },
+        fetch: Default::default(),
+        retry: RetrySettings {
+            initial_backoff_ms: 50,
+            max_backoff_ms: 200,
+            max_elapsed_ms: 5_000,
+        },
+        sources: BTreeMap::from([(
+            SOURCE.to_owned(),
+            SourceSettings {
+                api_key_env: None,
+                api_key_file: Some(key.path().to_owned()),
+                allowed_hosts: vec![api.host()],
+                allow_http: true,
+                api_key_reload_ms: 100,
+            },
+        )]),
+        kafka: kafka.clone(),
+        admin: AdminSettings {
+            listen: "127.0.0.1:0".into(),
+        },
+        log: LogSettings::default(),
+    };
+    let enricher = voicehub_enricher::Application::build(settings)
+        .await
+        .unwrap();
+    let stop = enricher.shutdown_trigger();
+    let task = tokio::spawn(enricher.run_until_stopped());
+    let producer = producer(&kafka);
+    let mut originals = HashMap::new();
+    for i in 0..ANALYSES {
+        let record = event_record(&analysis_body(i, &api));
+        originals.insert(
+            record.header(header::ID).unwrap().to_owned(),
+            record.key.clone(),
+        );
+        produce(&producer, &topics.analysis_result_ready, &record).await;
+    }
+
+    // Every analysis is dead-lettered as unauthorized.
+    let dead = broker
+        .wait_for_records(&topics.dead_letter, ANALYSES, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), ANALYSES);
+    assert!(
+        dead.iter()
+            .all(|r| r.header(header::DEAD_LETTER_REASON) == Some("unauthorized"))
+    );
+
+    // Act: the key is restored; a re-drive stopped half-way, then run again, then once more.
+    std::fs::write(key.path(), "new-key\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let filter = Filter {
+        reasons: vec!["unauthorized".into()],
+        ..Filter::default()
+    };
+    let options = Options {
+        group: Options::default_group(&filter),
+        filter: filter.clone(),
+        dry_run: false,
+        rate: None,
+        limit: None,
+    };
+    let (dry, _) = run(
+        &kafka,
+        Options {
+            dry_run: true,
+            ..options.clone()
+        },
+        parse_webhook,
+    )
+    .await;
+    let (first, _) = run(
+        &kafka,
+        Options {
+            limit: Some(15),
+            ..options.clone()
+        },
+        parse_webhook,
+    )
+    .await;
+    let (second, left) = run(&kafka, options.clone(), parse_webhook).await;
+    let (third, _) = run(&kafka, options.clone(), parse_webhook).await;
+
+    // Assert
+    assert_eq!((dry.redriven, dry.matched), (40, 40), "{dry:?}");
+    assert_eq!(
+        (first.redriven, first.stopped_at_limit),
+        (15, true),
+        "{first:?}"
+    );
+    assert_eq!(second.redriven, 25, "{second:?} {left:?}");
+    assert!(left.is_empty() && !second.failed(), "{left:?}");
+    assert_eq!((third.read, third.redriven), (0, 0), "{third:?}");
+    let enriched = broker
+        .consume_until(
+            &[&topics.analysis_enriched],
+            |records| records.len() >= ANALYSES,
+            Duration::from_secs(3),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let mut per_event: HashMap<String, usize> = HashMap::new();
+    for record in &enriched {
+        let event = record.json()["eventId"].as_str().unwrap().to_owned();
+        *per_event.entry(event).or_default() += 1;
+    }
+    assert_eq!(per_event.len(), ANALYSES, "{per_event:?}");
+    assert!(per_event.values().all(|n| *n == 1), "{per_event:?}");
+    // The re-driven inputs: the originals' ce_id and key, and where each came from.
+    let inputs = broker
+        .read_all(&topics.analysis_result_ready)
+        .await
+        .unwrap();
+    let redriven: Vec<_> = inputs
+        .iter()
+        .filter(|r| r.header(header::REDRIVEN_FROM).is_some())
+        .collect();
+    assert_eq!(redriven.len(), ANALYSES);
+    for record in redriven {
+        let id = record.header(header::ID).unwrap();
+        assert_eq!(originals.get(id), Some(&record.key), "{id}");
+        // As first received: the enricher's dead letter kept the input's receive time.
+        assert_eq!(
+            record.header(header::RECEIVED_AT),
+            Some("2026-11-30T10:00:00.000Z")
+        );
+        assert!(
+            record
+                .header(header::REDRIVEN_FROM)
+                .unwrap()
+                .starts_with(&format!("{}/", topics.dead_letter))
+        );
+    }
+    stop.trigger();
+    task.await.unwrap().unwrap();
+    api.stop().await;
+}
+
+/// What the parser would accept after a change: a numeric status read as its string.
+fn parser_after_a_change(body: &[u8]) -> Result<WebhookEvent, ParseError> {
+    let text = String::from_utf8_lossy(body).replace(r#""status":42"#, r#""status":"completed""#);
+    parse_webhook(text.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_bodies_parse_after_a_parser_change_and_what_still_fails_or_is_forged_stays() {
+    let broker = TestBroker::start().await.unwrap();
+    let kafka = kafka_settings(&broker);
+    let topics = kafka.topics.clone();
+    broker
+        .create_topics(&[&topics.dead_letter, &topics.call_status_changed], 2)
+        .await
+        .unwrap();
+    let producer = producer(&kafka);
+    for i in 0..5 {
+        let body = status_body(&format!("evt-status-{i}"), &format!("call-{i}"), "42");
+        assert!(parse_webhook(&body).is_err(), "refused today");
+        produce(
+            &producer,
+            &topics.dead_letter,
+            &ingress_dead_letter(&body, "invalid_field"),
+        )
+        .await;
+    }
+    // Still refused after the change, and two records no bridge wrote.
+    produce(
+        &producer,
+        &topics.dead_letter,
+        &ingress_dead_letter(b"not json", "invalid_json"),
+    )
+    .await;
+    let mut forged = ingress_dead_letter(
+        &status_body("evt-forged", "call-x", r#""completed""#),
+        "invalid_field",
+    );
+    forged
+        .headers
+        .retain(|(name, _)| *name != header::DEAD_LETTER_STAGE);
+    produce(&producer, &topics.dead_letter, &forged).await;
+    let mut corrupt = ingress_dead_letter(
+        &status_body("evt-corrupt", "call-y", r#""completed""#),
+        "invalid_field",
+    );
+    for (name, value) in &mut corrupt.headers {
+        if *name == header::SOURCE {
+            *value = "/elsewhere/../../etc".into();
+        }
+    }
+    produce(&producer, &topics.dead_letter, &corrupt).await;
+    broker
+        .wait_for_records(&topics.dead_letter, 8, Duration::from_secs(30))
+        .await
+        .unwrap();
+
+    // Act
+    let options = Options {
+        group: broker.name("redrive"),
+        filter: Filter::default(),
+        dry_run: false,
+        rate: Some(200.0),
+        limit: None,
+    };
+    let (report, left) = run(&kafka, options, parser_after_a_change).await;
+
+    // Assert
+    assert_eq!(
+        (
+            report.matched,
+            report.redriven,
+            report.still_failing,
+            report.invalid
+        ),
+        (8, 5, 1, 2),
+        "{report:?} {left:?}"
+    );
+    assert!(report.failed());
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert!(
+        left.iter()
+            .any(|l| l.contains("still fails (invalid_json)")),
+        "{left:?}"
+    );
+    assert!(
+        left.iter().any(|l| l.contains("no ce_deadletterstage")),
+        "{left:?}"
+    );
+    assert!(left.iter().any(|l| l.contains("no ce_source")), "{left:?}");
+    let landed = broker
+        .wait_for_records(&topics.call_status_changed, 5, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut ids: Vec<&str> = landed
+        .iter()
+        .map(|r| r.header(header::ID).unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        [
+            "evt-status-0",
+            "evt-status-1",
+            "evt-status-2",
+            "evt-status-3",
+            "evt-status-4"
+        ]
+    );
+    for record in &landed {
+        assert_eq!(record.json()["status"], "completed");
+        assert_eq!(
+            record.header(header::RECEIVED_AT),
+            Some("2026-11-30T10:00:00.000Z")
+        );
+        assert_eq!(record.key.as_deref(), record.json()["callId"].as_str());
+    }
+    // Nothing was taken off the dead-letter topic, and nothing forged went anywhere.
+    assert_eq!(broker.read_all(&topics.dead_letter).await.unwrap().len(), 8);
+    assert_eq!(
+        broker
+            .read_all(&topics.call_status_changed)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+}

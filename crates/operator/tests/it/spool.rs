@@ -1,0 +1,165 @@
+use std::time::Duration;
+
+use voicehub_ingress::spooled;
+use voicehub_model::record::header;
+use voicehub_operator::spool::{produce_set_aside, produce_spool};
+use voicehub_spool::{Options, Spool};
+use voicehub_testkit::TestBroker;
+
+use crate::helpers::{blocking, event_record, kafka_settings, status_body};
+
+fn spool_options(dir: &std::path::Path) -> Options {
+    Options {
+        dir: dir.to_owned(),
+        segment_bytes: 4 * 1024,
+        max_bytes: 64 * 1024 * 1024,
+        max_age: Duration::from_secs(3600),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_instances_spool_is_produced_in_order_and_emptied() {
+    let broker = TestBroker::start().await.unwrap();
+    let kafka = kafka_settings(&broker);
+    let topic = kafka.topics.call_status_changed.clone();
+    broker.create_topics(&[&topic], 2).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // An instance set one record aside (and wrote down that it did), then spooled 300 events
+    // of 3 calls (several segments) and died without forwarding any.
+    {
+        let (spool, _) = Spool::open(spool_options(dir.path())).unwrap();
+        let aside = event_record(&status_body("evt-aside", "call-aside", r#""completed""#));
+        spool
+            .append(spooled::encode(&topic, &aside).unwrap())
+            .await
+            .unwrap();
+        let entry = spool.read(0, 1).unwrap().remove(0);
+        spool.set_aside(&entry, "too_large").unwrap();
+        spool.persist_acknowledgements().unwrap();
+        for i in 0..300 {
+            let body = status_body(
+                &format!("evt-{i:03}"),
+                &format!("call-{}", i % 3),
+                r#""completed""#,
+            );
+            let bytes = spooled::encode(&topic, &event_record(&body)).unwrap();
+            spool.append(bytes).await.unwrap();
+        }
+    }
+    assert!(dir.path().join("undeliverable").read_dir().unwrap().count() == 1);
+
+    // Act
+    let path = dir.path().to_owned();
+    let settings = kafka.clone();
+    let dry = blocking({
+        let (path, settings) = (path.clone(), settings.clone());
+        move |runtime| produce_spool(&settings, &path, true, runtime).unwrap()
+    })
+    .await;
+    let report =
+        blocking(move |runtime| produce_spool(&settings, &path, false, runtime).unwrap()).await;
+
+    // Assert: each event once, each call's in spool order; the spool and undeliverable/ empty.
+    assert_eq!(
+        (dry.produced, report.produced),
+        (301, 301),
+        "{dry:?} {report:?}"
+    );
+    assert!(report.left.is_empty(), "{report:?}");
+    let records = broker
+        .consume_until(
+            &[&topic],
+            |r| r.len() >= 301,
+            Duration::from_secs(2),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 301);
+    for call in 0..3 {
+        let ids: Vec<String> = records
+            .iter()
+            .filter(|r| r.key.as_deref() == Some(&format!("call-{call}")))
+            .map(|r| r.header(header::ID).unwrap().to_owned())
+            .collect();
+        let expected: Vec<String> = (0..300)
+            .filter(|i| i % 3 == call)
+            .map(|i| format!("evt-{i:03}"))
+            .collect();
+        assert_eq!(ids, expected, "call-{call}");
+    }
+    let (spool, recovery) = Spool::open(spool_options(dir.path())).unwrap();
+    assert_eq!(recovery.records, 0, "{recovery:?}");
+    assert!(spool.read(0, 10).unwrap().is_empty());
+    assert_eq!(
+        dir.path().join("undeliverable").read_dir().unwrap().count(),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn set_aside_files_go_once_and_unreadable_ones_stay() {
+    let broker = TestBroker::start().await.unwrap();
+    let kafka = kafka_settings(&broker);
+    let topic = kafka.topics.call_status_changed.clone();
+    broker.create_topics(&[&topic], 2).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let undeliverable = dir.path().join("undeliverable");
+    std::fs::create_dir(&undeliverable).unwrap();
+    for i in 0..3 {
+        let record = event_record(&status_body(
+            &format!("evt-{i}"),
+            "call-1",
+            r#""completed""#,
+        ));
+        std::fs::write(
+            undeliverable.join(format!("{i:020}.rec")),
+            spooled::encode(&topic, &record).unwrap(),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        undeliverable.join("00000000000000000009.rec"),
+        b"\x07garbage",
+    )
+    .unwrap();
+    std::fs::write(
+        undeliverable.join("00000000000000000004-00000000000000000005.damaged"),
+        b"xx",
+    )
+    .unwrap();
+
+    // Act: twice (the second finds only what cannot go).
+    let settings = kafka.clone();
+    let path = undeliverable.clone();
+    let (first, second) = blocking(move |runtime| {
+        (
+            produce_set_aside(&settings, &path, false, runtime).unwrap(),
+            produce_set_aside(&settings, &path, false, runtime).unwrap(),
+        )
+    })
+    .await;
+
+    // Assert
+    assert_eq!((first.produced, first.left.len()), (3, 2), "{first:?}");
+    assert_eq!((second.produced, second.left.len()), (0, 2), "{second:?}");
+    assert!(
+        first.left.iter().any(|l| l.why.starts_with("unreadable")),
+        "{first:?}"
+    );
+    let records = broker
+        .consume_until(
+            &[&topic],
+            |r| r.len() >= 3,
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    let ids: Vec<&str> = records
+        .iter()
+        .map(|r| r.header(header::ID).unwrap())
+        .collect();
+    assert_eq!(ids, ["evt-0", "evt-1", "evt-2"]);
+    assert_eq!(undeliverable.read_dir().unwrap().count(), 2);
+}
