@@ -6,10 +6,12 @@ use voicehub_runtime::{settings, shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let path = settings::config_path(args.iter().cloned());
-    let settings: IngressSettings = settings::load(path.as_deref())?;
-    if settings::check_only(&args) {
+    let args = settings::ServiceArgs::parse_for(
+        "voicehub-ingress",
+        "VoiceHub webhooks in, durable Kafka records out.",
+    );
+    let settings: IngressSettings = settings::load(args.config.as_deref())?;
+    if args.check_config {
         settings.validate()?;
         eprintln!("voicehub-ingress: configuration is valid");
         return Ok(());

@@ -86,7 +86,7 @@ pub fn load_with_env<T: DeserializeOwned>(
     let config = builder.build().map_err(|e| match file {
         Some(path) => SettingsError::File {
             path: path.to_owned(),
-            detail: e.to_string(),
+            detail: without_source_lines(&e.to_string()),
         },
         None => SettingsError::invalid("(environment)", e),
     })?;
@@ -96,26 +96,44 @@ pub fn load_with_env<T: DeserializeOwned>(
     })
 }
 
-/// The configuration file named on the command line (`--config PATH` or `--config=PATH`),
-/// else by `VOICEHUB_BRIDGE_CONFIG`, else none.
-pub fn config_path(args: impl IntoIterator<Item = String>) -> Option<PathBuf> {
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        if arg == "--config" {
-            return args.next().map(PathBuf::from);
-        }
-        if let Some(path) = arg.strip_prefix("--config=") {
-            return Some(PathBuf::from(path));
-        }
-    }
-    std::env::var_os(CONFIG_PATH_ENV).map(PathBuf::from)
+/// A parse error without the lines of the file it quotes (the line may hold a password): the
+/// position and the reason stay.
+fn without_source_lines(text: &str) -> String {
+    let quoted = |line: &str| {
+        let (gutter, _) = line.split_once('|').unwrap_or(("x", ""));
+        gutter.trim().chars().all(|c| c.is_ascii_digit())
+    };
+    text.lines()
+        .filter(|line| !quoted(line) && !line.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
-/// Whether the command line asks only to validate the configuration (`--check-config`): load
-/// it, report, and exit without touching secrets, brokers or ports. Used to check rendered
-/// configuration (the Helm chart's, compose's) before it is deployed.
-pub fn check_only<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> bool {
-    args.into_iter().any(|arg| arg.as_ref() == "--check-config")
+/// The services' command line: `voicehub-ingress` and `voicehub-enricher` take the same flags.
+#[derive(Debug, Clone, clap::Parser)]
+pub struct ServiceArgs {
+    /// The configuration file (TOML); `VOICEHUB_BRIDGE__*` variables override its keys.
+    #[arg(long, value_name = "FILE", env = CONFIG_PATH_ENV)]
+    pub config: Option<PathBuf>,
+    /// Load and validate the configuration, report, and exit: no secret is read, no broker
+    /// contacted, no port bound (for checking rendered configuration before a rollout).
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+impl ServiceArgs {
+    /// Parses the process's arguments for binary `name` (`--help` and `--version` print and
+    /// exit; an unknown flag is an error naming it, exit 2).
+    pub fn parse_for(name: &'static str, about: &'static str) -> Self {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Self::command()
+            .name(name)
+            .about(about)
+            .version(crate::BRIDGE_VERSION)
+            .get_matches();
+        Self::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+    }
 }
 
 /// The producers' `message.max.bytes` unless `kafka.properties` sets it. librdkafka checks it
@@ -514,15 +532,31 @@ mod tests {
     }
 
     #[test]
-    fn config_path_comes_from_the_flag_in_either_form() {
-        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            config_path(args(&["bin", "--config", "a.toml"])),
-            Some(PathBuf::from("a.toml"))
-        );
-        assert_eq!(
-            config_path(args(&["bin", "--config=b.toml"])),
-            Some(PathBuf::from("b.toml"))
-        );
+    fn a_file_that_does_not_parse_is_named_without_quoting_its_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(
+            &path,
+            "[kafka.properties]\n\"sasl.password\" = hunter2-secret\n",
+        )
+        .unwrap();
+        let text = load_with_env::<KafkaSettings>(Some(&path), [])
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("line 2"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn the_service_flags_parse_in_either_form() {
+        use clap::Parser;
+        let args =
+            ServiceArgs::try_parse_from(["bin", "--config", "a.toml", "--check-config"]).unwrap();
+        assert_eq!(args.config, Some(PathBuf::from("a.toml")));
+        assert!(args.check_config);
+        let args = ServiceArgs::try_parse_from(["bin", "--config=b.toml"]).unwrap();
+        assert_eq!(args.config, Some(PathBuf::from("b.toml")));
+        assert!(!args.check_config);
+        assert!(ServiceArgs::try_parse_from(["bin", "--konfig", "c.toml"]).is_err());
     }
 }

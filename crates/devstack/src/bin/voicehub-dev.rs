@@ -15,7 +15,8 @@
 #![allow(clippy::print_stdout)] // a command-line tool: stdout is its interface
 
 use anyhow::Context;
-use voicehub_devstack::{flag, number_flag, stack};
+use clap::Parser;
+use voicehub_devstack::stack;
 use voicehub_enricher::EnricherSettings;
 use voicehub_ingress::IngressSettings;
 use voicehub_runtime::settings::{KafkaSettings, LogFormat, LogSettings};
@@ -24,22 +25,68 @@ use voicehub_runtime::{shutdown, telemetry};
 use voicehub_simulator::{AnalysisApi, AnalysisTrouble};
 use voicehub_testkit::{Storage, TestBroker};
 
+/// The whole bridge on this machine: an embedded broker, the ingress, the enricher, a stand-in
+/// analysis API and simulated VoiceHub calls, all on loopback. Ctrl-C stops it all cleanly.
+#[derive(Debug, Parser)]
+#[command(name = "voicehub-dev", version)]
+struct Args {
+    /// The ingress's webhook port.
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// The ingress's admin port; the enricher's is the next one.
+    #[arg(long, default_value_t = 9090)]
+    admin_port: u16,
+    /// The embedded broker's port.
+    #[arg(long, default_value_t = 9092)]
+    broker_port: u16,
+    /// The stand-in analysis API's port.
+    #[arg(long, default_value_t = 8090)]
+    api_port: u16,
+    /// The webhook secret.
+    #[arg(long, default_value = "dev-secret")]
+    secret: String,
+    /// The analysis API key.
+    #[arg(long, default_value = "dev-api-key")]
+    api_key: String,
+    /// Simulated calls per second.
+    #[arg(long, default_value_t = 2.0)]
+    rate: f64,
+    /// No simulated calls: send your own (`voicehub-sim` serves its analyses on --api-port).
+    #[arg(long)]
+    no_sim: bool,
+    /// The broker's storage: sqlite, or memory (only with --broker-only, for producer
+    /// benchmarks: it loses records for consumers).
+    #[arg(long, value_enum, default_value = "sqlite")]
+    storage: StorageArg,
+    /// The broker alone: for running the services yourself, or for benchmarks.
+    #[arg(long)]
+    broker_only: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum StorageArg {
+    Sqlite,
+    Memory,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let port: u16 = number_flag(&args, "--port", 8080)?;
-    let admin_port: u16 = number_flag(&args, "--admin-port", 9090)?;
-    let broker_port: u16 = number_flag(&args, "--broker-port", 9092)?;
-    let secret = flag(&args, "--secret").unwrap_or_else(|| "dev-secret".into());
-    let api_port: u16 = number_flag(&args, "--api-port", 8090)?;
-    let api_key = flag(&args, "--api-key").unwrap_or_else(|| "dev-api-key".into());
-    let rate: f64 = number_flag(&args, "--rate", 2.0)?;
-    let no_sim = args.iter().any(|a| a == "--no-sim");
-    let broker_only = args.iter().any(|a| a == "--broker-only");
-    let storage = match flag(&args, "--storage").as_deref() {
-        None | Some("sqlite") => Storage::Sqlite,
+    let Args {
+        port,
+        admin_port,
+        broker_port,
+        api_port,
+        secret,
+        api_key,
+        rate,
+        no_sim,
+        storage,
+        broker_only,
+    } = Args::parse();
+    let storage = match storage {
+        StorageArg::Sqlite => Storage::Sqlite,
         // See the test kit's `a_fetch_from_inside_a_batch_gets_the_rest_of_it_...` test.
-        Some("memory") if broker_only => {
+        StorageArg::Memory if broker_only => {
             eprintln!(
                 "WARNING: tansu's memory engine skips the rest of a batch when a fetch starts \
                  inside it (after a consumer pauses, seeks or restarts from a committed \
@@ -47,12 +94,11 @@ async fn main() -> anyhow::Result<()> {
             );
             Storage::Memory
         }
-        Some("memory") => anyhow::bail!(
+        StorageArg::Memory => anyhow::bail!(
             "--storage memory: tansu's memory engine loses records for consumers (the enricher \
              among them); it is offered with --broker-only, for producer benchmarks. Use sqlite \
              (the default), or Apache Kafka (deploy/ci/kafka.sh start PORT DIR)"
         ),
-        Some(other) => anyhow::bail!("--storage: `{other}` is not sqlite or memory"),
     };
 
     let log = LogSettings {

@@ -29,28 +29,92 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
-use voicehub_devstack::{flag, number_flag};
+use clap::Parser;
+
+/// Webhook load and the baselines it is measured against (see the module documentation).
+#[derive(Debug, Parser)]
+#[command(name = "voicehub-load", version)]
+enum Cli {
+    /// Post CallStatusChanged (or AnalysisResultReady) events; print one JSON line of results.
+    Run(RunArgs),
+    /// A minimal actix handler that reads the body and answers 200: the HTTP ceiling.
+    Baseline {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: String,
+        /// actix workers (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        workers: usize,
+    },
+    /// The smallest honest bridge: the body produced unparsed, 200 after the acknowledgement.
+    BareBridge {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:8083")]
+        listen: String,
+        /// Bootstrap servers.
+        #[arg(long)]
+        brokers: String,
+        /// The topic.
+        #[arg(long, default_value = "bench.bare-bridge")]
+        topic: String,
+        /// actix workers (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        workers: usize,
+    },
+    /// The example analysis on every path after a delay: a stand-in analysis API.
+    AnalysisApi {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:8082")]
+        listen: String,
+        /// Delay before each answer.
+        #[arg(long, default_value_t = 20)]
+        delay_ms: u64,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The webhook URL.
+    #[arg(long)]
+    url: String,
+    /// The webhook secret.
+    #[arg(long, default_value = "")]
+    secret: String,
+    /// Workers (closed loop) or connections (open loop).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// How long.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Requests per second (open loop); 0: as fast as answered (closed loop).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Stop after this many requests.
+    #[arg(long, default_value_t = u64::MAX)]
+    count: u64,
+    /// Send AnalysisResultReady events whose analysisResultUrl is BASE/<n>.
+    #[arg(long, value_name = "BASE")]
+    analysis_url: Option<String>,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("run") => run(&args).await,
-        Some("baseline") => baseline(&args).await,
-        Some("bare-bridge") => bare_bridge(&args).await,
-        Some("analysis-api") => analysis_api(&args).await,
-        _ => {
-            anyhow::bail!(
-                "usage: voicehub-load run --url URL --secret S | baseline --listen ADDR | \
-                 bare-bridge --listen ADDR --brokers HOST:PORT | analysis-api --listen ADDR"
-            )
+    match Cli::parse() {
+        Cli::Run(args) => run(args).await,
+        Cli::Baseline { listen, workers } => baseline(listen, workers).await,
+        Cli::BareBridge {
+            listen,
+            brokers,
+            topic,
+            workers,
+        } => bare_bridge(listen, brokers, topic, workers).await,
+        Cli::AnalysisApi { listen, delay_ms } => {
+            analysis_api(listen, Duration::from_millis(delay_ms)).await
         }
     }
 }
 
-async fn baseline(args: &[String]) -> anyhow::Result<()> {
-    let listen = flag(args, "--listen").unwrap_or_else(|| "127.0.0.1:8081".into());
-    let workers: usize = number_flag(args, "--workers", 0)?;
+async fn baseline(listen: String, workers: usize) -> anyhow::Result<()> {
     let mut server = HttpServer::new(|| {
         App::new().default_service(web::to(|body: web::Bytes| async move {
             std::hint::black_box(body);
@@ -66,14 +130,14 @@ async fn baseline(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn bare_bridge(args: &[String]) -> anyhow::Result<()> {
+async fn bare_bridge(
+    listen: String,
+    brokers: String,
+    topic: String,
+    workers: usize,
+) -> anyhow::Result<()> {
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
-    let listen = flag(args, "--listen").unwrap_or_else(|| "127.0.0.1:8083".into());
-    let brokers =
-        flag(args, "--brokers").ok_or_else(|| anyhow::anyhow!("--brokers is required"))?;
-    let topic = flag(args, "--topic").unwrap_or_else(|| "bench.bare-bridge".into());
-    let workers: usize = number_flag(args, "--workers", 0)?;
     let mut settings = voicehub_runtime::settings::KafkaSettings {
         bootstrap_servers: brokers.clone(),
         ..Default::default()
@@ -115,9 +179,7 @@ async fn bare_bridge(args: &[String]) -> anyhow::Result<()> {
 const EXAMPLE_ANALYSIS: &[u8] =
     include_bytes!("../../../../tests/fixtures/voicehub/analysis-result.json");
 
-async fn analysis_api(args: &[String]) -> anyhow::Result<()> {
-    let listen = flag(args, "--listen").unwrap_or_else(|| "127.0.0.1:8082".into());
-    let delay = Duration::from_millis(number_flag(args, "--delay-ms", 20)?);
+async fn analysis_api(listen: String, delay: Duration) -> anyhow::Result<()> {
     let server = HttpServer::new(move || {
         App::new().default_service(web::to(move || async move {
             tokio::time::sleep(delay).await;
@@ -138,14 +200,16 @@ struct Totals {
     errors: AtomicU64,
 }
 
-async fn run(args: &[String]) -> anyhow::Result<()> {
-    let url = flag(args, "--url").ok_or_else(|| anyhow::anyhow!("--url is required"))?;
-    let secret = flag(args, "--secret").unwrap_or_default();
-    let concurrency: usize = number_flag(args, "--concurrency", 32)?;
-    let seconds: u64 = number_flag(args, "--seconds", 20)?;
-    let rate: f64 = number_flag(args, "--rate", 0.0)?;
-    let count: u64 = number_flag(args, "--count", u64::MAX)?;
-    let analysis_url = flag(args, "--analysis-url");
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let RunArgs {
+        url,
+        secret,
+        concurrency,
+        seconds,
+        rate,
+        count,
+        analysis_url,
+    } = args;
     let run_id = format!(
         "{:x}",
         std::process::id() ^ Instant::now().elapsed().subsec_nanos()

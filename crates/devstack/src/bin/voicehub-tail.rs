@@ -13,16 +13,33 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::Parser;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use voicehub_devstack::flag;
+
+/// Prints a topic's records: partition, offset and key, the CloudEvents headers, and the value
+/// as pretty JSON (as text when it is not JSON), from the beginning of every partition.
+#[derive(Debug, Parser)]
+#[command(name = "voicehub-tail", version)]
+struct Args {
+    /// The topic.
+    #[arg(long)]
+    topic: String,
+    /// Bootstrap servers.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    brokers: String,
+    /// Keep waiting for new records instead of stopping at the end.
+    #[arg(long)]
+    follow: bool,
+}
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let topic = flag(&args, "--topic").context("--topic is required")?;
-    let brokers = flag(&args, "--brokers").unwrap_or_else(|| "127.0.0.1:9092".into());
-    let follow = args.iter().any(|a| a == "--follow");
+    let Args {
+        topic,
+        brokers,
+        follow,
+    } = Args::parse();
     let timeout = Duration::from_secs(5);
 
     let consumer: BaseConsumer = ClientConfig::new()

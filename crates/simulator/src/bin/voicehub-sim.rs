@@ -1,7 +1,7 @@
 //! `voicehub-sim`: plays VoiceHub against a running bridge and prints what was sent and
 //! acknowledged as JSON.
 //!
-//! Flags: `voicehub-sim --help` (`USAGE` below).
+//! Flags: `voicehub-sim --help`.
 //!
 //! It serves the analysis API itself (on `--api-listen`) and keeps serving it for
 //! `--serve-seconds` after the last webhook, so the enricher can fetch what it needs. The
@@ -13,53 +13,76 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use clap::Parser;
 use voicehub_simulator::{AnalysisApi, AnalysisTrouble, SendOptions, Trouble, simulate};
 
-const USAGE: &str = "
-voicehub-sim --url http://127.0.0.1:8080/webhooks/voicehub --secret dev-secret
-  [--calls 100] [--concurrency 16] [--rate CALLS_PER_S] [--retries 3] [--retry-delay-ms 1000]
-  [--timeout-ms 10000] [--duplicate-every N] [--out-of-order-every N] [--malformed-every N]
-  [--api-listen 127.0.0.1:8090] [--api-key dev-api-key] [--api-delay-ms 0] [--api-fail-first 0]
-  [--api-url http://<api-listen>] [--serve-seconds 0]
-
-Plays VoiceHub: sends whole calls as webhooks (with VoiceHub's retries), serves the analysis API
-the enricher fetches from, and prints a JSON report of what was sent and acknowledged.
-";
-
-fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
-
-fn number<T: std::str::FromStr>(args: &[String], name: &str) -> anyhow::Result<Option<T>>
-where
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    flag(args, name)
-        .map(|v| {
-            v.parse::<T>()
-                .with_context(|| format!("{name}: `{v}` is not a number"))
-        })
-        .transpose()
+/// Plays VoiceHub: sends whole calls as webhooks (with VoiceHub's retries), serves the analysis
+/// API the enricher fetches from, and prints a JSON report of what was sent and acknowledged.
+#[derive(Debug, Parser)]
+#[command(name = "voicehub-sim", version)]
+struct Args {
+    /// The bridge's webhook URL.
+    #[arg(long)]
+    url: String,
+    /// The webhook secret.
+    #[arg(long, default_value = "dev-secret")]
+    secret: String,
+    /// Calls to play.
+    #[arg(long, default_value_t = 100)]
+    calls: usize,
+    /// Calls in flight at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Calls started per second (default: as fast as answered).
+    #[arg(long, value_name = "CALLS_PER_S")]
+    rate: Option<f64>,
+    /// VoiceHub's retries of a webhook not answered 2xx.
+    #[arg(long, default_value_t = 3)]
+    retries: u32,
+    /// The wait between retries.
+    #[arg(long, default_value_t = 1_000)]
+    retry_delay_ms: u64,
+    /// VoiceHub's timeout per request.
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+    /// Send every Nth webhook twice.
+    #[arg(long, value_name = "N")]
+    duplicate_every: Option<usize>,
+    /// Swap two statuses of every Nth call.
+    #[arg(long, value_name = "N")]
+    out_of_order_every: Option<usize>,
+    /// Send a malformed body for every Nth call.
+    #[arg(long, value_name = "N")]
+    malformed_every: Option<usize>,
+    /// Where the analysis API listens.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    api_listen: String,
+    /// The API key it requires.
+    #[arg(long, default_value = "dev-api-key")]
+    api_key: String,
+    /// Added to each analysis answer.
+    #[arg(long, default_value_t = 0)]
+    api_delay_ms: u64,
+    /// Each analysis answers 503 this many times first.
+    #[arg(long, default_value_t = 0)]
+    api_fail_first: u32,
+    /// The origin the enricher reaches the API at (default: the listen address).
+    #[arg(long, value_name = "ORIGIN")]
+    api_url: Option<String>,
+    /// Keep serving analyses this long after the last webhook.
+    #[arg(long, default_value_t = 0)]
+    serve_seconds: u64,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("{}", USAGE.trim());
-        return Ok(());
-    }
-    let url = flag(&args, "--url").context("--url is required (the bridge's webhook URL)")?;
-    let api_key = flag(&args, "--api-key").unwrap_or_else(|| "dev-api-key".into());
+    let args = Args::parse();
     let api = AnalysisApi::start(
-        &flag(&args, "--api-listen").unwrap_or_else(|| "127.0.0.1:8090".into()),
-        &api_key,
+        &args.api_listen,
+        &args.api_key,
         AnalysisTrouble {
-            delay: Duration::from_millis(number(&args, "--api-delay-ms")?.unwrap_or(0)),
-            fail_first: number(&args, "--api-fail-first")?.unwrap_or(0),
+            delay: Duration::from_millis(args.api_delay_ms),
+            fail_first: args.api_fail_first,
         },
     )
     .context("starting the analysis API")?;
@@ -71,28 +94,28 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_default()
     );
     let report = simulate(SendOptions {
-        webhook_url: url,
-        secret: flag(&args, "--secret").unwrap_or_else(|| "dev-secret".into()),
-        calls: number(&args, "--calls")?.unwrap_or(100),
-        concurrency: number(&args, "--concurrency")?.unwrap_or(16),
-        calls_per_second: number(&args, "--rate")?,
-        retries: number(&args, "--retries")?.unwrap_or(3),
-        retry_delay: Duration::from_millis(number(&args, "--retry-delay-ms")?.unwrap_or(1_000)),
-        timeout: Duration::from_millis(number(&args, "--timeout-ms")?.unwrap_or(10_000)),
-        analysis_base: flag(&args, "--api-url")
+        webhook_url: args.url,
+        secret: args.secret,
+        calls: args.calls,
+        concurrency: args.concurrency,
+        calls_per_second: args.rate,
+        retries: args.retries,
+        retry_delay: Duration::from_millis(args.retry_delay_ms),
+        timeout: Duration::from_millis(args.timeout_ms),
+        analysis_base: args
+            .api_url
             .map(|origin| AnalysisApi::base_url_at(&origin))
             .unwrap_or_else(|| api.base_url()),
         run,
         trouble: Trouble {
-            duplicate_every: number(&args, "--duplicate-every")?,
-            out_of_order_every: number(&args, "--out-of-order-every")?,
-            malformed_every: number(&args, "--malformed-every")?,
+            duplicate_every: args.duplicate_every,
+            out_of_order_every: args.out_of_order_every,
+            malformed_every: args.malformed_every,
         },
     })
     .await;
     println!("{}", serde_json::to_string(&report)?);
-    let serve: u64 = number(&args, "--serve-seconds")?.unwrap_or(0);
-    tokio::time::sleep(Duration::from_secs(serve)).await;
+    tokio::time::sleep(Duration::from_secs(args.serve_seconds)).await;
     api.stop().await;
     Ok(())
 }
