@@ -71,7 +71,17 @@ impl ClientContext for ConsumerStats {
                         partition.fetch_state.as_str(),
                         "none" | "stopping" | "stopped"
                     );
-                    (*id, fetched, partition.consumer_lag)
+                    // librdkafka reports -1 until the group has committed on the partition (a
+                    // new group, new partitions, expired offsets): then all of it is waiting.
+                    let lag = if partition.consumer_lag < 0
+                        && partition.committed_offset < 0
+                        && partition.hi_offset >= 0
+                    {
+                        partition.hi_offset - partition.lo_offset.max(0)
+                    } else {
+                        partition.consumer_lag
+                    };
+                    (*id, fetched, lag)
                 },
             ));
     }

@@ -25,6 +25,8 @@ pub const CONSUMING_CHECK: &str = "consuming";
 pub const BROKER_CHECK: &str = "broker";
 /// How often the broker is probed (and the longest a probe waits).
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+/// Probes unanswered in a row before the broker counts as unreachable.
+const PROBE_FAILURES: u32 = 3;
 
 /// Why the enricher could not start.
 #[derive(Debug, thiserror::Error)]
@@ -148,12 +150,14 @@ impl Application {
                     "statistics.interval.ms",
                     settings.kafka.statistics_interval_ms.to_string(),
                 );
-            config.create_with_context(ConsumerStats {
-                metrics: metrics.clone(),
-                topic: topics.analysis_result_ready.clone(),
-                revoked: revoked_tx,
-                revocations: std::sync::atomic::AtomicU64::new(0),
-            })?
+            config
+                .create_with_context(ConsumerStats {
+                    metrics: metrics.clone(),
+                    topic: topics.analysis_result_ready.clone(),
+                    revoked: revoked_tx,
+                    revocations: std::sync::atomic::AtomicU64::new(0),
+                })
+                .map_err(kafka::redacted)?
         };
         consumer.subscribe(&[&topics.analysis_result_ready])?;
 
@@ -262,7 +266,8 @@ impl Application {
 }
 
 /// Every [`PROBE_INTERVAL`], asks the cluster for metadata: readiness (`broker`) and
-/// `voicehub_enricher_broker_reachable` follow the answer.
+/// `voicehub_enricher_broker_reachable` follow the answers: reachable at the first answer,
+/// unreachable after [`PROBE_FAILURES`] unanswered in a row (one slow answer is not an outage).
 async fn probe_broker(
     producer: Arc<RecoveringProducer<rdkafka::client::DefaultClientContext>>,
     readiness: Readiness,
@@ -270,9 +275,15 @@ async fn probe_broker(
 ) {
     let mut interval = tokio::time::interval(PROBE_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failures = PROBE_FAILURES;
     loop {
         interval.tick().await;
-        let up = producer.reachable(PROBE_INTERVAL).await;
+        failures = if producer.reachable(PROBE_INTERVAL).await {
+            0
+        } else {
+            failures.saturating_add(1)
+        };
+        let up = failures < PROBE_FAILURES;
         reachable.set(i64::from(up));
         if readiness.set(BROKER_CHECK, up) {
             if up {

@@ -156,10 +156,12 @@ fn sorted(values: &[String]) -> Vec<&str> {
 /// Where each partition starts.
 #[derive(Debug, Clone, Copy)]
 pub enum Start<'a> {
-    /// Its first record.
+    /// Its first record (no group: nothing can be committed).
     Beginning,
     /// The offset `group` committed (its first record if none).
     Committed(&'a str),
+    /// Its first record, committing progress to `group` (whatever it had committed before).
+    Over(&'a str),
 }
 
 /// A reader of a topic from a start to its end at the time of opening.
@@ -169,6 +171,7 @@ pub struct Reader {
     /// Per partition: the next offset to read, and the end.
     positions: HashMap<i32, (i64, i64)>,
     idle: Duration,
+    warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -191,7 +194,7 @@ impl Reader {
         let mut config = voicehub_runtime::kafka::client_config(settings);
         let group = match start {
             Start::Beginning => "voicehub-operator-read".to_owned(),
-            Start::Committed(group) => group.to_owned(),
+            Start::Committed(group) | Start::Over(group) => group.to_owned(),
         };
         config
             .set("group.id", &group)
@@ -199,7 +202,9 @@ impl Reader {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
             .set("auto.offset.reset", "earliest");
-        let consumer: BaseConsumer = config.create().map_err(kafka("creating a consumer"))?;
+        let consumer: BaseConsumer = config
+            .create()
+            .map_err(|e| kafka("creating a consumer")(voicehub_runtime::kafka::redacted(e)))?;
         let metadata = consumer
             .fetch_metadata(Some(topic), timeout)
             .map_err(kafka(format!("metadata of {topic}")))?;
@@ -228,12 +233,32 @@ impl Reader {
             }
         }
         let mut positions = HashMap::new();
+        let mut warnings = Vec::new();
         let mut assignment = TopicPartitionList::new();
         for &partition in &partitions {
             let (low, high) = consumer
                 .fetch_watermarks(topic, partition, timeout)
                 .map_err(kafka(format!("watermarks of {topic}/{partition}")))?;
-            let from = committed.get(&partition).copied().unwrap_or(low).max(low);
+            let from = match committed.get(&partition).copied() {
+                None => low,
+                Some(at) if at > high => {
+                    warnings.push(format!(
+                        "{topic}/{partition}: group {group} had reached offset {at}, beyond the \
+                         partition's end {high} (the topic was recreated?): reading it from its \
+                         first record {low}"
+                    ));
+                    low
+                }
+                Some(at) if at < low => {
+                    warnings.push(format!(
+                        "{topic}/{partition}: offsets {at} to {} expired (retention) before group \
+                         {group} read them",
+                        low - 1
+                    ));
+                    low
+                }
+                Some(at) => at,
+            };
             positions.insert(partition, (from, high));
             if from < high {
                 assignment
@@ -247,7 +272,13 @@ impl Reader {
             topic: topic.to_owned(),
             positions,
             idle: Duration::from_secs(15),
+            warnings,
         })
+    }
+
+    /// What opening found worth telling (progress that no longer matches the topic).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// Records left to read (ends minus starts).

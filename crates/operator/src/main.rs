@@ -110,6 +110,10 @@ struct RedriveArgs {
     /// filter resumes and another starts from the beginning).
     #[arg(long)]
     group: Option<String>,
+    /// Read every dead letter again, whatever the group had reached (after fixing what an
+    /// earlier run left; what it re-drove goes again, same ce_id).
+    #[arg(long)]
+    from_beginning: bool,
 }
 
 fn timestamp(text: &str) -> Result<Timestamp, String> {
@@ -132,7 +136,8 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(true) => std::process::ExitCode::SUCCESS,
-        Ok(false) => std::process::ExitCode::from(2),
+        // 2 is clap's, for a command line it refused.
+        Ok(false) => std::process::ExitCode::from(3),
         Err(error) => {
             eprintln!("voicehub: {error:#}");
             std::process::ExitCode::FAILURE
@@ -151,7 +156,9 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         );
         return Ok(true);
     }
-    let settings = OperatorSettings::load(cli.config.as_deref())?.kafka;
+    let loaded = OperatorSettings::load(cli.config.as_deref())?;
+    let sources = loaded.source_names();
+    let settings = loaded.kafka;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -195,6 +202,12 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         Command::Redrive(args) => {
             let filter = Filter::from(args.filter);
+            if sources.is_none() {
+                eprintln!(
+                    "voicehub: the configuration names no [sources]: any well-formed ce_source \
+                     is accepted (give the ingress's or the enricher's file with --config)"
+                );
+            }
             let options = Options {
                 group: args
                     .group
@@ -203,6 +216,8 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 dry_run: args.dry_run,
                 rate: args.rate,
                 limit: args.limit,
+                from_beginning: args.from_beginning,
+                sources,
             };
             let bar = progress(0);
             let parse = |body: &[u8]| voicehub_model::parse_webhook(body);
@@ -220,6 +235,17 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             );
             bar.finish_and_clear();
             let report = report?;
+            for warning in &report.warnings {
+                eprintln!("voicehub: {warning}");
+            }
+            if report.failed() {
+                eprintln!(
+                    "voicehub: {} dead letters left where they are (above). This group has passed \
+                     them: once their cause is fixed, run again with --from-beginning (what was \
+                     re-driven before goes again, with the same ce_id)",
+                    report.left()
+                );
+            }
             print_json(&report)?;
             Ok(!report.failed())
         }

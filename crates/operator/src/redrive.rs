@@ -8,9 +8,12 @@
 //! enricher dead letter, its input topic again). What still fails is reported and stays.
 //!
 //! Progress is the committed offset of a consumer group of the re-drive's own (named after its
-//! filter unless given): a re-run after an interruption goes on after the last record re-driven.
+//! filter unless given): a re-run after an interruption goes on after the last record handled.
+//! Records left behind (still failing, forged, too large) are passed over too, and said so: after
+//! fixing their cause, `--from-beginning` looks at every dead letter again (those re-driven
+//! before go again: duplicates with the same `ce_id`, which consumers drop).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -46,8 +49,16 @@ pub enum Plan {
     Invalid(String),
 }
 
-/// Decides what re-driving `letter` (read from `from_topic`) would do.
-pub fn plan(letter: &DeadLetter, from_topic: &str, topics: &Topics, parse: &Parser) -> Plan {
+/// Decides what re-driving `letter` (read from `from_topic`) would do. With `sources`, a dead
+/// letter must name one of them (the configured sources): a record forged onto the dead-letter
+/// topic cannot speak for a source that does not exist here.
+pub fn plan(
+    letter: &DeadLetter,
+    from_topic: &str,
+    topics: &Topics,
+    sources: Option<&BTreeSet<String>>,
+    parse: &Parser,
+) -> Plan {
     if letter.header(header::TYPE) != Some(DEAD_LETTER_TYPE) {
         return Plan::Invalid(format!("ce_type is not {DEAD_LETTER_TYPE}"));
     }
@@ -59,6 +70,11 @@ pub fn plan(letter: &DeadLetter, from_topic: &str, topics: &Topics, parse: &Pars
     let Some(source) = letter.source().filter(|s| is_source_name(s)) else {
         return Plan::Invalid("no ce_source naming a source".into());
     };
+    if sources.is_some_and(|known| !known.contains(source)) {
+        return Plan::Invalid(format!(
+            "ce_source names {source:?}, not a configured source"
+        ));
+    }
     let Some(received_at) = letter
         .header(header::RECEIVED_AT)
         .and_then(|text| Timestamp::parse(text).ok())
@@ -109,6 +125,10 @@ pub struct Options {
     pub limit: Option<u64>,
     /// The consumer group that remembers progress.
     pub group: String,
+    /// Read every dead letter again, whatever the group had reached.
+    pub from_beginning: bool,
+    /// The configured sources (from the services' configuration), if known.
+    pub sources: Option<BTreeSet<String>>,
 }
 
 impl Options {
@@ -135,20 +155,29 @@ pub struct Report {
     pub redriven: u64,
     /// Still failing to parse; left where they are.
     pub still_failing: u64,
-    /// Headers missing or corrupt; left where they are.
+    /// Headers missing or corrupt, or naming no configured source; left where they are.
     pub invalid: u64,
+    /// Parsed, but larger than the broker takes; left where they are.
+    pub too_large: u64,
     /// Re-driven, per destination topic.
     pub by_topic: BTreeMap<String, u64>,
     /// Still failing, per parser reason.
     pub still_failing_by_reason: BTreeMap<String, u64>,
     /// Whether `limit` stopped it before the end.
     pub stopped_at_limit: bool,
+    /// Progress that did not match the topic (recreated, or records expired unread).
+    pub warnings: Vec<String>,
 }
 
 impl Report {
+    /// Dead letters matched that did not go back.
+    pub fn left(&self) -> u64 {
+        self.still_failing + self.invalid + self.too_large
+    }
+
     /// Whether anything matched failed to go back (the exit status).
     pub fn failed(&self) -> bool {
-        self.still_failing > 0 || self.invalid > 0
+        self.left() > 0
     }
 }
 
@@ -200,7 +229,13 @@ pub fn run(
 ) -> Result<Report, RedriveError> {
     let from = settings.topics.dead_letter.clone();
     let topics = settings.topics.clone();
-    let mut reader = Reader::open(settings, &from, Start::Committed(&options.group))?;
+    let start = if options.from_beginning {
+        Start::Over(&options.group)
+    } else {
+        Start::Committed(&options.group)
+    };
+    let mut reader = Reader::open(settings, &from, start)?;
+    report.warnings = reader.warnings().to_vec();
     let producer = (!options.dry_run)
         .then(|| {
             voicehub_runtime::kafka::create_producer(
@@ -229,7 +264,7 @@ pub fn run(
         }
         report.matched += 1;
         let location = letter.location(&from);
-        match plan(&letter, &from, &topics, parse) {
+        match plan(&letter, &from, &topics, options.sources.as_ref(), parse) {
             Plan::Invalid(why) => {
                 report.invalid += 1;
                 notify(Event::Left {
@@ -254,17 +289,32 @@ pub fn run(
                         std::thread::sleep(interval.saturating_sub(last.elapsed()));
                     }
                     last_sent = Some(Instant::now());
-                    runtime
-                        .block_on(voicehub_runtime::kafka::produce(
-                            producer, &topic, &record, deadline,
-                        ))
-                        .map_err(|error| RedriveError::Produce {
-                            location,
-                            topic: topic.clone(),
-                            error: Box::new(error),
-                        })?;
-                    // Acknowledged: the next run starts after it.
-                    reader.commit(std::mem::take(&mut done))?;
+                    match runtime.block_on(voicehub_runtime::kafka::produce(
+                        producer, &topic, &record, deadline,
+                    )) {
+                        // Acknowledged: the next run starts after it.
+                        Ok(_) => reader.commit(std::mem::take(&mut done))?,
+                        Err(ProduceError::TooLarge(_)) => {
+                            report.too_large += 1;
+                            notify(Event::Left {
+                                location,
+                                why: &format!(
+                                    "too large for the broker ({} bytes): raise the topic's \
+                                     max.message.bytes",
+                                    record.value.len()
+                                ),
+                            });
+                            continue;
+                        }
+                        // Nothing after it goes, nor is it committed: a re-run retries it.
+                        Err(error) => {
+                            return Err(RedriveError::Produce {
+                                location,
+                                topic,
+                                error: Box::new(error),
+                            });
+                        }
+                    }
                 }
                 report.redriven += 1;
                 *report.by_topic.entry(topic).or_default() += 1;

@@ -156,14 +156,23 @@ pub fn produce_set_aside(
 }
 
 /// Produces everything a stopped instance left in its spool directory `dir`, in order,
-/// acknowledging each in the spool once Kafka has; then its `undeliverable/` files. Refused
-/// while an instance has the directory open.
+/// acknowledging each in the spool once Kafka has; a record Kafka can never take is set aside
+/// in `undeliverable/` (as the forwarder does), so nothing after it is sent twice by a later
+/// open. Then the `undeliverable/` files. Refused while an instance has the directory open.
+/// Opening recovers the spool as a restart would (even dry: a torn end is cut, damaged records
+/// set aside); dry, nothing is produced, acknowledged or removed.
 pub fn produce_spool(
     settings: &KafkaSettings,
     dir: &Path,
     dry_run: bool,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<SpoolReport, SpoolProduceError> {
+    if !dir.is_dir() {
+        return Err(SpoolProduceError::Io {
+            path: dir.to_owned(),
+            error: std::io::Error::new(std::io::ErrorKind::NotFound, "no such spool directory"),
+        });
+    }
     let (spool, _recovery) = voicehub_spool::Spool::open(voicehub_spool::Options {
         dir: dir.to_owned(),
         segment_bytes: u64::MAX,
@@ -175,28 +184,38 @@ pub fn produce_spool(
         dry_run,
         ..SpoolReport::default()
     };
-    let mut from = 0;
-    loop {
-        let entries = spool.read(from, 256)?;
-        let Some(last) = entries.last() else { break };
-        from = last.seq + 1;
-        for entry in &entries {
-            let what = format!("{} record {}", dir.display(), entry.seq);
-            match producer.send(&what, &entry.payload)? {
-                Outcome::Produced => {
-                    if !dry_run {
-                        spool.acknowledge(entry.seq)?;
+    let mut produce_all = || -> Result<(), SpoolProduceError> {
+        let mut from = 0;
+        loop {
+            let entries = spool.read(from, 256)?;
+            let Some(last) = entries.last() else {
+                return Ok(());
+            };
+            from = last.seq + 1;
+            for entry in &entries {
+                let what = format!("{} record {}", dir.display(), entry.seq);
+                match producer.send(&what, &entry.payload)? {
+                    Outcome::Produced => {
+                        if !dry_run {
+                            spool.acknowledge(entry.seq)?;
+                        }
+                        report.produced += 1;
                     }
-                    report.produced += 1;
+                    // Out of the queue, onto disk: the undeliverable/ pass below reports it.
+                    Outcome::Left(_) if !dry_run => {
+                        spool.set_aside(entry, "operator")?;
+                    }
+                    Outcome::Left(why) => report.left.push(Left { what, why }),
                 }
-                // Stays in the spool, unacknowledged.
-                Outcome::Left(why) => report.left.push(Left { what, why }),
             }
         }
-    }
+    };
+    let produced = produce_all();
+    // Whatever stopped it: what Kafka acknowledged is written down, never sent again.
     if !dry_run {
         spool.persist_acknowledgements()?;
     }
+    produced?;
     drop(spool);
     if set_aside_dir(dir).is_some() {
         let set_aside = produce_set_aside(settings, dir, dry_run, runtime)?;

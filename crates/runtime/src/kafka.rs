@@ -74,7 +74,20 @@ pub fn create_producer<C: ClientContext + 'static>(
     settings: &KafkaSettings,
     context: C,
 ) -> Result<FutureProducer<C>, KafkaError> {
-    producer_config(settings).create_with_context(context)
+    producer_config(settings)
+        .create_with_context(context)
+        .map_err(redacted)
+}
+
+/// `error` without the property value a configuration error quotes (librdkafka's message
+/// names the key; the value may be a password given under a misspelled key).
+pub fn redacted(error: KafkaError) -> KafkaError {
+    match error {
+        KafkaError::ClientConfig(code, description, key, _) => {
+            KafkaError::ClientConfig(code, description, key, "(value not shown)".into())
+        }
+        other => other,
+    }
 }
 
 /// Why a record was not acknowledged.
@@ -406,7 +419,8 @@ pub async fn ensure_topics(
     topics: &[&str],
     timeout: Duration,
 ) -> Result<(), ProvisionError> {
-    let admin: Arc<AdminClient<DefaultClientContext>> = Arc::new(client_config(settings).create()?);
+    let admin: Arc<AdminClient<DefaultClientContext>> =
+        Arc::new(client_config(settings).create().map_err(redacted)?);
     let existing: std::collections::HashSet<String> = {
         let admin = admin.clone();
         tokio::task::spawn_blocking(move || {
@@ -471,5 +485,24 @@ mod reason_tests {
         ];
         let reasons: Vec<&str> = all.iter().map(ProduceError::reason).collect();
         assert_eq!(reasons, ProduceError::REASONS);
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_property_is_named_without_its_value() {
+        let mut settings = KafkaSettings::default();
+        settings
+            .properties
+            .insert("sasl.pasword".into(), "hunter2-secret".into());
+        let error = create_producer(&settings, rdkafka::client::DefaultClientContext)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("sasl.pasword"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
     }
 }

@@ -165,7 +165,8 @@ async fn readiness_follows_the_broker() {
 
     // Act: the broker goes away, then comes back.
     enricher.broker.stop().await;
-    let body = enricher.wait_readyz(503, Duration::from_secs(15)).await;
+    // Three unanswered probes, 2 s apart, each waiting up to 2 s.
+    let body = enricher.wait_readyz(503, Duration::from_secs(30)).await;
 
     // Assert
     assert_eq!(body["failing"], serde_json::json!(["broker"]), "{body}");

@@ -101,8 +101,8 @@ async fn the_binary_summarises_shows_and_dry_runs_with_a_json_line_and_an_honest
     assert_eq!(lines.len(), 1, "{show}");
     assert_eq!(lines[0]["value"], "{");
     assert_eq!(lines[0]["headers"]["ce_deadletterreason"], "invalid_json");
-    // One still fails: exit 2, and it is named on stderr; nothing produced in a dry run.
-    assert_eq!(dry_code, 2, "{dry}\n{dry_err}");
+    // One still fails: exit 3, and it is named on stderr; nothing produced in a dry run.
+    assert_eq!(dry_code, 3, "{dry}\n{dry_err}");
     let report: serde_json::Value = serde_json::from_str(dry.trim()).unwrap();
     assert_eq!(
         (report["dry_run"].as_bool(), report["redriven"].as_u64()),

@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use voicehub_enricher::settings::{
@@ -137,6 +137,8 @@ async fn analyses_dead_lettered_for_a_revoked_key_are_enriched_once_after_a_redr
         dry_run: false,
         rate: None,
         limit: None,
+        from_beginning: false,
+        sources: Some(BTreeSet::from([SOURCE.to_owned()])),
     };
     let (dry, _) = run(
         &kafka,
@@ -260,50 +262,71 @@ async fn raw_bodies_parse_after_a_parser_change_and_what_still_fails_or_is_forge
         &status_body("evt-corrupt", "call-y", r#""completed""#),
         "invalid_field",
     );
-    for (name, value) in &mut corrupt.headers {
-        if *name == header::SOURCE {
-            *value = "/elsewhere/../../etc".into();
+    let mut elsewhere = ingress_dead_letter(
+        &status_body("evt-other", "call-z", r#""completed""#),
+        "invalid_field",
+    );
+    for (record, source) in [
+        (&mut corrupt, "/elsewhere/../../etc"),
+        (&mut elsewhere, "/voicehub/sources/other"),
+    ] {
+        for (name, value) in &mut record.headers {
+            if *name == header::SOURCE {
+                *value = source.into();
+            }
         }
     }
     produce(&producer, &topics.dead_letter, &corrupt).await;
+    produce(&producer, &topics.dead_letter, &elsewhere).await;
     broker
-        .wait_for_records(&topics.dead_letter, 8, Duration::from_secs(30))
+        .wait_for_records(&topics.dead_letter, 9, Duration::from_secs(30))
         .await
         .unwrap();
 
-    // Act
+    // Act: today's parser; the same filter again after the change; then from the beginning.
     let options = Options {
         group: broker.name("redrive"),
         filter: Filter::default(),
         dry_run: false,
         rate: Some(200.0),
         limit: None,
+        from_beginning: false,
+        sources: Some(BTreeSet::from([SOURCE.to_owned()])),
     };
-    let (report, left) = run(&kafka, options, parser_after_a_change).await;
+    let (before, _) = run(&kafka, options.clone(), parse_webhook).await;
+    let (again, _) = run(&kafka, options.clone(), parser_after_a_change).await;
+    let (report, left) = run(
+        &kafka,
+        Options {
+            from_beginning: true,
+            ..options
+        },
+        parser_after_a_change,
+    )
+    .await;
 
     // Assert
+    let counts = |r: &Report| (r.matched, r.redriven, r.still_failing, r.invalid);
+    assert_eq!(counts(&before), (9, 0, 6, 3), "{before:?}");
     assert_eq!(
-        (
-            report.matched,
-            report.redriven,
-            report.still_failing,
-            report.invalid
-        ),
-        (8, 5, 1, 2),
-        "{report:?} {left:?}"
+        (again.read, again.redriven),
+        (0, 0),
+        "passed over: {again:?}"
     );
+    assert_eq!(counts(&report), (9, 5, 1, 3), "{report:?} {left:?}");
     assert!(report.failed());
-    assert_eq!(left.len(), 3, "{left:?}");
-    assert!(
-        left.iter()
-            .any(|l| l.contains("still fails (invalid_json)")),
-        "{left:?}"
-    );
-    assert!(
-        left.iter().any(|l| l.contains("no ce_deadletterstage")),
-        "{left:?}"
-    );
-    assert!(left.iter().any(|l| l.contains("no ce_source")), "{left:?}");
+    assert_eq!(left.len(), 4, "{left:?}");
+    for expected in [
+        "still fails (invalid_json)",
+        "no ce_deadletterstage",
+        "no ce_source",
+        "\"other\", not a configured source",
+    ] {
+        assert!(
+            left.iter().any(|l| l.contains(expected)),
+            "{expected}: {left:?}"
+        );
+    }
     let landed = broker
         .wait_for_records(&topics.call_status_changed, 5, Duration::from_secs(30))
         .await
@@ -332,7 +355,7 @@ async fn raw_bodies_parse_after_a_parser_change_and_what_still_fails_or_is_forge
         assert_eq!(record.key.as_deref(), record.json()["callId"].as_str());
     }
     // Nothing was taken off the dead-letter topic, and nothing forged went anywhere.
-    assert_eq!(broker.read_all(&topics.dead_letter).await.unwrap().len(), 8);
+    assert_eq!(broker.read_all(&topics.dead_letter).await.unwrap().len(), 9);
     assert_eq!(
         broker
             .read_all(&topics.call_status_changed)
