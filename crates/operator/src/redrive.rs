@@ -239,7 +239,7 @@ pub fn run(
     let producer = (!options.dry_run)
         .then(|| {
             voicehub_runtime::kafka::create_producer(
-                settings,
+                &crate::settings::one_at_a_time(settings),
                 rdkafka::client::DefaultClientContext,
             )
         })

@@ -32,3 +32,12 @@ impl OperatorSettings {
         (!self.sources.is_empty()).then(|| self.sources.keys().cloned().collect())
     }
 }
+
+/// The services' producer settings for a producer that sends one record and waits for it: no
+/// linger (there is nothing to batch with), everything else as the services produce.
+pub fn one_at_a_time(settings: &KafkaSettings) -> KafkaSettings {
+    KafkaSettings {
+        linger_ms: 0,
+        ..settings.clone()
+    }
+}

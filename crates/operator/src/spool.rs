@@ -232,7 +232,12 @@ fn producer<'a>(
 ) -> Result<Producer<'a>, rdkafka::error::KafkaError> {
     Ok(Producer {
         producer: (!dry_run)
-            .then(|| kafka::create_producer(settings, rdkafka::client::DefaultClientContext))
+            .then(|| {
+                kafka::create_producer(
+                    &crate::settings::one_at_a_time(settings),
+                    rdkafka::client::DefaultClientContext,
+                )
+            })
             .transpose()?,
         deadline: settings.message_timeout() + Duration::from_secs(5),
         runtime,
