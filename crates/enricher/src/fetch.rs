@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderValue, RETRY_AFTER};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use url::Url;
 use voicehub_model::ParseError;
 use voicehub_model::analysis::AnalysisResult;
@@ -193,6 +194,39 @@ pub fn check_url(url: &str, access: &Access) -> Result<Url, FetchError> {
     Ok(parsed)
 }
 
+/// The analysis bodies all fetches may hold at once (`fetch.max_in_flight_body_bytes`), in
+/// KiB. A fetch reserves its body's size before reading it; the reservation goes with the
+/// analysis and is released when the caller drops it (after the enriched record is produced).
+#[derive(Debug, Clone)]
+pub struct BodyBudget(Arc<Semaphore>);
+
+/// Bytes reserved from a [`BodyBudget`], released when dropped.
+pub type Reservation = Option<OwnedSemaphorePermit>;
+
+impl BodyBudget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: usize) -> Self {
+        Self(Arc::new(Semaphore::new(
+            kib(bytes as u64).min(Semaphore::MAX_PERMITS as u32) as usize,
+        )))
+    }
+
+    /// Waits until `bytes` are free and reserves them.
+    async fn reserve(&self, bytes: u64) -> Reservation {
+        // The semaphore is never closed: an error cannot happen, and would only mean no wait.
+        self.0.clone().acquire_many_owned(kib(bytes)).await.ok()
+    }
+
+    /// Bytes not reserved now (for metrics).
+    pub fn available_bytes(&self) -> u64 {
+        self.0.available_permits() as u64 * 1024
+    }
+}
+
+fn kib(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX)
+}
+
 /// An HTTP client for analysis fetches: bounded connect and total time, no redirects, no
 /// proxy from the environment.
 pub fn client(connect_timeout: Duration, timeout: Duration) -> reqwest::Result<reqwest::Client> {
@@ -204,13 +238,15 @@ pub fn client(connect_timeout: Duration, timeout: Duration) -> reqwest::Result<r
         .build()
 }
 
-/// One attempt: check, `GET` with the key, read at most `max_bytes`, parse.
+/// One attempt: check, `GET` with the key, reserve the body's size from `budget`, read at most
+/// `max_bytes`, parse. The reservation comes back with the analysis.
 pub async fn fetch(
     client: &reqwest::Client,
     url: &str,
     access: &Access,
     max_bytes: usize,
-) -> Result<AnalysisResult, FetchError> {
+    budget: &BodyBudget,
+) -> Result<(AnalysisResult, Reservation), FetchError> {
     let url = check_url(url, access)?;
     let response = client
         .get(url)
@@ -229,12 +265,11 @@ pub async fn fetch(
             _ => FetchError::ClientError(status),
         });
     }
-    if response
-        .content_length()
-        .is_some_and(|length| length > max_bytes as u64)
-    {
+    let length = response.content_length();
+    if length.is_some_and(|length| length > max_bytes as u64) {
         return Err(FetchError::TooLarge { limit: max_bytes });
     }
+    let reservation = budget.reserve(length.unwrap_or(max_bytes as u64)).await;
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
@@ -244,7 +279,8 @@ pub async fn fetch(
         }
         body.extend_from_slice(&chunk);
     }
-    AnalysisResult::parse(&body).map_err(FetchError::Invalid)
+    let analysis = AnalysisResult::parse(&body).map_err(FetchError::Invalid)?;
+    Ok((analysis, reservation))
 }
 
 fn classify_transport(error: reqwest::Error) -> FetchError {
@@ -316,6 +352,25 @@ mod tests {
         assert!(!FetchError::Unauthorized(StatusCode::UNAUTHORIZED).is_retryable());
         assert!(!FetchError::TooLarge { limit: 1 }.is_retryable());
         assert!(!FetchError::Redirected(StatusCode::FOUND).is_retryable());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_waits_until_the_budget_has_room_for_it() {
+        let budget = BodyBudget::new(64 * 1024);
+        let first = budget.reserve(40 * 1024).await;
+        assert_eq!(budget.available_bytes(), 24 * 1024);
+        let waiting = tokio::spawn({
+            let budget = budget.clone();
+            async move { budget.reserve(40 * 1024).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiting.is_finished(), "reserved beyond the budget");
+        drop(first);
+        let second = waiting.await.unwrap();
+        assert!(second.is_some());
+        assert_eq!(budget.available_bytes(), 24 * 1024);
+        drop(second);
+        assert_eq!(budget.available_bytes(), 64 * 1024);
     }
 
     #[test]

@@ -34,7 +34,7 @@ use voicehub_model::{Timestamp, Topics, WebhookEvent, parse_webhook};
 use voicehub_runtime::kafka::{ProduceError, RecoveringProducer};
 use voicehub_runtime::{BRIDGE_VERSION, FaultHook};
 
-use crate::fetch::{self, Access};
+use crate::fetch::{self, Access, BodyBudget};
 use crate::metrics::EnricherMetrics;
 use crate::settings::{FetchSettings, RetrySettings};
 use crate::tracker::{Continuity, OffsetTracker, Received};
@@ -294,6 +294,8 @@ pub struct Worker {
     pub topics: Topics,
     /// Fetch bounds.
     pub fetch: FetchSettings,
+    /// The analysis bodies all fetches may hold at once.
+    pub body_budget: BodyBudget,
     /// Retry policy.
     pub retry: RetrySettings,
     /// How long one produce may wait for its acknowledgement before it is retried.
@@ -583,7 +585,8 @@ impl Worker {
 
         let started = Instant::now();
         let mut attempt = 0;
-        let analysis = loop {
+        // The body's reservation is held until the enriched record is produced (end of scope).
+        let (analysis, _reservation) = loop {
             attempt += 1;
             let attempt_started = Instant::now();
             let result = fetch::fetch(
@@ -591,6 +594,7 @@ impl Worker {
                 &event.payload.analysis_result_url,
                 access,
                 self.fetch.max_body_bytes,
+                &self.body_budget,
             )
             .await;
             let class = result.as_ref().map_or_else(|e| e.reason(), |_| "ok");
@@ -604,7 +608,7 @@ impl Worker {
                 .inc();
             let remaining = self.retry.budget().saturating_sub(started.elapsed());
             match result {
-                Ok(analysis) => break analysis,
+                Ok(fetched) => break fetched,
                 // The backoff is cut to what is left of the budget (one last attempt at its
                 // end); a server that asks for more than is left is not asked again.
                 Err(error)

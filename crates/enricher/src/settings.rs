@@ -65,7 +65,7 @@ impl Default for ConsumerSettings {
     fn default() -> Self {
         Self {
             group_id: "voicehub-enricher".into(),
-            max_in_flight: 16,
+            max_in_flight: 64,
             max_backlog_bytes: 8 * 1024 * 1024,
             session_timeout_ms: 10_000,
             max_poll_interval_ms: 300_000,
@@ -85,6 +85,11 @@ pub struct FetchSettings {
     pub timeout_ms: u64,
     /// Largest analysis accepted; larger ones are dead-lettered (`too_large`).
     pub max_body_bytes: usize,
+    /// The analysis bodies all fetches may hold at once. A fetch reserves its body's
+    /// Content-Length (or `max_body_bytes` when the server sends none) before reading it, and
+    /// keeps it until its enriched record is acknowledged: memory stays bounded whatever
+    /// `consumer.max_in_flight` is.
+    pub max_in_flight_body_bytes: usize,
 }
 
 impl Default for FetchSettings {
@@ -93,6 +98,7 @@ impl Default for FetchSettings {
             connect_timeout_ms: 2_000,
             timeout_ms: 10_000,
             max_body_bytes: 16 * 1024 * 1024,
+            max_in_flight_body_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -189,6 +195,12 @@ impl EnricherSettings {
             return Err(SettingsError::invalid(
                 "fetch",
                 "max_body_bytes and timeout_ms must be above 0",
+            ));
+        }
+        if self.fetch.max_in_flight_body_bytes < self.fetch.max_body_bytes {
+            return Err(SettingsError::invalid(
+                "fetch.max_in_flight_body_bytes",
+                "must be at least fetch.max_body_bytes (one largest body must fit)",
             ));
         }
         let retry = &self.retry;

@@ -178,6 +178,7 @@ impl Application {
                 http,
                 sources,
                 topics,
+                body_budget: fetch::BodyBudget::new(settings.fetch.max_in_flight_body_bytes),
                 fetch: settings.fetch.clone(),
                 retry: settings.retry.clone(),
                 produce_deadline: settings.kafka.message_timeout() + Duration::from_secs(5),

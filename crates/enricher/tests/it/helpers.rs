@@ -227,6 +227,7 @@ pub async fn spawn_enricher_against(
             connect_timeout_ms: 1_000,
             timeout_ms: 2_000,
             max_body_bytes: 64 * 1024,
+            max_in_flight_body_bytes: 256 * 1024,
         },
         retry: RetrySettings {
             initial_backoff_ms: 50,
