@@ -227,33 +227,42 @@ fn kib(bytes: u64) -> u32 {
     u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX)
 }
 
-/// An HTTP client for analysis fetches: bounded connect and total time, no redirects, no
-/// proxy from the environment.
-pub fn client(connect_timeout: Duration, timeout: Duration) -> reqwest::Result<reqwest::Client> {
+/// An HTTP client for analysis fetches: bounded connect time, no redirects, no proxy from the
+/// environment. [`fetch`] bounds each request's time itself (the wait for body budget is not
+/// the API's time).
+pub fn client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
-        .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .build()
 }
 
 /// One attempt: check, `GET` with the key, reserve the body's size from `budget`, read at most
-/// `max_bytes`, parse. The reservation comes back with the analysis.
+/// `max_bytes`, parse. The reservation comes back with the analysis. The request (headers, then
+/// body) gets `timeout` in all, not counting the wait for budget: records that hold it while
+/// Kafka is away must not turn healthy fetches into timeouts and retries.
 pub async fn fetch(
     client: &reqwest::Client,
     url: &str,
     access: &Access,
     max_bytes: usize,
     budget: &BodyBudget,
+    timeout: Duration,
 ) -> Result<(AnalysisResult, Reservation), FetchError> {
     let url = check_url(url, access)?;
-    let response = client
-        .get(url)
-        .header(API_KEY_HEADER, access.api_key.current())
-        .send()
-        .await
-        .map_err(classify_transport)?;
+    let started = tokio::time::Instant::now();
+    let response = tokio::time::timeout(
+        timeout,
+        client
+            .get(url)
+            .header(API_KEY_HEADER, access.api_key.current())
+            .send(),
+    )
+    .await
+    .map_err(|_| FetchError::Timeout)?
+    .map_err(classify_transport)?;
+    let headers_took = started.elapsed();
     let status = response.status();
     if !status.is_success() {
         return Err(match status.as_u16() {
@@ -270,15 +279,22 @@ pub async fn fetch(
         return Err(FetchError::TooLarge { limit: max_bytes });
     }
     let reservation = budget.reserve(length.unwrap_or(max_bytes as u64)).await;
-    let mut body = Vec::new();
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(classify_transport)?;
-        if body.len() + chunk.len() > max_bytes {
-            return Err(FetchError::TooLarge { limit: max_bytes });
+    let read = async {
+        // Exactly the announced size: growing by appending could take twice that.
+        let mut body = Vec::with_capacity(length.map_or(0, |l| l as usize));
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(classify_transport)?;
+            if body.len() + chunk.len() > max_bytes {
+                return Err(FetchError::TooLarge { limit: max_bytes });
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
+        Ok(body)
+    };
+    let body = tokio::time::timeout(timeout.saturating_sub(headers_took), read)
+        .await
+        .map_err(|_| FetchError::Timeout)??;
     let analysis = AnalysisResult::parse(&body).map_err(FetchError::Invalid)?;
     Ok((analysis, reservation))
 }
@@ -371,6 +387,52 @@ mod tests {
         assert_eq!(budget.available_bytes(), 24 * 1024);
         drop(second);
         assert_eq!(budget.available_bytes(), 64 * 1024);
+    }
+
+    /// A record holding the budget (say, its produce waiting for Kafka) must not turn the next
+    /// fetch into a timeout: the wait for room is not the API's time.
+    #[tokio::test]
+    async fn waiting_for_budget_does_not_count_against_the_timeout() {
+        const ANALYSIS: &str =
+            include_str!("../../../tests/fixtures/voicehub/analysis-result.json");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0_u8; 4096];
+            let _ = socket.read(&mut request).await.unwrap();
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{ANALYSIS}",
+                ANALYSIS.len()
+            );
+            socket.write_all(answer.as_bytes()).await.unwrap();
+        });
+        let budget = BodyBudget::new(64 * 1024);
+        let everything = budget.reserve(64 * 1024).await;
+        let client = client(Duration::from_secs(1)).unwrap();
+        let access = access(&[&format!("127.0.0.1:{port}")], true);
+        let url = format!("http://127.0.0.1:{port}/api/v1/analysis-results/a");
+
+        // Act: the budget is freed after 3 timeouts' worth of time.
+        let (fetched, ()) = tokio::join!(
+            fetch(
+                &client,
+                &url,
+                &access,
+                64 * 1024,
+                &budget,
+                Duration::from_millis(200)
+            ),
+            async move {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                drop(everything);
+            }
+        );
+
+        // Assert
+        let (_analysis, reservation) = fetched.unwrap();
+        assert!(reservation.is_some());
     }
 
     #[test]

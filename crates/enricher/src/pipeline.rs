@@ -595,6 +595,7 @@ impl Worker {
                 access,
                 self.fetch.max_body_bytes,
                 &self.body_budget,
+                Duration::from_millis(self.fetch.timeout_ms),
             )
             .await;
             let class = result.as_ref().map_or_else(|e| e.reason(), |_| "ok");

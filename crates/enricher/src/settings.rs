@@ -98,7 +98,7 @@ impl Default for FetchSettings {
             connect_timeout_ms: 2_000,
             timeout_ms: 10_000,
             max_body_bytes: 16 * 1024 * 1024,
-            max_in_flight_body_bytes: 32 * 1024 * 1024,
+            max_in_flight_body_bytes: 16 * 1024 * 1024,
         }
     }
 }

@@ -161,10 +161,7 @@ impl Application {
         };
         consumer.subscribe(&[&topics.analysis_result_ready])?;
 
-        let http = fetch::client(
-            Duration::from_millis(settings.fetch.connect_timeout_ms),
-            Duration::from_millis(settings.fetch.timeout_ms),
-        )?;
+        let http = fetch::client(Duration::from_millis(settings.fetch.connect_timeout_ms))?;
         let admin = AdminServer::bind(&settings.admin.listen, registry, readiness.clone())
             .map_err(|error| StartupError::Bind {
                 address: settings.admin.listen.clone(),

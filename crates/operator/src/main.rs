@@ -262,6 +262,9 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             for left in &report.left {
                 eprintln!("{}: left: {}", left.what, left.why);
             }
+            for kept in &report.kept {
+                eprintln!("{}: kept: {}", kept.what, kept.why);
+            }
             print_json(&report)?;
             Ok(report.left.is_empty())
         }

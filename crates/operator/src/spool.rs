@@ -53,8 +53,11 @@ pub struct SpoolReport {
     pub dry_run: bool,
     /// Produced and removed (or, dry, that would be).
     pub produced: u64,
-    /// Left in place, each with why (unreadable, too large for the broker, raw damaged bytes).
+    /// Left in place, each with why (unreadable, too large for the broker): still to be done.
     pub left: Vec<Left>,
+    /// Raw bytes that failed their checksum (`.damaged`, `.torn`): kept for inspection, never
+    /// producible, so not counted as left.
+    pub kept: Vec<Left>,
 }
 
 /// A file or entry left in place.
@@ -134,7 +137,7 @@ pub fn produce_set_aside(
     for path in files {
         let what = path.display().to_string();
         if path.extension().is_none_or(|e| e != "rec") {
-            report.left.push(Left {
+            report.kept.push(Left {
                 what,
                 why: "raw bytes that failed their checksum: kept for inspection".into(),
             });
@@ -221,6 +224,7 @@ pub fn produce_spool(
         let set_aside = produce_set_aside(settings, dir, dry_run, runtime)?;
         report.produced += set_aside.produced;
         report.left.extend(set_aside.left);
+        report.kept.extend(set_aside.kept);
     }
     Ok(report)
 }
