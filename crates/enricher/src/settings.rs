@@ -65,7 +65,7 @@ impl Default for ConsumerSettings {
     fn default() -> Self {
         Self {
             group_id: "voicehub-enricher".into(),
-            max_in_flight: 64,
+            max_in_flight: 96,
             max_backlog_bytes: 8 * 1024 * 1024,
             session_timeout_ms: 10_000,
             max_poll_interval_ms: 300_000,
