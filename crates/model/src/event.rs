@@ -359,7 +359,6 @@ impl WebhookEvent {
 
     /// The CloudEvents Kafka record (binary content mode) for this event.
     pub fn to_record(&self, provenance: &Provenance<'_>) -> Record {
-        let value = serde_json::to_vec(&self.to_value()).unwrap_or_default();
         record::cloud_event(
             record::CloudEvent {
                 id: self.event_id(),
@@ -369,8 +368,24 @@ impl WebhookEvent {
                 key: Some(self.key()),
             },
             provenance,
-            value,
+            self.value_bytes(),
         )
+    }
+
+    /// [`Self::to_value`] as JSON text, serialised straight from the typed event rather than
+    /// through a [`Value`]: the same bytes (keys keep their order, and a payload never holds
+    /// a key twice: the unknown fields exclude the known ones), a fraction of the work.
+    fn value_bytes(&self) -> Vec<u8> {
+        let bytes = match self {
+            Self::CallStatusChanged(e) => serde_json::to_vec(e),
+            Self::RecordingsAvailable(e) => serde_json::to_vec(e),
+            Self::AnalysisResultReady(e) => serde_json::to_vec(e),
+            Self::CallStudioJobStatusChanged(e) => serde_json::to_vec(e),
+            Self::CallStudioJobAnalysisResultReady(e) => serde_json::to_vec(e),
+            Self::Unrouted(e) => serde_json::to_vec(&e.body),
+        };
+        // As in `to_value`: these cannot fail.
+        bytes.unwrap_or_default()
     }
 }
 

@@ -29,4 +29,4 @@ pub mod timestamp;
 pub use error::ParseError;
 pub use event::{WebhookEvent, parse_webhook};
 pub use routing::{EventKind, Topics};
-pub use timestamp::Timestamp;
+pub use timestamp::{Timestamp, UtcText};

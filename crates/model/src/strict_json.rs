@@ -5,6 +5,7 @@
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Value};
 
 /// Parses `text` like `serde_json::from_slice::<Value>`, duplicate keys being an error.
@@ -74,11 +75,15 @@ impl<'de> Visitor<'de> for Strict {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            if object.contains_key(&key) {
-                return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
-            }
-            let value = map.next_value_seed(self)?;
-            object.insert(key, value);
+            // One lookup for the check and the insert.
+            let slot = match object.entry(key) {
+                Entry::Occupied(taken) => {
+                    let key = taken.key();
+                    return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
+                }
+                Entry::Vacant(slot) => slot,
+            };
+            slot.insert(map.next_value_seed(self)?);
         }
         Ok(Value::Object(object))
     }

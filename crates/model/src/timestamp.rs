@@ -71,24 +71,73 @@ pub struct InvalidTimestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = self.0;
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.millisecond()
-        )
+        f.write_str(UtcText::millis(self.0).as_str())
+    }
+}
+
+/// The RFC 3339 text of a UTC instant, built on the stack without the formatting machinery
+/// (the ingress writes three per webhook, and one per log line). Years are written with four
+/// digits: [`Timestamp`] holds only 0000 to 9999.
+#[derive(Debug, Clone, Copy)]
+pub struct UtcText {
+    bytes: [u8; 27],
+    len: usize,
+}
+
+impl UtcText {
+    /// `2025-10-14T09:21:07.512Z`
+    pub fn millis(at: OffsetDateTime) -> Self {
+        Self::new(at, at.millisecond().into(), 3)
+    }
+
+    /// Now, with microseconds.
+    pub fn now_micros() -> Self {
+        Self::micros(OffsetDateTime::now_utc())
+    }
+
+    /// `2025-10-14T09:21:07.512345Z`
+    pub fn micros(at: OffsetDateTime) -> Self {
+        Self::new(at, at.microsecond(), 6)
+    }
+
+    fn new(at: OffsetDateTime, fraction: u32, digits: usize) -> Self {
+        let at = at.to_offset(UtcOffset::UTC);
+        let (year, month, day) = at.to_calendar_date();
+        let (hour, minute, second) = at.to_hms();
+        let mut bytes = *b"0000-00-00T00:00:00.000000Z";
+        put_digits(&mut bytes[0..4], year.rem_euclid(10_000).unsigned_abs());
+        put_digits(&mut bytes[5..7], u8::from(month).into());
+        put_digits(&mut bytes[8..10], day.into());
+        put_digits(&mut bytes[11..13], hour.into());
+        put_digits(&mut bytes[14..16], minute.into());
+        put_digits(&mut bytes[17..19], second.into());
+        put_digits(&mut bytes[20..20 + digits], fraction);
+        bytes[20 + digits] = b'Z';
+        Self {
+            bytes,
+            len: 21 + digits,
+        }
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and separators are ever written.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+/// Writes `value`'s last `slot.len()` decimal digits into `slot`, zero-padded.
+fn put_digits(slot: &mut [u8], mut value: u32) {
+    for byte in slot.iter_mut().rev() {
+        // `value % 10` is a single digit.
+        *byte = b'0' + (value % 10) as u8;
+        value /= 10;
     }
 }
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        serializer.serialize_str(UtcText::millis(self.0).as_str())
     }
 }
 
@@ -151,6 +200,13 @@ mod tests {
         assert_eq!(last.to_string(), "9999-12-31T23:59:59.999Z");
         let first = Timestamp::parse("0000-01-01T01:00:00+01:00").unwrap();
         assert_eq!(first.to_string(), "0000-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn microsecond_text_keeps_six_digits_and_converts_to_utc() {
+        let at = OffsetDateTime::parse("2025-10-14T12:21:07.000042+03:00", &Rfc3339).unwrap();
+        assert_eq!(UtcText::micros(at).as_str(), "2025-10-14T09:21:07.000042Z");
+        assert_eq!(UtcText::millis(at).as_str(), "2025-10-14T09:21:07.000Z");
     }
 
     #[test]

@@ -109,6 +109,9 @@ proptest! {
                 let record = event.to_record(&provenance());
                 prop_assert!(!record.value.is_empty());
                 prop_assert_eq!(record.key.as_deref(), Some(event.key()));
+                // The value is written straight from the typed event: the same bytes, in the
+                // same order, as the normalised JSON value.
+                prop_assert_eq!(&record.value, &serde_json::to_vec(&event.to_value()).unwrap());
             }
         }
     }
@@ -133,7 +136,12 @@ proptest! {
                 added.insert(name, value);
             }
         }
-        let normalised = parse_webhook(event.to_string().as_bytes()).unwrap().to_value();
+        let parsed = parse_webhook(event.to_string().as_bytes()).unwrap();
+        let normalised = parsed.to_value();
+        prop_assert_eq!(
+            parsed.to_record(&provenance()).value,
+            serde_json::to_vec(&normalised).unwrap()
+        );
         for (name, value) in &added {
             prop_assert_eq!(&normalised[name], value);
         }
