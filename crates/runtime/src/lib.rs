@@ -12,6 +12,7 @@
 //! - [`shutdown`]: the termination signal.
 
 pub mod admin;
+mod json_log;
 pub mod kafka;
 pub mod metrics;
 pub mod reload;

@@ -4,7 +4,9 @@ use std::io::{BufWriter, Stdout};
 
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::fmt::format::{FmtSpan, JsonFields};
+
+use crate::json_log::JsonLines;
 
 use crate::settings::{LogFormat, LogSettings, SettingsError};
 
@@ -19,7 +21,7 @@ pub struct LogGuard {
 /// Lines queued for the writer thread before a logging thread waits (never drops a line).
 const QUEUED_LINES: usize = 16_384;
 
-/// Installs the global subscriber: JSON lines (or text) on stdout, filtered by `log.level`.
+/// Installs the global subscriber: JSON lines ([`crate::json_log`]) or text on stdout, filtered by `log.level`.
 /// Lines are written by a thread of their own, in batches (a request's thread never waits on
 /// stdout unless that thread is [`QUEUED_LINES`] behind). A second call (tests) leaves the
 /// first subscriber in place.
@@ -39,14 +41,73 @@ pub fn init(settings: &LogSettings) -> Result<LogGuard, SettingsError> {
         .with_writer(writer);
     let installed = match settings.format {
         LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonLines)
             .try_init(),
         LogFormat::Text => builder.try_init(),
     };
     Ok(LogGuard {
         _writer: installed.is_ok().then_some(guard),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_json_line_holds_time_level_fields_target_and_span() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonLines)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(source = %"acme", event_id = "e\"1", status = 200u16, latency_ms = 1.5, ok = true, "webhook");
+            let span = tracing::info_span!("drain", records = 3);
+            span.in_scope(|| tracing::warn!(left = -1i64, "stopping"));
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let read: Vec<Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(read.len(), 2, "{text}");
+        let time = read[0]["timestamp"].as_str().unwrap();
+        assert_eq!((time.len(), &time[26..]), (27, "Z"), "{time}");
+        let mut first = read[0].clone();
+        first.as_object_mut().unwrap().remove("timestamp");
+        assert_eq!(
+            first,
+            json!({"level": "INFO", "message": "webhook", "source": "acme", "event_id": "e\"1",
+                   "status": 200, "latency_ms": 1.5, "ok": true,
+                   "target": "voicehub_runtime::telemetry::tests"})
+        );
+        assert_eq!(read[1]["level"], "WARN");
+        assert_eq!(read[1]["left"], -1);
+        assert_eq!(read[1]["span"], json!({"name": "drain", "records": 3}));
+    }
 }
