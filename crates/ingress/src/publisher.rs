@@ -3,6 +3,7 @@
 //! The routes do not call it directly: they hand records to the [`crate::outbox`], which
 //! produces through this or spools first, depending on `spool.mode`.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -34,21 +35,25 @@ impl ClientContext for ProducerStats {
     }
 }
 
-/// Produces records and tracks broker health.
+/// Produces records and tracks broker health. Clones share one producer.
 #[derive(Clone)]
 pub struct Publisher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     producer: Arc<RecoveringProducer<ProducerStats>>,
     deadline: Duration,
     /// Broker health gates readiness only without a spool (with one, the spool does).
     readiness: Option<Readiness>,
-    healthy: Arc<AtomicBool>,
+    healthy: AtomicBool,
     metrics: IngressMetrics,
 }
 
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Publisher")
-            .field("deadline", &self.deadline)
+            .field("deadline", &self.inner.deadline)
             .finish_non_exhaustive()
     }
 }
@@ -70,11 +75,13 @@ impl Publisher {
             metrics: stats_metrics.clone(),
         })?;
         Ok(Self {
-            producer: Arc::new(producer),
-            deadline,
-            readiness,
-            healthy: Arc::new(AtomicBool::new(false)),
-            metrics,
+            inner: Arc::new(Inner {
+                producer: Arc::new(producer),
+                deadline,
+                readiness,
+                healthy: AtomicBool::new(false),
+                metrics,
+            }),
         })
     }
 
@@ -87,7 +94,7 @@ impl Publisher {
         record: &Record,
         on_outcome: impl FnOnce(bool) + Send + 'static,
     ) -> Result<Delivered, ProduceError> {
-        self.publish_within(topic, record, self.deadline, on_outcome)
+        self.publish_within(topic, record, self.inner.deadline, on_outcome)
             .await
     }
 
@@ -100,19 +107,19 @@ impl Publisher {
         on_outcome: impl FnOnce(bool) + Send + 'static,
     ) -> Result<Delivered, ProduceError> {
         let delivery = self.deliver(topic, record);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
+        // Awaited here while the caller waits (no task of its own, no channel); spawned to
+        // finish alone if the deadline passes or the caller goes away first.
+        let mut delivery = FinishAlone(Some(Box::pin(async move {
             let result = delivery.await;
             on_outcome(result.is_ok());
-            // The requester may have stopped waiting.
-            let _ = tx.send(result);
-        });
-        match tokio::time::timeout(deadline, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(ProduceError::Failed(rdkafka::error::KafkaError::Canceled)),
-            Err(_) => {
+            result
+        })));
+        match delivery.within(deadline).await {
+            Some(result) => result,
+            None => {
                 let error = ProduceError::Deadline(deadline);
-                self.metrics
+                self.inner
+                    .metrics
                     .produce_errors
                     .with_label_values(&[error.reason()])
                     .inc();
@@ -130,22 +137,24 @@ impl Publisher {
         record: &Record,
     ) -> impl Future<Output = Result<Delivered, ProduceError>> + Send + 'static {
         let started = Instant::now();
-        let delivery = self.producer.send(topic, record);
+        let delivery = self.inner.producer.send(topic, record);
         let this = self.clone();
         async move {
-            let generation = this.producer.generation();
+            let generation = this.inner.producer.generation();
             let result = delivery.await;
-            let replaced = this.producer.generation().saturating_sub(generation);
-            this.metrics.producer_replacements.inc_by(replaced);
+            let replaced = this.inner.producer.generation().saturating_sub(generation);
+            this.inner.metrics.producer_replacements.inc_by(replaced);
             match &result {
                 Ok(_) => {
-                    this.metrics
+                    this.inner
+                        .metrics
                         .produce_duration
                         .observe(started.elapsed().as_secs_f64());
                     this.set_broker_health(true);
                 }
                 Err(error) => {
-                    this.metrics
+                    this.inner
+                        .metrics
                         .produce_errors
                         .with_label_values(&[error.reason()])
                         .inc();
@@ -160,18 +169,18 @@ impl Publisher {
 
     /// The produce deadline.
     pub fn deadline(&self) -> Duration {
-        self.deadline
+        self.inner.deadline
     }
 
     /// Asks the broker for metadata; healthy if it answers within `timeout`.
     pub async fn probe(&self, timeout: Duration) {
-        let reachable = self.producer.reachable(timeout).await;
+        let reachable = self.inner.producer.reachable(timeout).await;
         self.set_broker_health(reachable);
     }
 
     /// Sends what is queued, waiting at most `timeout`.
     pub async fn flush(&self, timeout: Duration) -> Result<(), rdkafka::error::KafkaError> {
-        let producer = self.producer.producer();
+        let producer = self.inner.producer.producer();
         tokio::task::spawn_blocking(move || {
             use rdkafka::producer::Producer;
             producer.flush(timeout)
@@ -181,15 +190,43 @@ impl Publisher {
     }
 
     fn set_broker_health(&self, healthy: bool) {
-        self.metrics.broker_reachable.set(i64::from(healthy));
-        if let Some(readiness) = &self.readiness {
+        self.inner.metrics.broker_reachable.set(i64::from(healthy));
+        if let Some(readiness) = &self.inner.readiness {
             readiness.set(BROKER_CHECK, healthy);
         }
-        if self.healthy.swap(healthy, Ordering::AcqRel) != healthy {
+        if self.inner.healthy.swap(healthy, Ordering::AcqRel) != healthy {
             if healthy {
                 info!(check = BROKER_CHECK, "broker reachable");
             } else {
                 warn!(check = BROKER_CHECK, "broker unreachable");
+            }
+        }
+    }
+}
+
+/// A delivery the caller stopped waiting for: dropped unfinished, it is spawned to finish,
+/// so that its outcome is still counted and reported.
+struct FinishAlone<F: Future<Output = Result<Delivered, ProduceError>> + Send + 'static>(
+    Option<Pin<Box<F>>>,
+);
+
+impl<F: Future<Output = Result<Delivered, ProduceError>> + Send + 'static> FinishAlone<F> {
+    /// The delivery's result if it ends within `deadline`; else `None`, and it goes on.
+    async fn within(&mut self, deadline: Duration) -> Option<F::Output> {
+        let delivery = self.0.as_mut()?;
+        let result = tokio::time::timeout(deadline, delivery).await.ok()?;
+        self.0 = None;
+        Some(result)
+    }
+}
+
+impl<F: Future<Output = Result<Delivered, ProduceError>> + Send + 'static> Drop for FinishAlone<F> {
+    fn drop(&mut self) {
+        if let Some(delivery) = self.0.take() {
+            // Outside a runtime (the process is ending) it is dropped: its record stays with
+            // the producer, whose flush at shutdown still sends it.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(delivery);
             }
         }
     }

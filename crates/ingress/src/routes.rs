@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::{FutureExt, StreamExt};
-use serde::Serialize;
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 use voicehub_model::record::{DeadLetter, Provenance, Stage};
@@ -55,14 +54,9 @@ pub struct AppState {
     pub fault_hook: std::sync::OnceLock<FaultHook>,
 }
 
-#[derive(Serialize)]
-struct Accepted {
-    status: &'static str,
-}
-
 /// What the request log line and the metrics say about a request.
-struct RequestInfo {
-    source_label: String,
+struct RequestInfo<'a> {
+    source_label: &'a str,
     event_type: &'static str,
     event_id: Option<String>,
 }
@@ -94,11 +88,10 @@ async fn handle(
 ) -> HttpResponse {
     let started = Instant::now();
     let mut info = RequestInfo {
-        source_label: if state.sources.contains_key(source) {
-            source.to_owned()
-        } else {
-            "unknown".to_owned()
-        },
+        source_label: state
+            .sources
+            .get_key_value(source)
+            .map_or("unknown", |(name, _)| name.as_str()),
         event_type: "none",
         event_id: None,
     };
@@ -106,13 +99,13 @@ async fn handle(
     let (outcome, response) = match result {
         Ok(outcome) => (
             outcome,
-            HttpResponse::Ok().json(Accepted {
-                status: if outcome == "duplicate" {
-                    "duplicate"
+            HttpResponse::Ok()
+                .insert_header(actix_web::http::header::ContentType::json())
+                .body(if outcome == "duplicate" {
+                    r#"{"status":"duplicate"}"#
                 } else {
-                    "accepted"
-                },
-            }),
+                    r#"{"status":"accepted"}"#
+                }),
         ),
         Err(error) => (
             error.code(),
@@ -123,7 +116,7 @@ async fn handle(
     state
         .metrics
         .requests
-        .with_label_values(&[&info.source_label, info.event_type, outcome])
+        .with_label_values(&[info.source_label, info.event_type, outcome])
         .inc();
     state
         .metrics
@@ -148,13 +141,13 @@ async fn process(
     request: &HttpRequest,
     body: web::Payload,
     state: &AppState,
-    info: &mut RequestInfo,
+    info: &mut RequestInfo<'_>,
 ) -> Result<&'static str, WebhookError> {
     let secrets = state
         .sources
         .get(source)
         .ok_or(WebhookError::UnknownSource)?;
-    authenticate(secrets, request, state, &info.source_label)?;
+    authenticate(secrets, request, state, info.source_label)?;
 
     let retry_after_s = state.retry_after_s;
     if state.draining.load(Ordering::Acquire) {
@@ -198,7 +191,7 @@ async fn accept(
     state: &AppState,
     provenance: &Provenance<'_>,
     bytes: &[u8],
-    info: &mut RequestInfo,
+    info: &mut RequestInfo<'_>,
 ) -> Result<&'static str, WebhookError> {
     let event = match parse_webhook(bytes) {
         Ok(event) => event,
