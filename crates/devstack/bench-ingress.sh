@@ -3,7 +3,8 @@
 #   ceiling      an actix handler that reads the body and answers 200 (no broker)
 #   bare bridge  actix-web + rdkafka producing the body unparsed, acks=all, idempotent,
 #                linger 5 ms, lz4, answering after the acknowledgement (voicehub-load
-#                bare-bridge)
+#                bare-bridge), unkeyed
+#   bare-keyed   the same, keyed over 100 keys as the ingress keys by call (--keys 100)
 #   ingress      voicehub-ingress with its defaults (spool off, every feature on)
 # Per target: accepted webhooks/s and p99 closed-loop at 64 and at 8 connections (unique
 # eventIds), CPU per 1,000 webhooks at 64 (the target process's user + system time), and peak
@@ -11,13 +12,13 @@
 #
 #   crates/devstack/bench-ingress.sh [seconds=20] [broker=kafka|sqlite|memory]
 #
-# BENCH_TARGETS="bare ingress" measures a subset (default: ceiling bare ingress).
+# BENCH_TARGETS="bare ingress" measures a subset (default: ceiling bare bare-keyed ingress).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-20}
 storage=${2:-kafka}
 secret=bench-secret
-targets=" ${BENCH_TARGETS:-ceiling bare ingress} "
+targets=" ${BENCH_TARGETS:-ceiling bare bare-keyed ingress} "
 
 . crates/devstack/script-lib.sh
 require_free_ports 18380 18381 18382 19390 19392 19393
@@ -57,17 +58,22 @@ if [[ $targets == *" ceiling "* ]]; then
   stop_pid "$ceiling"
 fi
 
-if [[ $targets == *" bare "* ]]; then
+# bare_target NAME [ARGS]: the bare bridge with ARGS on a fresh broker.
+bare_target() {
+  local name=$1
+  shift
   start_broker 19392 "$storage"
-  "$bin/voicehub-load" bare-bridge --listen 127.0.0.1:18382 --brokers 127.0.0.1:19392 \
+  "$bin/voicehub-load" bare-bridge --listen 127.0.0.1:18382 --brokers 127.0.0.1:19392 "$@" \
     >"$work/bare.log" 2>&1 &
   bare=$!
   pids+=($bare)
   for _ in $(seq 300); do grep -q listening "$work/bare.log" && break; sleep 0.1; done
-  measure bare http://127.0.0.1:18382/ "$bare"
+  measure "$name" http://127.0.0.1:18382/ "$bare"
   stop_pid "$bare"
   stop_broker 19392
-fi
+}
+[[ $targets != *" bare "* ]] || bare_target bare
+[[ $targets != *" bare-keyed "* ]] || bare_target bare_keyed --keys 100
 
 if [[ $targets == *" ingress "* ]]; then
   start_broker 19392 "$storage"
@@ -78,7 +84,12 @@ if [[ $targets == *" ingress "* ]]; then
 fi
 
 ratio() { python3 -c "print(round($1 / $2, 2))"; }
-if [[ -n ${rate_bare:-} && -n ${rate_ingress:-} ]]; then
-  echo
-  echo "Ingress / bare bridge: webhooks/s @64 $(ratio "$rate_ingress" "$rate_bare")x, CPU per webhook $(ratio "$cpu_ingress" "$cpu_bare")x, peak RSS $(ratio "$rss_ingress" "$rss_bare")x, p99 @8 $(python3 -c "print(round($p99_8_ingress - $p99_8_bare, 2))") ms more${rate_ceiling:+; bare bridge / ceiling: $(ratio "$rate_bare" "$rate_ceiling")x}."
-fi
+# against NAME: the ingress's ratios to that baseline.
+against() {
+  local rate=rate_$1 cpu=cpu_$1 rss=rss_$1 p99=p99_8_$1
+  echo "Ingress / $1: webhooks/s @64 $(ratio "$rate_ingress" "${!rate}")x, CPU per webhook $(ratio "$cpu_ingress" "${!cpu}")x, peak RSS $(ratio "$rss_ingress" "${!rss}")x, p99 @8 $(python3 -c "print(round($p99_8_ingress - ${!p99}, 2))") ms more."
+}
+echo
+[[ -z ${rate_bare:-} || -z ${rate_ingress:-} ]] || against bare
+[[ -z ${rate_bare_keyed:-} || -z ${rate_ingress:-} ]] || against bare_keyed
+[[ -z ${rate_bare:-} || -z ${rate_ceiling:-} ]] || echo "Bare bridge / ceiling: webhooks/s $(ratio "$rate_bare" "$rate_ceiling")x."

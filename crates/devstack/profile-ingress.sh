@@ -45,7 +45,7 @@ patterns = [
     ("allocator (malloc/free/realloc, mimalloc)", r"malloc|free|realloc|_mi_|mi_(heap|page|segment|free)|cfree|__libc_|_int_"),
     ("JSON (serde_json)", r"serde_json|serde::"),
     ("Kafka client (librdkafka, rdkafka)", r"rd_kafka|rdkafka|lz4|LZ4"),
-    ("logging (tracing)", r"tracing_subscriber|tracing_core|tracing::|tracing_appender"),
+    ("logging (tracing, the JSON line format)", r"tracing_subscriber|tracing_core|tracing::|tracing_appender|json_log"),
     ("metrics (prometheus)", r"prometheus::"),
     ("HTTP (actix, http, h1)", r"actix|http::|h1|httparse"),
     ("kernel (syscalls, network)", r"\[kernel|entry_SYSCALL|tcp_|sys_|do_syscall|__x64_sys"),

@@ -13,11 +13,14 @@
 //! `voicehub-load baseline --listen ADDR [--workers N]` serves a minimal actix handler that reads
 //! the body and answers 200: the HTTP ceiling to compare the ingress with.
 //!
-//! `voicehub-load bare-bridge --listen ADDR --brokers HOST:PORT [--topic T] [--workers N]`
-//! serves the smallest honest bridge: actix-web reads the body and produces it unparsed with
-//! rdkafka (acks=all, idempotent, linger 5 ms, lz4, as the ingress's defaults), answering 200
-//! only after the broker's acknowledgement (503 if it fails): the baseline the ingress's
-//! parsing, authentication, deduplication, metrics and logging are measured against.
+//! `voicehub-load bare-bridge --listen ADDR --brokers HOST:PORT [--topic T] [--workers N]
+//! [--keys N]` serves the smallest honest bridge: actix-web reads the body and produces it
+//! unparsed with rdkafka (acks=all, idempotent, linger 5 ms, lz4, as the ingress's defaults),
+//! answering 200 only after the broker's acknowledgement (503 if it fails): the baseline the
+//! ingress's parsing, authentication, deduplication, metrics and logging are measured against.
+//! Unkeyed by default (librdkafka then fills one partition's batch at a time); `--keys N`
+//! keys the records by a counter modulo N, with the ingress's partitioner, which spreads them
+//! over the partitions in smaller batches as the ingress's call keys do.
 //!
 //! `voicehub-load analysis-api --listen ADDR [--delay-ms 20]` serves the example analysis on
 //! every path after the delay: a stand-in for VoiceHub's analysis API.
@@ -60,6 +63,9 @@ enum Cli {
         /// actix workers (0: one per core).
         #[arg(long, default_value_t = 0)]
         workers: usize,
+        /// Key records by a counter modulo this (0: unkeyed).
+        #[arg(long, default_value_t = 0)]
+        keys: u64,
     },
     /// The example analysis on every path after a delay: a stand-in analysis API.
     AnalysisApi {
@@ -107,7 +113,8 @@ async fn main() -> anyhow::Result<()> {
             brokers,
             topic,
             workers,
-        } => bare_bridge(listen, brokers, topic, workers).await,
+            keys,
+        } => bare_bridge(listen, brokers, topic, workers, keys).await,
         Cli::AnalysisApi { listen, delay_ms } => {
             analysis_api(listen, Duration::from_millis(delay_ms)).await
         }
@@ -135,6 +142,7 @@ async fn bare_bridge(
     brokers: String,
     topic: String,
     workers: usize,
+    keys: u64,
 ) -> anyhow::Result<()> {
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -152,14 +160,21 @@ async fn bare_bridge(
         .set("linger.ms", "5")
         .set("compression.type", "lz4")
         .set("message.timeout.ms", "10000")
+        .set("partitioner", "murmur2_random")
         .create()?;
     let topic: Arc<str> = topic.into();
+    let counter = Arc::new(AtomicU64::new(0));
     let mut server = HttpServer::new(move || {
-        let (producer, topic) = (producer.clone(), topic.clone());
+        let (producer, topic, counter) = (producer.clone(), topic.clone(), counter.clone());
         App::new().default_service(web::to(move |body: web::Bytes| {
             let (producer, topic) = (producer.clone(), topic.clone());
+            let key =
+                (keys > 0).then(|| (counter.fetch_add(1, Ordering::Relaxed) % keys).to_string());
             async move {
-                let record = FutureRecord::<(), [u8]>::to(&topic).payload(&body);
+                let mut record = FutureRecord::<str, [u8]>::to(&topic).payload(&body);
+                if let Some(key) = &key {
+                    record = record.key(key.as_str());
+                }
                 match producer.send(record, Duration::from_secs(2)).await {
                     Ok(_) => HttpResponse::Ok().json(serde_json::json!({"status": "accepted"})),
                     Err(_) => HttpResponse::ServiceUnavailable().finish(),
