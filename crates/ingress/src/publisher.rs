@@ -3,7 +3,6 @@
 //! The routes do not call it directly: they hand records to the [`crate::outbox`], which
 //! produces through this or spools first, depending on `spool.mode`.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -13,7 +12,7 @@ use rdkafka::statistics::Statistics;
 use tracing::{info, warn};
 use voicehub_model::record::Record;
 use voicehub_runtime::admin::Readiness;
-use voicehub_runtime::kafka::{Delivered, ProduceError, RecoveringProducer};
+use voicehub_runtime::kafka::{self, Delivered, ProduceError, RecoveringProducer};
 use voicehub_runtime::settings::KafkaSettings;
 
 use crate::metrics::IngressMetrics;
@@ -107,17 +106,13 @@ impl Publisher {
         on_outcome: impl FnOnce(bool) + Send + 'static,
     ) -> Result<Delivered, ProduceError> {
         let delivery = self.deliver(topic, record);
-        // Awaited here while the caller waits (no task of its own, no channel); spawned to
-        // finish alone if the deadline passes or the caller goes away first.
-        let mut delivery = FinishAlone(Some(Box::pin(async move {
+        let delivery = async move {
             let result = delivery.await;
             on_outcome(result.is_ok());
             result
-        })));
-        match delivery.within(deadline).await {
-            Some(result) => result,
-            None => {
-                let error = ProduceError::Deadline(deadline);
+        };
+        match kafka::within_deadline(delivery, deadline).await {
+            Err(error @ ProduceError::Deadline(_)) => {
                 self.inner
                     .metrics
                     .produce_errors
@@ -126,6 +121,7 @@ impl Publisher {
                 self.set_broker_health(false);
                 Err(error)
             }
+            result => result,
         }
     }
 
@@ -199,34 +195,6 @@ impl Publisher {
                 info!(check = BROKER_CHECK, "broker reachable");
             } else {
                 warn!(check = BROKER_CHECK, "broker unreachable");
-            }
-        }
-    }
-}
-
-/// A delivery the caller stopped waiting for: dropped unfinished, it is spawned to finish,
-/// so that its outcome is still counted and reported.
-struct FinishAlone<F: Future<Output = Result<Delivered, ProduceError>> + Send + 'static>(
-    Option<Pin<Box<F>>>,
-);
-
-impl<F: Future<Output = Result<Delivered, ProduceError>> + Send + 'static> FinishAlone<F> {
-    /// The delivery's result if it ends within `deadline`; else `None`, and it goes on.
-    async fn within(&mut self, deadline: Duration) -> Option<F::Output> {
-        let delivery = self.0.as_mut()?;
-        let result = tokio::time::timeout(deadline, delivery).await.ok()?;
-        self.0 = None;
-        Some(result)
-    }
-}
-
-impl<F: Future<Output = Result<Delivered, ProduceError>> + Send + 'static> Drop for FinishAlone<F> {
-    fn drop(&mut self) {
-        if let Some(delivery) = self.0.take() {
-            // Outside a runtime (the process is ending) it is dropped: its record stays with
-            // the producer, whose flush at shutdown still sends it.
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(delivery);
             }
         }
     }

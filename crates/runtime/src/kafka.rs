@@ -202,9 +202,55 @@ pub async fn produce<C: ClientContext + 'static>(
     deadline: Duration,
 ) -> Result<Delivered, ProduceError> {
     let delivery = enqueue(producer, topic, record)?;
-    tokio::time::timeout(deadline, delivered(delivery))
+    within_deadline(delivered(delivery), deadline).await
+}
+
+/// Waits for `delivery` at most `deadline`, in the caller's task (no task or channel of its
+/// own); if the deadline passes, or the caller stops waiting, the delivery is spawned to
+/// finish alone, so that what it does at its end (metrics, callbacks, replacing a wedged
+/// producer) still happens. The one deadline every produce path of the bridge goes through.
+pub async fn within_deadline<F>(delivery: F, deadline: Duration) -> Result<Delivered, ProduceError>
+where
+    F: Future<Output = Result<Delivered, ProduceError>> + Send + 'static,
+{
+    FinishAlone(Some(Box::pin(delivery)))
+        .within(deadline)
         .await
-        .map_err(|_| ProduceError::Deadline(deadline))?
+        .unwrap_or(Err(ProduceError::Deadline(deadline)))
+}
+
+/// A delivery nobody waits for any more: dropped unfinished, it is spawned to finish.
+struct FinishAlone<F: Future + Send + 'static>(Option<std::pin::Pin<Box<F>>>)
+where
+    F::Output: Send;
+
+impl<F: Future + Send + 'static> FinishAlone<F>
+where
+    F::Output: Send,
+{
+    /// The output if it comes within `deadline`; else `None`, and the future goes on alone
+    /// once this is dropped.
+    async fn within(mut self, deadline: Duration) -> Option<F::Output> {
+        let future = self.0.as_mut()?;
+        let output = tokio::time::timeout(deadline, future).await.ok()?;
+        self.0 = None;
+        Some(output)
+    }
+}
+
+impl<F: Future + Send + 'static> Drop for FinishAlone<F>
+where
+    F::Output: Send,
+{
+    fn drop(&mut self) {
+        if let Some(delivery) = self.0.take() {
+            // Outside a runtime (the process is ending) it is dropped: its record stays with
+            // the producer, whose flush at shutdown still sends it.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(delivery);
+            }
+        }
+    }
 }
 
 /// A producer that replaces itself when it is wedged.
@@ -311,12 +357,7 @@ impl<C: ClientContext + 'static> RecoveringProducer<C> {
         record: &Record,
         deadline: Duration,
     ) -> Result<Delivered, ProduceError> {
-        let delivery = tokio::spawn(self.send(topic, record));
-        match tokio::time::timeout(deadline, delivery).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(ProduceError::Failed(KafkaError::Canceled)),
-            Err(_) => Err(ProduceError::Deadline(deadline)),
-        }
+        within_deadline(self.send(topic, record), deadline).await
     }
 
     fn observe(

@@ -164,3 +164,44 @@ async fn an_outage_longer_than_the_message_timeout_recovers_with_a_new_producer(
     assert!(producer.generation() > generation_before);
     Ok(())
 }
+
+/// A delivery outlasting its deadline, or one its caller stops waiting for, still runs to its
+/// end (where the callers count it, report it to the deduplication table, replace a wedged
+/// producer): nothing that was started is silently abandoned.
+#[tokio::test]
+async fn a_delivery_past_its_deadline_or_abandoned_still_finishes() -> anyhow::Result<()> {
+    let delivery = |done: tokio::sync::oneshot::Sender<()>| async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = done.send(());
+        Ok(kafka::Delivered {
+            partition: 0,
+            offset: 7,
+        })
+    };
+
+    // Past the deadline: the caller hears Deadline, the delivery goes on.
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let deadline = Duration::from_millis(20);
+    let result = kafka::within_deadline(delivery(done), deadline).await;
+    assert!(
+        matches!(result, Err(ProduceError::Deadline(d)) if d == deadline),
+        "{result:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(5), finished).await??;
+
+    // Abandoned: the caller's future is dropped while waiting.
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let waiting = kafka::within_deadline(delivery(done), Duration::from_secs(60));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(20), waiting)
+            .await
+            .is_err()
+    );
+    tokio::time::timeout(Duration::from_secs(5), finished).await??;
+
+    // Within the deadline: its own result.
+    let (done, _finished) = tokio::sync::oneshot::channel();
+    let result = kafka::within_deadline(delivery(done), Duration::from_secs(5)).await?;
+    assert_eq!(result.offset, 7);
+    Ok(())
+}
