@@ -77,7 +77,7 @@ impl fmt::Display for Timestamp {
 
 /// The RFC 3339 text of a UTC instant, built on the stack without the formatting machinery
 /// (the ingress writes three per webhook, and one per log line). Years are written with four
-/// digits: [`Timestamp`] holds only 0000 to 9999.
+/// digits, modulo 10,000: [`Timestamp`] holds only 0000 to 9999.
 #[derive(Debug, Clone, Copy)]
 pub struct UtcText {
     bytes: [u8; 27],
@@ -101,7 +101,8 @@ impl UtcText {
     }
 
     fn new(at: OffsetDateTime, fraction: u32, digits: usize) -> Self {
-        let at = at.to_offset(UtcOffset::UTC);
+        // An instant whose UTC date the calendar cannot hold keeps its own offset's date.
+        let at = at.checked_to_offset(UtcOffset::UTC).unwrap_or(at);
         let (year, month, day) = at.to_calendar_date();
         let (hour, minute, second) = at.to_hms();
         let mut bytes = *b"0000-00-00T00:00:00.000000Z";

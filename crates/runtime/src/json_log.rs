@@ -114,7 +114,8 @@ impl Visit for Fields<'_, '_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
         self.member(field, |out| {
             if value.is_finite() {
-                write!(out, "{value}")
+                // Debug, not Display: `1.0` stays a float, `1e300` stays short; both JSON.
+                write!(out, "{value:?}")
             } else {
                 out.write_str("null")
             }

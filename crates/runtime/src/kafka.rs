@@ -206,49 +206,64 @@ pub async fn produce<C: ClientContext + 'static>(
 }
 
 /// Waits for `delivery` at most `deadline`, in the caller's task (no task or channel of its
-/// own); if the deadline passes, or the caller stops waiting, the delivery is spawned to
-/// finish alone, so that what it does at its end (metrics, callbacks, replacing a wedged
-/// producer) still happens. The one deadline every produce path of the bridge goes through.
-pub async fn within_deadline<F>(delivery: F, deadline: Duration) -> Result<Delivered, ProduceError>
+/// own). If the deadline passes, or the returned future is dropped first (polled or not),
+/// the delivery is spawned on the current runtime to finish alone, so that what it does at
+/// its end (metrics, callbacks, replacing a wedged producer) still happens. The exception is
+/// a runtime that is itself shutting down: there nothing can run any more, and the
+/// producer's flush at shutdown is what still sends the record. A panic while the caller
+/// polls it ends the delivery as `Failed(Canceled)` (as a panicked spawned task did), instead
+/// of unwinding into the caller, which may already have been told nothing.
+///
+/// The one deadline every produce path of the bridge goes through.
+pub fn within_deadline<F>(
+    delivery: F,
+    deadline: Duration,
+) -> impl Future<Output = Result<Delivered, ProduceError>> + Send
 where
     F: Future<Output = Result<Delivered, ProduceError>> + Send + 'static,
 {
-    FinishAlone(Some(Box::pin(delivery)))
-        .within(deadline)
-        .await
-        .unwrap_or(Err(ProduceError::Deadline(deadline)))
+    // Built now, not at the first poll: dropped unpolled, it still spawns the delivery.
+    FinishAlone(Some(Box::pin(delivery))).within(deadline)
 }
 
 /// A delivery nobody waits for any more: dropped unfinished, it is spawned to finish.
-struct FinishAlone<F: Future + Send + 'static>(Option<std::pin::Pin<Box<F>>>)
-where
-    F::Output: Send;
+struct FinishAlone<F: Future<Output = Result<Delivered, ProduceError>> + Send + 'static>(
+    Option<std::pin::Pin<Box<F>>>,
+);
 
-impl<F: Future + Send + 'static> FinishAlone<F>
-where
-    F::Output: Send,
-{
-    /// The output if it comes within `deadline`; else `None`, and the future goes on alone
-    /// once this is dropped.
-    async fn within(mut self, deadline: Duration) -> Option<F::Output> {
-        let future = self.0.as_mut()?;
-        let output = tokio::time::timeout(deadline, future).await.ok()?;
-        self.0 = None;
-        Some(output)
+impl<F: Future<Output = Result<Delivered, ProduceError>> + Send + 'static> FinishAlone<F> {
+    async fn within(mut self, deadline: Duration) -> Result<Delivered, ProduceError> {
+        let Some(delivery) = self.0.as_mut() else {
+            // Built with the delivery in it; only this takes it out.
+            return Err(ProduceError::Failed(KafkaError::Canceled));
+        };
+        let contained = std::future::poll_fn(|cx| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| delivery.as_mut().poll(cx)))
+                .unwrap_or_else(|panic| {
+                    tracing::error!(
+                        error = crate::panic_message(&*panic),
+                        "a delivery panicked: reported as failed"
+                    );
+                    std::task::Poll::Ready(Err(ProduceError::Failed(KafkaError::Canceled)))
+                })
+        });
+        let result = tokio::time::timeout(deadline, contained).await;
+        match result {
+            Ok(result) => {
+                self.0 = None; // finished (or panicked): nothing to spawn
+                result
+            }
+            Err(_) => Err(ProduceError::Deadline(deadline)),
+        }
     }
 }
 
-impl<F: Future + Send + 'static> Drop for FinishAlone<F>
-where
-    F::Output: Send,
-{
+impl<F: Future<Output = Result<Delivered, ProduceError>> + Send + 'static> Drop for FinishAlone<F> {
     fn drop(&mut self) {
-        if let Some(delivery) = self.0.take() {
-            // Outside a runtime (the process is ending) it is dropped: its record stays with
-            // the producer, whose flush at shutdown still sends it.
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(delivery);
-            }
+        if let Some(delivery) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(delivery);
         }
     }
 }

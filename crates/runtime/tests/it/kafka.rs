@@ -205,3 +205,35 @@ async fn a_delivery_past_its_deadline_or_abandoned_still_finishes() -> anyhow::R
     assert_eq!(result.offset, 7);
     Ok(())
 }
+
+/// A delivery that panics while its caller waits is a failed delivery for that caller (as a
+/// panicked spawned task was), not a panic in the request; one dropped before it was ever
+/// polled still finishes.
+#[tokio::test]
+async fn a_panicking_delivery_fails_and_an_unpolled_one_still_finishes() -> anyhow::Result<()> {
+    let panicking = async {
+        tokio::task::yield_now().await;
+        panic!("a bug in a delivery's tail");
+        #[allow(unreachable_code)]
+        Ok(kafka::Delivered {
+            partition: 0,
+            offset: 0,
+        })
+    };
+    let result = kafka::within_deadline(panicking, Duration::from_secs(5)).await;
+    assert!(matches!(result, Err(ProduceError::Failed(_))), "{result:?}");
+
+    let (done, finished) = tokio::sync::oneshot::channel();
+    drop(kafka::within_deadline(
+        async move {
+            let _ = done.send(());
+            Ok(kafka::Delivered {
+                partition: 0,
+                offset: 1,
+            })
+        },
+        Duration::from_secs(5),
+    ));
+    tokio::time::timeout(Duration::from_secs(5), finished).await??;
+    Ok(())
+}
