@@ -189,11 +189,13 @@ pub fn parse_webhook(body: &[u8]) -> Result<WebhookEvent, ParseError> {
         return Err(ParseError::NotAnObject(json_kind(&value)));
     };
 
-    let event_type = required_string(&object, "eventType")?;
-    let event_type = event_type
-        .strip_prefix(TYPE_NAME_PREFIX)
-        .unwrap_or(event_type)
-        .to_owned();
+    let mut event_type = required_string(&object, "eventType")?;
+    // Every leading prefix: once one is left, the normalised record would parse as another
+    // type than it was routed as (not idempotent; found by the fuzzer).
+    while let Some(rest) = event_type.strip_prefix(TYPE_NAME_PREFIX) {
+        event_type = rest;
+    }
+    let event_type = event_type.to_owned();
     if event_type.is_empty() {
         return Err(ParseError::invalid("eventType", "must not be empty"));
     }
@@ -414,6 +416,22 @@ mod tests {
                 "timestamp": "2025-10-14T09:21:07.500Z",
                 "callId": "c1", "status": "queued", "futureField": {"a": [1, 2]}
             })
+        );
+    }
+
+    #[test]
+    fn a_repeated_type_prefix_is_removed_whole_so_normalising_again_changes_nothing() {
+        let event = parse(json!({
+            "eventType": "WebhookEventType.WebhookEventType.CallStatusChanged", "eventId": "e1",
+            "timestamp": "2025-10-14T09:21:07.512Z", "callId": "c1", "status": "Queued"
+        }))
+        .unwrap();
+        assert_eq!(event.kind(), EventKind::CallStatusChanged);
+        let again = parse(event.to_value()).unwrap();
+        assert_eq!(again.to_value(), event.to_value());
+        assert!(
+            parse(json!({"eventType": "WebhookEventType.WebhookEventType.", "eventId": "e"}))
+                .is_err()
         );
     }
 
