@@ -346,17 +346,9 @@ impl WebhookEvent {
 
     /// The normalised JSON value (see `docs/records.md`).
     pub fn to_value(&self) -> Value {
-        let value = match self {
-            Self::CallStatusChanged(e) => serde_json::to_value(e),
-            Self::RecordingsAvailable(e) => serde_json::to_value(e),
-            Self::AnalysisResultReady(e) => serde_json::to_value(e),
-            Self::CallStudioJobStatusChanged(e) => serde_json::to_value(e),
-            Self::CallStudioJobAnalysisResultReady(e) => serde_json::to_value(e),
-            Self::Unrouted(e) => return Value::Object(e.body.clone()),
-        };
         // Serialising these types cannot fail: string keys, no non-finite floats (serde_json
         // never parses those), no custom serialiser that errors.
-        value.unwrap_or(Value::Null)
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 
     /// The CloudEvents Kafka record (binary content mode) for this event.
@@ -378,16 +370,23 @@ impl WebhookEvent {
     /// through a [`Value`]: the same bytes (keys keep their order, and a payload never holds
     /// a key twice: the unknown fields exclude the known ones), a fraction of the work.
     fn value_bytes(&self) -> Vec<u8> {
-        let bytes = match self {
-            Self::CallStatusChanged(e) => serde_json::to_vec(e),
-            Self::RecordingsAvailable(e) => serde_json::to_vec(e),
-            Self::AnalysisResultReady(e) => serde_json::to_vec(e),
-            Self::CallStudioJobStatusChanged(e) => serde_json::to_vec(e),
-            Self::CallStudioJobAnalysisResultReady(e) => serde_json::to_vec(e),
-            Self::Unrouted(e) => serde_json::to_vec(&e.body),
-        };
-        // As in `to_value`: these cannot fail.
-        bytes.unwrap_or_default()
+        // As in `to_value`: this cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// Serialises as the normalised JSON value: a known event's fields, or an unrouted event's
+/// body as it came. One dispatch for [`WebhookEvent::to_value`] and the record's bytes.
+impl Serialize for WebhookEvent {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::CallStatusChanged(e) => e.serialize(serializer),
+            Self::RecordingsAvailable(e) => e.serialize(serializer),
+            Self::AnalysisResultReady(e) => e.serialize(serializer),
+            Self::CallStudioJobStatusChanged(e) => e.serialize(serializer),
+            Self::CallStudioJobAnalysisResultReady(e) => e.serialize(serializer),
+            Self::Unrouted(e) => e.body.serialize(serializer),
+        }
     }
 }
 
