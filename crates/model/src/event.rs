@@ -17,8 +17,7 @@ pub type Extra = Map<String, Value>;
 
 /// A VoiceHub event: the fields every event shares, then its type-specific ones.
 //
-// Built only by `parse_webhook`, which reads the envelope and the payload separately so that
-// errors in the payload keep their field path (serde loses it across `flatten`).
+// Built only by `parse_webhook`, which reads the envelope, then the payload (see `Payload`).
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Event<P> {
@@ -203,23 +202,31 @@ pub fn parse_webhook(body: &[u8]) -> Result<WebhookEvent, ParseError> {
     check_id(event_id).map_err(|detail| ParseError::invalid("eventId", detail))?;
     let event_id = event_id.to_owned();
 
-    let kind = EventKind::from_event_type(&event_type);
-    object.insert("eventType".into(), Value::String(event_type.clone()));
-    Ok(match kind {
-        EventKind::CallStatusChanged => WebhookEvent::CallStatusChanged(typed(object)?),
-        EventKind::RecordingsAvailable => WebhookEvent::RecordingsAvailable(typed(object)?),
-        EventKind::AnalysisResultReady => WebhookEvent::AnalysisResultReady(typed(object)?),
+    Ok(match EventKind::from_event_type(&event_type) {
+        EventKind::CallStatusChanged => {
+            WebhookEvent::CallStatusChanged(typed(object, event_type, event_id)?)
+        }
+        EventKind::RecordingsAvailable => {
+            WebhookEvent::RecordingsAvailable(typed(object, event_type, event_id)?)
+        }
+        EventKind::AnalysisResultReady => {
+            WebhookEvent::AnalysisResultReady(typed(object, event_type, event_id)?)
+        }
         EventKind::CallStudioJobStatusChanged => {
-            WebhookEvent::CallStudioJobStatusChanged(typed(object)?)
+            WebhookEvent::CallStudioJobStatusChanged(typed(object, event_type, event_id)?)
         }
         EventKind::CallStudioJobAnalysisResultReady => {
-            WebhookEvent::CallStudioJobAnalysisResultReady(typed(object)?)
+            WebhookEvent::CallStudioJobAnalysisResultReady(typed(object, event_type, event_id)?)
         }
-        EventKind::Unrouted => WebhookEvent::Unrouted(UnroutedEvent {
-            event_type,
-            event_id,
-            body: object,
-        }),
+        EventKind::Unrouted => {
+            // Kept whole, with the plain type name.
+            object.insert("eventType".into(), Value::String(event_type.clone()));
+            WebhookEvent::Unrouted(UnroutedEvent {
+                event_type,
+                event_id,
+                body: object,
+            })
+        }
     })
 }
 
@@ -234,37 +241,170 @@ fn required_string<'a>(object: &'a Extra, field: &str) -> Result<&'a str, ParseE
     }
 }
 
-fn typed<P: serde::de::DeserializeOwned>(mut object: Extra) -> Result<Event<P>, ParseError> {
-    // The caller checked both and put the plain type name in.
-    let event_type = take_string(&mut object, "eventType");
-    let event_id = take_string(&mut object, "eventId");
-    let timestamp = match object.shift_remove("timestamp") {
+/// The envelope fields, read by [`parse_webhook`] itself: not part of any payload.
+const ENVELOPE: [&str; 3] = ["eventType", "eventId", "timestamp"];
+
+fn typed<P: Payload>(
+    object: Extra,
+    event_type: String,
+    event_id: String,
+) -> Result<Event<P>, ParseError> {
+    let timestamp = match object.get("timestamp") {
         None | Some(Value::Null) => {
             return Err(ParseError::MissingField(FieldPath("timestamp".into())));
         }
         Some(Value::String(text)) => {
-            Timestamp::parse(&text).map_err(|e| ParseError::invalid("timestamp", e.to_string()))?
+            Timestamp::parse(text).map_err(|e| ParseError::invalid("timestamp", e.to_string()))?
         }
         Some(other) => {
             return Err(ParseError::invalid(
                 "timestamp",
-                format!("expected a string, found {}", json_kind(&other)),
+                format!("expected a string, found {}", json_kind(other)),
             ));
         }
     };
-    let payload = serde_path_to_error::deserialize(Value::Object(object))?;
+    let fields = object
+        .into_iter()
+        .filter(|(name, _)| !ENVELOPE.contains(&name.as_str()));
     Ok(Event {
         event_type,
         event_id,
         timestamp,
-        payload,
+        payload: P::read(fields)?,
     })
 }
 
-fn take_string(object: &mut Extra, field: &str) -> String {
-    match object.shift_remove(field) {
-        Some(Value::String(text)) => text,
-        _ => String::new(),
+/// A payload read in one pass over the body's other fields, moving each value into place:
+/// the documented fields by name (through the same rules as their `Deserialize`), every other
+/// field into `extra`, in the body's order. The same result and the same first error as
+/// `serde` reading the fields through the derived `Deserialize` (a unit test holds the two
+/// together), without `flatten`, which buffers every field and copies the unknown ones again.
+trait Payload: Sized {
+    fn read(fields: impl Iterator<Item = (String, Value)>) -> Result<Self, ParseError>;
+}
+
+/// A documented field's value read by `rule`; an error names the field.
+fn field<T>(
+    name: &str,
+    value: Value,
+    rule: impl FnOnce(Value) -> serde_json::Result<T>,
+) -> Result<T, ParseError> {
+    rule(value).map_err(|e| ParseError::invalid(name, e.to_string()))
+}
+
+/// A required field, or the error serde gives when it is absent.
+fn required<T>(value: Option<T>, name: &str) -> Result<T, ParseError> {
+    value.ok_or_else(|| ParseError::MissingField(FieldPath(name.into())))
+}
+
+impl Payload for CallStatusChanged {
+    fn read(fields: impl Iterator<Item = (String, Value)>) -> Result<Self, ParseError> {
+        let (mut call_id, mut status) = (None, None);
+        let (mut agent_id, mut user_number, mut agent_number) = (None, None, None);
+        let mut extra = Extra::new();
+        for (name, value) in fields {
+            match name.as_str() {
+                "callId" => call_id = Some(field(&name, value, id)?),
+                "status" => status = Some(field(&name, value, CallStatus::deserialize)?),
+                "agentId" => agent_id = field(&name, value, Option::deserialize)?,
+                "userNumber" => user_number = field(&name, value, Option::deserialize)?,
+                "agentNumber" => agent_number = field(&name, value, Option::deserialize)?,
+                _ => {
+                    extra.insert(name, value);
+                }
+            }
+        }
+        Ok(Self {
+            call_id: required(call_id, "callId")?,
+            status: required(status, "status")?,
+            agent_id,
+            user_number,
+            agent_number,
+            extra,
+        })
+    }
+}
+
+impl Payload for RecordingsAvailable {
+    fn read(fields: impl Iterator<Item = (String, Value)>) -> Result<Self, ParseError> {
+        let (mut call_id, mut recordings) = (None, Vec::new());
+        let mut extra = Extra::new();
+        for (name, value) in fields {
+            match name.as_str() {
+                "callId" => call_id = Some(field(&name, value, id)?),
+                "recordings" => recordings = field(&name, value, one_or_many)?,
+                _ => {
+                    extra.insert(name, value);
+                }
+            }
+        }
+        Ok(Self {
+            call_id: required(call_id, "callId")?,
+            recordings,
+            extra,
+        })
+    }
+}
+
+impl Payload for AnalysisResultReady {
+    fn read(fields: impl Iterator<Item = (String, Value)>) -> Result<Self, ParseError> {
+        let (mut analysis_id, mut call_id, mut url) = (None, None, None);
+        let mut extra = Extra::new();
+        for (name, value) in fields {
+            match name.as_str() {
+                "analysisId" => analysis_id = Some(field(&name, value, id)?),
+                "callId" => call_id = Some(field(&name, value, id)?),
+                "analysisResultUrl" => url = Some(field(&name, value, absolute_url)?),
+                _ => {
+                    extra.insert(name, value);
+                }
+            }
+        }
+        Ok(Self {
+            analysis_id: required(analysis_id, "analysisId")?,
+            call_id: required(call_id, "callId")?,
+            analysis_result_url: required(url, "analysisResultUrl")?,
+            extra,
+        })
+    }
+}
+
+impl Payload for CallStudioJobStatusChanged {
+    fn read(fields: impl Iterator<Item = (String, Value)>) -> Result<Self, ParseError> {
+        let (mut job_id, mut agent_id, mut status) = (None, None, None);
+        let mut extra = Extra::new();
+        for (name, value) in fields {
+            match name.as_str() {
+                "jobId" => job_id = Some(field(&name, value, id)?),
+                "agentId" => agent_id = field(&name, value, Option::deserialize)?,
+                "status" => status = Some(field(&name, value, JobStatus::deserialize)?),
+                _ => {
+                    extra.insert(name, value);
+                }
+            }
+        }
+        Ok(Self {
+            job_id: required(job_id, "jobId")?,
+            agent_id,
+            status: required(status, "status")?,
+            extra,
+        })
+    }
+}
+
+impl Payload for CallStudioJobAnalysisResultReady {
+    fn read(fields: impl Iterator<Item = (String, Value)>) -> Result<Self, ParseError> {
+        let mut job_id = None;
+        let mut extra = Extra::new();
+        for (name, value) in fields {
+            match name.as_str() {
+                "jobId" => job_id = field(&name, value, optional_id)?,
+                _ => {
+                    extra.insert(name, value);
+                }
+            }
+        }
+        Ok(Self { job_id, extra })
     }
 }
 
@@ -502,6 +642,80 @@ mod tests {
             parse(body).unwrap_err(),
             ParseError::MissingField(FieldPath("callId".into()))
         );
+    }
+
+    /// Reads `fields` the way `typed` did before `Payload`: serde through the derived
+    /// `Deserialize`, with `flatten`.
+    fn read_by_serde<P: serde::de::DeserializeOwned>(fields: &Extra) -> Result<P, ParseError> {
+        Ok(serde_path_to_error::deserialize(Value::Object(
+            fields.clone(),
+        ))?)
+    }
+
+    fn agrees<P>(fields: &Extra) -> Result<(), proptest::test_runner::TestCaseError>
+    where
+        P: Payload + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let one_pass = P::read(fields.clone().into_iter());
+        proptest::prop_assert_eq!(one_pass, read_by_serde::<P>(fields), "{:?}", fields);
+        Ok(())
+    }
+
+    fn field_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let text = prop_oneof![
+            Just(String::new()),
+            Just("c1".to_owned()),
+            Just("Queued".to_owned()),
+            Just("in-progress".to_owned()),
+            Just("https://voicehub.example/api/v1/a".to_owned()),
+            Just("ftp://voicehub.example/a".to_owned()),
+            Just("x".repeat(513)),
+            "[a-z/:.]{0,8}",
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i32>().prop_map(Value::from),
+            Just(Value::from(1.5)),
+            text.prop_map(Value::from),
+        ];
+        leaf.prop_recursive(2, 8, 3, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::from),
+                proptest::collection::vec(("[a-z]{1,3}", inner), 0..2)
+                    .prop_map(|members| Value::Object(members.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// The one-pass reading gives what serde's derived reading gives, first error included,
+        /// for any mix of documented fields (of every type) with any values, and unknown ones.
+        #[test]
+        fn reading_a_payload_in_one_pass_agrees_with_serde(
+            fields in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "callId", "status", "agentId", "userNumber", "agentNumber",
+                        "recordings", "analysisId", "analysisResultUrl", "jobId", "other",
+                        "zeta",
+                    ]),
+                    field_value(),
+                ),
+                0..8,
+            )
+        ) {
+            let fields: Extra = fields
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value))
+                .collect();
+            agrees::<CallStatusChanged>(&fields)?;
+            agrees::<RecordingsAvailable>(&fields)?;
+            agrees::<AnalysisResultReady>(&fields)?;
+            agrees::<CallStudioJobStatusChanged>(&fields)?;
+            agrees::<CallStudioJobAnalysisResultReady>(&fields)?;
+        }
     }
 
     #[test]
