@@ -124,7 +124,7 @@ async fn handle(
         .with_label_values(&[outcome])
         .observe(elapsed.as_secs_f64());
     info!(
-        source = %info.source_label,
+        source = info.source_label,
         event_type = info.event_type,
         event_id = info.event_id.as_deref().unwrap_or(""),
         outcome,

@@ -82,7 +82,7 @@ pub struct Provenance<'a> {
 impl Provenance<'_> {
     /// The CloudEvents `source` attribute.
     pub fn ce_source(&self) -> String {
-        format!("/voicehub/sources/{}", self.source)
+        ["/voicehub/sources/", self.source].concat()
     }
 }
 
@@ -123,12 +123,14 @@ pub(crate) fn cloud_event(
     provenance: &Provenance<'_>,
     value: Vec<u8>,
 ) -> Record {
-    let mut headers = vec![
+    // Room for every header below, and a dead letter's three.
+    let mut headers = Vec::with_capacity(12);
+    headers.extend([
         (header::SPEC_VERSION, "1.0".to_owned()),
         (header::ID, ce.id.to_owned()),
-        (header::TYPE, format!("{TYPE_PREFIX}{}", ce.event_type)),
+        (header::TYPE, [TYPE_PREFIX, ce.event_type].concat()),
         (header::SOURCE, provenance.ce_source()),
-    ];
+    ]);
     if let Some(time) = ce.time {
         headers.push((header::TIME, time.to_string()));
     }

@@ -114,8 +114,8 @@ impl Visit for Fields<'_, '_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
         self.member(field, |out| {
             if value.is_finite() {
-                // Debug, not Display: `1.0` stays a float, `1e300` stays short; both JSON.
-                write!(out, "{value:?}")
+                // As serde_json writes it: `1.0` stays a float, `1e300` is `1e+300`.
+                out.write_str(zmij::Buffer::new().format_finite(value))
             } else {
                 out.write_str("null")
             }
@@ -123,11 +123,15 @@ impl Visit for Fields<'_, '_> {
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.member(field, |out| write!(out, "{value}"));
+        self.member(field, |out| {
+            out.write_str(itoa::Buffer::new().format(value))
+        });
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.member(field, |out| write!(out, "{value}"));
+        self.member(field, |out| {
+            out.write_str(itoa::Buffer::new().format(value))
+        });
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {

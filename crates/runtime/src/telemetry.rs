@@ -87,6 +87,15 @@ mod tests {
             .finish();
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(source = %"acme", event_id = "e\"1", status = 200u16, latency_ms = 1.5, ok = true, "webhook");
+            tracing::info!(
+                whole = 1.0,
+                big = 1e300,
+                small = -2.5e-7,
+                nan = f64::NAN,
+                min = i64::MIN,
+                max = u64::MAX,
+                "numbers"
+            );
             let span = tracing::info_span!("drain", records = 3);
             span.in_scope(|| tracing::warn!(left = -1i64, "stopping"));
         });
@@ -95,7 +104,7 @@ mod tests {
             .lines()
             .map(|line| serde_json::from_str(line).unwrap())
             .collect();
-        assert_eq!(read.len(), 2, "{text}");
+        assert_eq!(read.len(), 3, "{text}");
         let time = read[0]["timestamp"].as_str().unwrap();
         assert_eq!((time.len(), &time[26..]), (27, "Z"), "{time}");
         let mut first = read[0].clone();
@@ -106,8 +115,14 @@ mod tests {
                    "status": 200, "latency_ms": 1.5, "ok": true,
                    "target": "voicehub_runtime::telemetry::tests"})
         );
-        assert_eq!(read[1]["level"], "WARN");
-        assert_eq!(read[1]["left"], -1);
-        assert_eq!(read[1]["span"], json!({"name": "drain", "records": 3}));
+        // Numbers as serde_json writes them: a whole float stays a float.
+        let numbers = text.lines().nth(1).unwrap();
+        assert!(
+            numbers.contains(r#""whole":1.0,"big":1e+300,"small":-2.5e-7,"nan":null,"min":-9223372036854775808,"max":18446744073709551615,"#),
+            "{numbers}"
+        );
+        assert_eq!(read[2]["level"], "WARN");
+        assert_eq!(read[2]["left"], -1);
+        assert_eq!(read[2]["span"], json!({"name": "drain", "records": 3}));
     }
 }
