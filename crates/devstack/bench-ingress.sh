@@ -1,24 +1,26 @@
 #!/usr/bin/env bash
-# Ingress benchmark, three targets measured alike in one run, each on a fresh broker:
+# Ingress benchmark, five targets measured alike in one run, each on a fresh broker:
 #   ceiling      an actix handler that reads the body and answers 200 (no broker)
 #   bare bridge  actix-web + rdkafka producing the body unparsed, acks=all, idempotent,
 #                linger 5 ms, lz4, answering after the acknowledgement (voicehub-load
 #                bare-bridge), unkeyed
 #   bare-keyed   the same, keyed over 100 keys as the ingress keys by call (--keys 100)
+#   bare-contract  bare-keyed writing the record contract's nine CloudEvents headers too
+#                (--contract-headers): what any bridge writing this contract pays
 #   ingress      voicehub-ingress with its defaults (spool off, every feature on)
 # Per target: accepted webhooks/s and p99 closed-loop at 64 and at 8 connections (unique
 # eventIds), CPU per 1,000 webhooks at 64 (the target process's user + system time), and peak
-# RSS. Prints a Markdown table with the ingress's ratios to the bare bridge.
+# RSS. Prints a Markdown table, then the ingress's ratios to each bare bridge.
 #
 #   crates/devstack/bench-ingress.sh [seconds=20] [broker=kafka|sqlite|memory]
 #
-# BENCH_TARGETS="bare ingress" measures a subset (default: ceiling bare bare-keyed ingress).
+# BENCH_TARGETS="bare ingress" measures a subset (default: all five).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-20}
 storage=${2:-kafka}
 secret=bench-secret
-targets=" ${BENCH_TARGETS:-ceiling bare bare-keyed ingress} "
+targets=" ${BENCH_TARGETS:-ceiling bare bare-keyed bare-contract ingress} "
 
 . crates/devstack/script-lib.sh
 require_free_ports 18380 18381 18382 19390 19392 19393
@@ -74,6 +76,7 @@ bare_target() {
 }
 [[ $targets != *" bare "* ]] || bare_target bare
 [[ $targets != *" bare-keyed "* ]] || bare_target bare_keyed --keys 100
+[[ $targets != *" bare-contract "* ]] || bare_target bare_contract --keys 100 --contract-headers
 
 if [[ $targets == *" ingress "* ]]; then
   start_broker 19392 "$storage"
@@ -92,4 +95,5 @@ against() {
 echo
 [[ -z ${rate_bare:-} || -z ${rate_ingress:-} ]] || against bare
 [[ -z ${rate_bare_keyed:-} || -z ${rate_ingress:-} ]] || against bare_keyed
+[[ -z ${rate_bare_contract:-} || -z ${rate_ingress:-} ]] || against bare_contract
 [[ -z ${rate_bare:-} || -z ${rate_ceiling:-} ]] || echo "Bare bridge / ceiling: webhooks/s $(ratio "$rate_bare" "$rate_ceiling")x."

@@ -20,7 +20,10 @@
 //! ingress's parsing, authentication, deduplication, metrics and logging are measured against.
 //! Unkeyed by default (librdkafka then fills one partition's batch at a time); `--keys N`
 //! keys the records by a counter modulo N, with the ingress's partitioner, which spreads them
-//! over the partitions in smaller batches as the ingress's call keys do.
+//! over the partitions in smaller batches as the ingress's call keys do. `--contract-headers`
+//! also writes the record contract's nine CloudEvents headers (`docs/records.md`), of the sizes
+//! the ingress writes, each copied once by librdkafka: what any bridge writing this contract
+//! pays, before parsing anything.
 //!
 //! `voicehub-load analysis-api --listen ADDR [--delay-ms 20]` serves the example analysis on
 //! every path after the delay: a stand-in for VoiceHub's analysis API.
@@ -66,6 +69,9 @@ enum Cli {
         /// Key records by a counter modulo this (0: unkeyed).
         #[arg(long, default_value_t = 0)]
         keys: u64,
+        /// Write the record contract's nine headers too.
+        #[arg(long)]
+        contract_headers: bool,
     },
     /// The example analysis on every path after a delay: a stand-in analysis API.
     AnalysisApi {
@@ -114,7 +120,8 @@ async fn main() -> anyhow::Result<()> {
             topic,
             workers,
             keys,
-        } => bare_bridge(listen, brokers, topic, workers, keys).await,
+            contract_headers,
+        } => bare_bridge(listen, brokers, topic, workers, keys, contract_headers).await,
         Cli::AnalysisApi { listen, delay_ms } => {
             analysis_api(listen, Duration::from_millis(delay_ms)).await
         }
@@ -143,8 +150,11 @@ async fn bare_bridge(
     topic: String,
     workers: usize,
     keys: u64,
+    contract_headers: bool,
 ) -> anyhow::Result<()> {
+    use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{FutureProducer, FutureRecord};
+    use voicehub_model::record::header;
 
     let mut settings = voicehub_runtime::settings::KafkaSettings {
         bootstrap_servers: brokers.clone(),
@@ -168,12 +178,36 @@ async fn bare_bridge(
         let (producer, topic, counter) = (producer.clone(), topic.clone(), counter.clone());
         App::new().default_service(web::to(move |body: web::Bytes| {
             let (producer, topic) = (producer.clone(), topic.clone());
-            let key =
-                (keys > 0).then(|| (counter.fetch_add(1, Ordering::Relaxed) % keys).to_string());
+            let n = counter.fetch_add(1, Ordering::Relaxed);
+            let key = (keys > 0).then(|| (n % keys).to_string());
             async move {
                 let mut record = FutureRecord::<str, [u8]>::to(&topic).payload(&body);
                 if let Some(key) = &key {
                     record = record.key(key.as_str());
+                }
+                if contract_headers {
+                    // The ingress's values for a load-tool webhook, by size.
+                    let id = format!("bench-{n:016}-{n}");
+                    let at = "2025-10-14T09:21:07.512Z";
+                    let values = [
+                        (header::SPEC_VERSION, "1.0"),
+                        (header::ID, id.as_str()),
+                        (header::TYPE, "ai.dataqueue.voicehub.CallStatusChanged"),
+                        (header::SOURCE, "/voicehub/sources/default"),
+                        (header::TIME, at),
+                        (header::SUBJECT, key.as_deref().unwrap_or("call-00")),
+                        (header::CONTENT_TYPE, "application/json"),
+                        (header::RECEIVED_AT, at),
+                        (header::BRIDGE_VERSION, voicehub_runtime::BRIDGE_VERSION),
+                    ];
+                    let mut headers = OwnedHeaders::new_with_capacity(values.len());
+                    for (key, value) in values {
+                        headers = headers.insert(Header {
+                            key,
+                            value: Some(value.as_bytes()),
+                        });
+                    }
+                    record = record.headers(headers);
                 }
                 match producer.send(record, Duration::from_secs(2)).await {
                     Ok(_) => HttpResponse::Ok().json(serde_json::json!({"status": "accepted"})),
