@@ -249,20 +249,9 @@ fn typed<P: Payload>(
     event_type: String,
     event_id: String,
 ) -> Result<Event<P>, ParseError> {
-    let timestamp = match object.get("timestamp") {
-        None | Some(Value::Null) => {
-            return Err(ParseError::MissingField(FieldPath("timestamp".into())));
-        }
-        Some(Value::String(text)) => {
-            Timestamp::parse(text).map_err(|e| ParseError::invalid("timestamp", e.to_string()))?
-        }
-        Some(other) => {
-            return Err(ParseError::invalid(
-                "timestamp",
-                format!("expected a string, found {}", json_kind(other)),
-            ));
-        }
-    };
+    let timestamp = required_string(&object, "timestamp")?;
+    let timestamp =
+        Timestamp::parse(timestamp).map_err(|e| ParseError::invalid("timestamp", e.to_string()))?;
     let fields = object
         .into_iter()
         .filter(|(name, _)| !ENVELOPE.contains(&name.as_str()));
@@ -283,6 +272,21 @@ trait Payload: Sized {
     fn read(fields: impl Iterator<Item = (String, Value)>) -> Result<Self, ParseError>;
 }
 
+/// Walks `fields` in order: each is offered to `documented`, which reads it (`None`) or hands
+/// it back (`Some`) to be kept in the returned unknown fields.
+fn documented_or_extra(
+    fields: impl Iterator<Item = (String, Value)>,
+    mut documented: impl FnMut(&str, Value) -> Result<Option<Value>, ParseError>,
+) -> Result<Extra, ParseError> {
+    let mut extra = Extra::new();
+    for (name, value) in fields {
+        if let Some(value) = documented(&name, value)? {
+            extra.insert(name, value);
+        }
+    }
+    Ok(extra)
+}
+
 /// A documented field's value read by `rule`; an error names the field.
 fn field<T>(
     name: &str,
@@ -301,19 +305,17 @@ impl Payload for CallStatusChanged {
     fn read(fields: impl Iterator<Item = (String, Value)>) -> Result<Self, ParseError> {
         let (mut call_id, mut status) = (None, None);
         let (mut agent_id, mut user_number, mut agent_number) = (None, None, None);
-        let mut extra = Extra::new();
-        for (name, value) in fields {
-            match name.as_str() {
-                "callId" => call_id = Some(field(&name, value, id)?),
-                "status" => status = Some(field(&name, value, CallStatus::deserialize)?),
-                "agentId" => agent_id = field(&name, value, Option::deserialize)?,
-                "userNumber" => user_number = field(&name, value, Option::deserialize)?,
-                "agentNumber" => agent_number = field(&name, value, Option::deserialize)?,
-                _ => {
-                    extra.insert(name, value);
-                }
+        let extra = documented_or_extra(fields, |name, value| {
+            match name {
+                "callId" => call_id = Some(field(name, value, id)?),
+                "status" => status = Some(field(name, value, CallStatus::deserialize)?),
+                "agentId" => agent_id = field(name, value, Option::deserialize)?,
+                "userNumber" => user_number = field(name, value, Option::deserialize)?,
+                "agentNumber" => agent_number = field(name, value, Option::deserialize)?,
+                _ => return Ok(Some(value)),
             }
-        }
+            Ok(None)
+        })?;
         Ok(Self {
             call_id: required(call_id, "callId")?,
             status: required(status, "status")?,
@@ -328,16 +330,14 @@ impl Payload for CallStatusChanged {
 impl Payload for RecordingsAvailable {
     fn read(fields: impl Iterator<Item = (String, Value)>) -> Result<Self, ParseError> {
         let (mut call_id, mut recordings) = (None, Vec::new());
-        let mut extra = Extra::new();
-        for (name, value) in fields {
-            match name.as_str() {
-                "callId" => call_id = Some(field(&name, value, id)?),
-                "recordings" => recordings = field(&name, value, one_or_many)?,
-                _ => {
-                    extra.insert(name, value);
-                }
+        let extra = documented_or_extra(fields, |name, value| {
+            match name {
+                "callId" => call_id = Some(field(name, value, id)?),
+                "recordings" => recordings = field(name, value, one_or_many)?,
+                _ => return Ok(Some(value)),
             }
-        }
+            Ok(None)
+        })?;
         Ok(Self {
             call_id: required(call_id, "callId")?,
             recordings,
@@ -349,17 +349,15 @@ impl Payload for RecordingsAvailable {
 impl Payload for AnalysisResultReady {
     fn read(fields: impl Iterator<Item = (String, Value)>) -> Result<Self, ParseError> {
         let (mut analysis_id, mut call_id, mut url) = (None, None, None);
-        let mut extra = Extra::new();
-        for (name, value) in fields {
-            match name.as_str() {
-                "analysisId" => analysis_id = Some(field(&name, value, id)?),
-                "callId" => call_id = Some(field(&name, value, id)?),
-                "analysisResultUrl" => url = Some(field(&name, value, absolute_url)?),
-                _ => {
-                    extra.insert(name, value);
-                }
+        let extra = documented_or_extra(fields, |name, value| {
+            match name {
+                "analysisId" => analysis_id = Some(field(name, value, id)?),
+                "callId" => call_id = Some(field(name, value, id)?),
+                "analysisResultUrl" => url = Some(field(name, value, absolute_url)?),
+                _ => return Ok(Some(value)),
             }
-        }
+            Ok(None)
+        })?;
         Ok(Self {
             analysis_id: required(analysis_id, "analysisId")?,
             call_id: required(call_id, "callId")?,
@@ -372,17 +370,15 @@ impl Payload for AnalysisResultReady {
 impl Payload for CallStudioJobStatusChanged {
     fn read(fields: impl Iterator<Item = (String, Value)>) -> Result<Self, ParseError> {
         let (mut job_id, mut agent_id, mut status) = (None, None, None);
-        let mut extra = Extra::new();
-        for (name, value) in fields {
-            match name.as_str() {
-                "jobId" => job_id = Some(field(&name, value, id)?),
-                "agentId" => agent_id = field(&name, value, Option::deserialize)?,
-                "status" => status = Some(field(&name, value, JobStatus::deserialize)?),
-                _ => {
-                    extra.insert(name, value);
-                }
+        let extra = documented_or_extra(fields, |name, value| {
+            match name {
+                "jobId" => job_id = Some(field(name, value, id)?),
+                "agentId" => agent_id = field(name, value, Option::deserialize)?,
+                "status" => status = Some(field(name, value, JobStatus::deserialize)?),
+                _ => return Ok(Some(value)),
             }
-        }
+            Ok(None)
+        })?;
         Ok(Self {
             job_id: required(job_id, "jobId")?,
             agent_id,
@@ -395,15 +391,13 @@ impl Payload for CallStudioJobStatusChanged {
 impl Payload for CallStudioJobAnalysisResultReady {
     fn read(fields: impl Iterator<Item = (String, Value)>) -> Result<Self, ParseError> {
         let mut job_id = None;
-        let mut extra = Extra::new();
-        for (name, value) in fields {
-            match name.as_str() {
-                "jobId" => job_id = field(&name, value, optional_id)?,
-                _ => {
-                    extra.insert(name, value);
-                }
+        let extra = documented_or_extra(fields, |name, value| {
+            match name {
+                "jobId" => job_id = field(name, value, optional_id)?,
+                _ => return Ok(Some(value)),
             }
-        }
+            Ok(None)
+        })?;
         Ok(Self { job_id, extra })
     }
 }
