@@ -8,6 +8,8 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use voicehub_model::ParseError;
 
+use crate::metrics::Outcome;
+
 /// Why a webhook was not accepted. The variant decides the status code; the body is
 /// `{"error": <code>, "detail": <text>}`.
 #[derive(Debug, thiserror::Error)]
@@ -70,20 +72,20 @@ pub enum WebhookError {
 }
 
 impl WebhookError {
-    /// The `error` code of the body; also the `outcome` metric label.
-    pub fn code(&self) -> &'static str {
+    /// The `outcome` metric label; its value is also the `error` code of the body.
+    pub fn outcome(&self) -> Outcome {
         match self {
-            Self::UnknownSource => "unknown_source",
-            Self::MissingSecret | Self::WrongSecret => "unauthorized",
-            Self::TooLarge { .. } | Self::RecordTooLarge => "payload_too_large",
-            Self::BodyTimeout(_) => "request_timeout",
-            Self::BodyRead(_) => "bad_request",
-            Self::Invalid(_) => "invalid_payload",
-            Self::Unavailable { .. } => "unavailable",
-            Self::SpoolFull { .. } => "spool_full",
-            Self::Overloaded { .. } => "overloaded",
-            Self::Draining { .. } => "draining",
-            Self::Internal => "internal_error",
+            Self::UnknownSource => Outcome::UnknownSource,
+            Self::MissingSecret | Self::WrongSecret => Outcome::Unauthorized,
+            Self::TooLarge { .. } | Self::RecordTooLarge => Outcome::PayloadTooLarge,
+            Self::BodyTimeout(_) => Outcome::RequestTimeout,
+            Self::BodyRead(_) => Outcome::BadRequest,
+            Self::Invalid(_) => Outcome::InvalidPayload,
+            Self::Unavailable { .. } => Outcome::Unavailable,
+            Self::SpoolFull { .. } => Outcome::SpoolFull,
+            Self::Overloaded { .. } => Outcome::Overloaded,
+            Self::Draining { .. } => Outcome::Draining,
+            Self::Internal => Outcome::InternalError,
         }
     }
 
@@ -126,7 +128,7 @@ impl ResponseError for WebhookError {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds)));
         }
         response.json(ErrorBody {
-            error: self.code(),
+            error: self.outcome().as_str(),
             detail: self.to_string(),
         })
     }

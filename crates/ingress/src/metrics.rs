@@ -2,34 +2,42 @@
 //!
 //! Labels come from closed sets only: configured source names (or `unknown`), event kinds,
 //! outcomes, reasons, secret slots. Never an event, call or job id.
+//!
+//! The series a webhook request touches are resolved from their families once, on first use
+//! ([`SourceMetrics`], [`RequestCounters`], [`RequestDurations`]): a request counts through a
+//! held handle instead of hashing its label values under the family's lock.
+
+use std::sync::{Arc, OnceLock};
 
 use prometheus::{
     Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
 };
-use voicehub_model::ParseError;
+use voicehub_model::{EventKind, ParseError};
 use voicehub_runtime::kafka::ProduceError;
 use voicehub_runtime::metrics::LATENCY_BUCKETS;
 
 /// The ingress's metrics.
 #[derive(Debug, Clone)]
 pub struct IngressMetrics {
-    /// `voicehub_ingress_requests_total{source, event_type, outcome}`
-    pub requests: IntCounterVec,
+    /// `voicehub_ingress_requests_total{source, event_type, outcome}`: counted through
+    /// [`RequestCounters`].
+    requests: IntCounterVec,
     /// `voicehub_ingress_request_duration_seconds{outcome}`
-    pub request_duration: HistogramVec,
+    pub request_duration: RequestDurations,
     /// `voicehub_ingress_produce_duration_seconds`: successful produces, request to ack.
     pub produce_duration: Histogram,
     /// `voicehub_ingress_produce_errors_total{reason}`
     pub produce_errors: IntCounterVec,
     /// `voicehub_ingress_in_flight_requests`
     pub in_flight: IntGauge,
-    /// `voicehub_ingress_dedupe_hits_total{source}`
-    pub dedupe_hits: IntCounterVec,
-    /// `voicehub_ingress_auth_failures_total{source, reason}`
-    pub auth_failures: IntCounterVec,
-    /// `voicehub_ingress_auth_accepted_total{source, slot}`
-    pub auth_accepted: IntCounterVec,
+    /// `voicehub_ingress_dedupe_hits_total{source}`: counted through [`SourceMetrics`].
+    dedupe_hits: IntCounterVec,
+    /// `voicehub_ingress_auth_failures_total{source, reason}`: counted through
+    /// [`SourceMetrics`].
+    auth_failures: IntCounterVec,
+    /// `voicehub_ingress_auth_accepted_total{source, slot}`: counted through [`SourceMetrics`].
+    auth_accepted: IntCounterVec,
     /// `voicehub_ingress_dead_letters_total{reason}`
     pub dead_letters: IntCounterVec,
     /// `voicehub_ingress_secret_reload_errors_total{source}`
@@ -117,15 +125,15 @@ impl IngressMetrics {
             registry.register(Box::new(metric.clone()))?;
             Ok::<_, prometheus::Error>(metric)
         };
-        let request_duration = HistogramVec::new(
+        let request_duration = RequestDurations::new(HistogramVec::new(
             HistogramOpts::new(
                 "voicehub_ingress_request_duration_seconds",
                 "Webhook request handling time, body read to answer, by outcome.",
             )
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["outcome"],
-        )?;
-        registry.register(Box::new(request_duration.clone()))?;
+        )?);
+        registry.register(Box::new(request_duration.family.clone()))?;
         let produce_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "voicehub_ingress_produce_duration_seconds",
@@ -205,15 +213,221 @@ impl IngressMetrics {
         Ok(metrics)
     }
 
-    /// Starts the per-source series at 0 (so that an alert's `rate()` or `increase()` sees the
-    /// first failure, and a ratio has its denominator before the first success).
-    pub fn start_source(&self, source: &str) {
-        for reason in ["missing", "mismatch"] {
-            self.auth_failures.with_label_values(&[source, reason]);
-        }
-        self.auth_accepted.with_label_values(&[source, "0"]);
+    /// The series of a configured source, started at 0 (so that an alert's `rate()` or
+    /// `increase()` sees the first failure, and a ratio has its denominator before the first
+    /// success).
+    pub fn source(&self, source: &str) -> SourceMetrics {
         self.secret_reload_errors.with_label_values(&[source]);
-        self.dedupe_hits.with_label_values(&[source]);
+        let accepted = Lazy::new();
+        accepted.get(0, || {
+            self.auth_accepted.with_label_values(&[source, SLOTS[0]])
+        });
+        SourceMetrics {
+            requests: self.requests_of(source),
+            auth_accepted_family: self.auth_accepted.clone(),
+            auth_accepted: accepted,
+            auth_missing: self.auth_failures.with_label_values(&[source, "missing"]),
+            auth_mismatch: self.auth_failures.with_label_values(&[source, "mismatch"]),
+            dedupe_hits: self.dedupe_hits.with_label_values(&[source]),
+        }
+    }
+
+    /// The request counters of a source label (`unknown` for a name no source has); no series
+    /// exists before its first request.
+    pub fn requests_of(&self, source: &str) -> RequestCounters {
+        RequestCounters {
+            family: self.requests.clone(),
+            source: source.to_owned(),
+            cells: Lazy::new(),
+        }
+    }
+}
+
+/// The `outcome` label of a webhook request: a 200's (`accepted`, `duplicate`, `unrouted`), or
+/// the `error` code of any other answer's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// 200: produced and acknowledged (or spooled).
+    Accepted,
+    /// 200: a recently accepted `eventId`.
+    Duplicate,
+    /// 200: an unknown `eventType`, produced to the unrouted topic.
+    Unrouted,
+    /// 404
+    UnknownSource,
+    /// 401
+    Unauthorized,
+    /// 413
+    PayloadTooLarge,
+    /// 408
+    RequestTimeout,
+    /// 400: the body could not be read.
+    BadRequest,
+    /// 400: dead-lettered.
+    InvalidPayload,
+    /// 503: no acknowledgement in time.
+    Unavailable,
+    /// 503
+    SpoolFull,
+    /// 503
+    Overloaded,
+    /// 503
+    Draining,
+    /// 500
+    InternalError,
+}
+
+impl Outcome {
+    /// Every outcome, in declaration order (`ALL[o as usize] == o`).
+    pub const ALL: [Self; 14] = [
+        Self::Accepted,
+        Self::Duplicate,
+        Self::Unrouted,
+        Self::UnknownSource,
+        Self::Unauthorized,
+        Self::PayloadTooLarge,
+        Self::RequestTimeout,
+        Self::BadRequest,
+        Self::InvalidPayload,
+        Self::Unavailable,
+        Self::SpoolFull,
+        Self::Overloaded,
+        Self::Draining,
+        Self::InternalError,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Duplicate => "duplicate",
+            Self::Unrouted => "unrouted",
+            Self::UnknownSource => "unknown_source",
+            Self::Unauthorized => "unauthorized",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::RequestTimeout => "request_timeout",
+            Self::BadRequest => "bad_request",
+            Self::InvalidPayload => "invalid_payload",
+            Self::Unavailable => "unavailable",
+            Self::SpoolFull => "spool_full",
+            Self::Overloaded => "overloaded",
+            Self::Draining => "draining",
+            Self::InternalError => "internal_error",
+        }
+    }
+}
+
+/// The `event_type` label: the event's kind, or `none` before the body is parsed.
+pub fn event_type_label(kind: Option<EventKind>) -> &'static str {
+    kind.map_or("none", EventKind::as_str)
+}
+
+const OUTCOMES: usize = Outcome::ALL.len();
+const EVENT_TYPES: usize = EventKind::ALL.len() + 1;
+/// The `slot` label: which active secret matched.
+const SLOTS: [&str; 9] = ["0", "1", "2", "3", "4", "5", "6", "7", "8+"];
+
+/// A family's children by index, each resolved at most once.
+#[derive(Debug)]
+struct Lazy<M, const N: usize>([OnceLock<M>; N]);
+
+impl<M, const N: usize> Lazy<M, N> {
+    fn new() -> Self {
+        Self([const { OnceLock::new() }; N])
+    }
+
+    /// The child at `index` (`index < N`, from an enum's position), resolving it on first use.
+    fn get(&self, index: usize, resolve: impl FnOnce() -> M) -> &M {
+        self.0[index].get_or_init(resolve)
+    }
+}
+
+/// `voicehub_ingress_requests_total` of one source label.
+#[derive(Debug)]
+pub struct RequestCounters {
+    family: IntCounterVec,
+    source: String,
+    cells: Lazy<IntCounter, { EVENT_TYPES * OUTCOMES }>,
+}
+
+impl RequestCounters {
+    /// Counts a request.
+    pub fn inc(&self, kind: Option<EventKind>, outcome: Outcome) {
+        let event_type = kind.map_or(0, |kind| kind as usize + 1);
+        self.cells
+            .get(event_type * OUTCOMES + outcome as usize, || {
+                self.family.with_label_values(&[
+                    &self.source,
+                    event_type_label(kind),
+                    outcome.as_str(),
+                ])
+            })
+            .inc();
+    }
+}
+
+/// `voicehub_ingress_request_duration_seconds`, by outcome.
+#[derive(Debug, Clone)]
+pub struct RequestDurations {
+    family: HistogramVec,
+    cells: Arc<Lazy<Histogram, OUTCOMES>>,
+}
+
+impl RequestDurations {
+    fn new(family: HistogramVec) -> Self {
+        Self {
+            family,
+            cells: Arc::new(Lazy::new()),
+        }
+    }
+
+    /// Records one request's handling time.
+    pub fn observe(&self, outcome: Outcome, seconds: f64) {
+        self.cells
+            .get(outcome as usize, || {
+                self.family.with_label_values(&[outcome.as_str()])
+            })
+            .observe(seconds);
+    }
+}
+
+/// The per-request series of one configured source.
+#[derive(Debug)]
+pub struct SourceMetrics {
+    /// `voicehub_ingress_requests_total{source=<this source>}`
+    pub requests: RequestCounters,
+    auth_accepted_family: IntCounterVec,
+    auth_accepted: Lazy<IntCounter, { SLOTS.len() }>,
+    auth_missing: IntCounter,
+    auth_mismatch: IntCounter,
+    dedupe_hits: IntCounter,
+}
+
+impl SourceMetrics {
+    /// A secret accepted; `slot` is the position of the secret that matched.
+    pub fn auth_accepted(&self, slot: usize) {
+        let slot = slot.min(SLOTS.len() - 1);
+        self.auth_accepted
+            .get(slot, || {
+                self.auth_accepted_family
+                    .with_label_values(&[&self.requests.source, SLOTS[slot]])
+            })
+            .inc();
+    }
+
+    /// No `x-webhook-secret` header.
+    pub fn auth_missing(&self) {
+        self.auth_missing.inc();
+    }
+
+    /// A header matching no active secret.
+    pub fn auth_mismatch(&self) {
+        self.auth_mismatch.inc();
+    }
+
+    /// A webhook answered as a duplicate.
+    pub fn dedupe_hit(&self) {
+        self.dedupe_hits.inc();
     }
 }
 
@@ -331,5 +545,176 @@ impl SpoolMetrics {
                 )?,
             )?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use voicehub_testkit::metrics::{Scrape, Value};
+
+    use super::*;
+
+    /// The sample of `name` with exactly `labels`, read through the text format and a
+    /// Prometheus text parser: a counter's value, a histogram's count.
+    fn value(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .expect("encodes");
+        let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parses");
+        let sample = scrape.samples.into_iter().find(|sample| {
+            sample.metric == name
+                && sample.labels.len() == labels.len()
+                && labels
+                    .iter()
+                    .all(|(key, wanted)| sample.labels.get(key) == Some(*wanted))
+        })?;
+        match sample.value {
+            Value::Counter(value) => Some(value),
+            Value::Histogram(buckets) => buckets.iter().map(|bucket| bucket.count).reduce(f64::max),
+            other => panic!("{name}: unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn positions_match_the_enums() {
+        for (position, outcome) in Outcome::ALL.into_iter().enumerate() {
+            assert_eq!(outcome as usize, position);
+        }
+        for (position, kind) in EventKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, position);
+        }
+    }
+
+    #[test]
+    fn every_event_type_and_outcome_has_a_series_of_its_own() {
+        let registry = Registry::new();
+        let metrics = IngressMetrics::register(&registry).expect("registers");
+        let source = metrics.source("acme");
+        let kinds = EventKind::ALL.map(Some);
+        for kind in kinds.iter().copied().chain([None]) {
+            for (times, outcome) in Outcome::ALL.into_iter().enumerate() {
+                for _ in 0..=times {
+                    source.requests.inc(kind, outcome);
+                }
+            }
+        }
+        for kind in kinds.iter().copied().chain([None]) {
+            for (times, outcome) in Outcome::ALL.into_iter().enumerate() {
+                let labels = [
+                    ("source", "acme"),
+                    ("event_type", event_type_label(kind)),
+                    ("outcome", outcome.as_str()),
+                ];
+                let count = value(&registry, "voicehub_ingress_requests_total", &labels);
+                assert_eq!(count, Some(times as f64 + 1.0), "{labels:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn held_handles_count_into_the_labelled_series() {
+        let registry = Registry::new();
+        let metrics = IngressMetrics::register(&registry).expect("registers");
+        let source = metrics.source("acme");
+        let requests = "voicehub_ingress_requests_total";
+
+        // A configured source's auth and dedupe series start at 0; its request series do not.
+        let missing = [("source", "acme"), ("reason", "missing")];
+        assert_eq!(
+            value(&registry, "voicehub_ingress_auth_failures_total", &missing),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(
+                &registry,
+                "voicehub_ingress_dedupe_hits_total",
+                &[("source", "acme")]
+            ),
+            Some(0.0)
+        );
+        let accepted = [
+            ("source", "acme"),
+            ("event_type", "CallStatusChanged"),
+            ("outcome", "accepted"),
+        ];
+        assert_eq!(value(&registry, requests, &accepted), None);
+
+        for _ in 0..3 {
+            source
+                .requests
+                .inc(Some(EventKind::CallStatusChanged), Outcome::Accepted);
+        }
+        source.requests.inc(None, Outcome::Unauthorized);
+        source
+            .requests
+            .inc(Some(EventKind::Unrouted), Outcome::Unrouted);
+        source.auth_accepted(0);
+        source.auth_accepted(1);
+        source.auth_accepted(12);
+        source.auth_missing();
+        source.dedupe_hit();
+        metrics.request_duration.observe(Outcome::Accepted, 0.01);
+        metrics.request_duration.observe(Outcome::Accepted, 0.02);
+        metrics
+            .requests_of("unknown")
+            .inc(None, Outcome::UnknownSource);
+
+        assert_eq!(value(&registry, requests, &accepted), Some(3.0));
+        let unauthorized = [
+            ("source", "acme"),
+            ("event_type", "none"),
+            ("outcome", "unauthorized"),
+        ];
+        assert_eq!(value(&registry, requests, &unauthorized), Some(1.0));
+        let unrouted = [
+            ("source", "acme"),
+            ("event_type", "unrouted"),
+            ("outcome", "unrouted"),
+        ];
+        assert_eq!(value(&registry, requests, &unrouted), Some(1.0));
+        let unknown = [
+            ("source", "unknown"),
+            ("event_type", "none"),
+            ("outcome", "unknown_source"),
+        ];
+        assert_eq!(value(&registry, requests, &unknown), Some(1.0));
+        for (slot, count) in [("0", 1.0), ("1", 1.0), ("8+", 1.0)] {
+            let labels = [("source", "acme"), ("slot", slot)];
+            assert_eq!(
+                value(&registry, "voicehub_ingress_auth_accepted_total", &labels),
+                Some(count)
+            );
+        }
+        assert_eq!(
+            value(&registry, "voicehub_ingress_auth_failures_total", &missing),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &registry,
+                "voicehub_ingress_dedupe_hits_total",
+                &[("source", "acme")]
+            ),
+            Some(1.0)
+        );
+        let duration = [("outcome", "accepted")];
+        assert_eq!(
+            value(
+                &registry,
+                "voicehub_ingress_request_duration_seconds",
+                &duration
+            ),
+            Some(2.0)
+        );
+        // The unknown source has no auth series.
+        let unknown_missing = [("source", "unknown"), ("reason", "missing")];
+        assert_eq!(
+            value(
+                &registry,
+                "voicehub_ingress_auth_failures_total",
+                &unknown_missing
+            ),
+            None
+        );
     }
 }

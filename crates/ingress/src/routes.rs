@@ -17,7 +17,7 @@ use voicehub_runtime::{BRIDGE_VERSION, FaultHook};
 use crate::auth::{AuthOutcome, SourceSecrets};
 use crate::dedupe::{Claim, Dedupe};
 use crate::error::WebhookError;
-use crate::metrics::IngressMetrics;
+use crate::metrics::{IngressMetrics, Outcome, RequestCounters, SourceMetrics, event_type_label};
 use crate::outbox::{Outbox, StoreError};
 
 /// The source served by `POST /webhooks/voicehub`.
@@ -29,7 +29,9 @@ pub const SECRET_HEADER: &str = "x-webhook-secret";
 #[derive(Debug)]
 pub struct AppState {
     /// Sources by name.
-    pub sources: HashMap<String, Arc<SourceSecrets>>,
+    pub sources: HashMap<String, Source>,
+    /// `voicehub_ingress_requests_total{source="unknown"}`: requests to a name no source has.
+    pub unknown_source: RequestCounters,
     /// Topic names.
     pub topics: Topics,
     /// Where records go: Kafka, or the spool first.
@@ -54,10 +56,19 @@ pub struct AppState {
     pub fault_hook: std::sync::OnceLock<FaultHook>,
 }
 
+/// A configured source.
+#[derive(Debug)]
+pub struct Source {
+    /// Its active secrets (re-read from their files while the service runs).
+    pub secrets: Arc<SourceSecrets>,
+    /// Its series.
+    pub metrics: SourceMetrics,
+}
+
 /// What the request log line and the metrics say about a request.
 struct RequestInfo<'a> {
     source_label: &'a str,
-    event_type: &'static str,
+    kind: Option<EventKind>,
     event_id: Option<String>,
 }
 
@@ -87,47 +98,47 @@ async fn handle(
     state: &AppState,
 ) -> HttpResponse {
     let started = Instant::now();
+    let configured = state.sources.get_key_value(source);
     let mut info = RequestInfo {
-        source_label: state
-            .sources
-            .get_key_value(source)
-            .map_or("unknown", |(name, _)| name.as_str()),
-        event_type: "none",
+        source_label: configured.map_or("unknown", |(name, _)| name.as_str()),
+        kind: None,
         event_id: None,
     };
-    let result = process(source, request, body, state, &mut info).await;
+    let result = match configured {
+        Some((_, configured)) => process(source, configured, request, body, state, &mut info).await,
+        None => Err(WebhookError::UnknownSource),
+    };
     let (outcome, response) = match result {
         Ok(outcome) => (
             outcome,
             HttpResponse::Ok()
                 .insert_header(actix_web::http::header::ContentType::json())
-                .body(if outcome == "duplicate" {
+                .body(if outcome == Outcome::Duplicate {
                     r#"{"status":"duplicate"}"#
                 } else {
                     r#"{"status":"accepted"}"#
                 }),
         ),
         Err(error) => (
-            error.code(),
+            error.outcome(),
             actix_web::ResponseError::error_response(&error),
         ),
     };
     let elapsed = started.elapsed();
-    state
-        .metrics
-        .requests
-        .with_label_values(&[info.source_label, info.event_type, outcome])
-        .inc();
+    configured
+        .map_or(&state.unknown_source, |(_, configured)| {
+            &configured.metrics.requests
+        })
+        .inc(info.kind, outcome);
     state
         .metrics
         .request_duration
-        .with_label_values(&[outcome])
-        .observe(elapsed.as_secs_f64());
+        .observe(outcome, elapsed.as_secs_f64());
     info!(
         source = info.source_label,
-        event_type = info.event_type,
+        event_type = event_type_label(info.kind),
         event_id = info.event_id.as_deref().unwrap_or(""),
-        outcome,
+        outcome = outcome.as_str(),
         status = response.status().as_u16(),
         latency_ms = elapsed.as_secs_f64() * 1000.0,
         "webhook"
@@ -135,19 +146,16 @@ async fn handle(
     response
 }
 
-/// The request's life; `Ok` is the outcome label of a 200.
+/// The request's life; `Ok` is the outcome of a 200.
 async fn process(
     source: &str,
+    configured: &Source,
     request: &HttpRequest,
     body: web::Payload,
     state: &AppState,
     info: &mut RequestInfo<'_>,
-) -> Result<&'static str, WebhookError> {
-    let secrets = state
-        .sources
-        .get(source)
-        .ok_or(WebhookError::UnknownSource)?;
-    authenticate(secrets, request, state, info.source_label)?;
+) -> Result<Outcome, WebhookError> {
+    authenticate(configured, request)?;
 
     let retry_after_s = state.retry_after_s;
     if state.draining.load(Ordering::Acquire) {
@@ -169,9 +177,15 @@ async fn process(
 
     // From here on the body is authenticated and in hand: whatever happens to it, a panic
     // included, it ends on a topic, as a dead letter, or with an answer VoiceHub retries.
-    let accepted = AssertUnwindSafe(accept(state, &provenance, &bytes, info))
-        .catch_unwind()
-        .await;
+    let accepted = AssertUnwindSafe(accept(
+        state,
+        &configured.metrics,
+        &provenance,
+        &bytes,
+        info,
+    ))
+    .catch_unwind()
+    .await;
     match accepted {
         Ok(result) => result,
         Err(panic) => {
@@ -189,10 +203,11 @@ async fn process(
 /// Parses, normalises and stores an authenticated body.
 async fn accept(
     state: &AppState,
+    metrics: &SourceMetrics,
     provenance: &Provenance<'_>,
     bytes: &[u8],
     info: &mut RequestInfo<'_>,
-) -> Result<&'static str, WebhookError> {
+) -> Result<Outcome, WebhookError> {
     let event = match parse_webhook(bytes) {
         Ok(event) => event,
         Err(error) => {
@@ -200,10 +215,10 @@ async fn accept(
             return Err(WebhookError::Invalid(error));
         }
     };
-    info.event_type = event.kind().as_str();
+    info.kind = Some(event.kind());
     info.event_id = Some(event.event_id().to_owned());
     FaultHook::call(&state.fault_hook, &event);
-    match publish_once(state, provenance, &event).await {
+    match publish_once(state, metrics, provenance, &event).await {
         Err(WebhookError::RecordTooLarge) => {
             let text = "the normalised record exceeds the producer's message.max.bytes";
             dead_letter(state, provenance, bytes, "record_too_large", text).await?;
@@ -213,47 +228,25 @@ async fn accept(
     }
 }
 
-fn authenticate(
-    secrets: &SourceSecrets,
-    request: &HttpRequest,
-    state: &AppState,
-    source_label: &str,
-) -> Result<(), WebhookError> {
+fn authenticate(source: &Source, request: &HttpRequest) -> Result<(), WebhookError> {
     let presented = request
         .headers()
         .get(SECRET_HEADER)
         .map(|value| value.as_bytes());
-    match secrets.check(presented) {
+    match source.secrets.check(presented) {
         AuthOutcome::Accepted { slot } => {
-            state
-                .metrics
-                .auth_accepted
-                .with_label_values(&[source_label, slot_label(slot)])
-                .inc();
+            source.metrics.auth_accepted(slot);
             Ok(())
         }
         AuthOutcome::Missing => {
-            state
-                .metrics
-                .auth_failures
-                .with_label_values(&[source_label, "missing"])
-                .inc();
+            source.metrics.auth_missing();
             Err(WebhookError::MissingSecret)
         }
         AuthOutcome::Mismatch => {
-            state
-                .metrics
-                .auth_failures
-                .with_label_values(&[source_label, "mismatch"])
-                .inc();
+            source.metrics.auth_mismatch();
             Err(WebhookError::WrongSecret)
         }
     }
-}
-
-fn slot_label(slot: usize) -> &'static str {
-    const SLOTS: [&str; 8] = ["0", "1", "2", "3", "4", "5", "6", "7"];
-    SLOTS.get(slot).copied().unwrap_or("8+")
 }
 
 async fn read_body(
@@ -289,20 +282,17 @@ async fn read_body(
 /// Produces the event unless this instance already accepted it; see [`crate::dedupe`].
 async fn publish_once(
     state: &AppState,
+    metrics: &SourceMetrics,
     provenance: &Provenance<'_>,
     event: &WebhookEvent,
-) -> Result<&'static str, WebhookError> {
+) -> Result<Outcome, WebhookError> {
     let retry_after_s = state.retry_after_s;
     let wait_until = tokio::time::Instant::now() + state.outbox.deadline();
     loop {
         match state.dedupe.claim(provenance.source, event.event_id()) {
             Claim::Duplicate => {
-                state
-                    .metrics
-                    .dedupe_hits
-                    .with_label_values(&[provenance.source])
-                    .inc();
-                return Ok("duplicate");
+                metrics.dedupe_hit();
+                return Ok(Outcome::Duplicate);
             }
             Claim::InFlight(mut done) => {
                 // Wakes when the other produce ends either way; then claim again.
@@ -323,9 +313,9 @@ async fn publish_once(
                 };
                 return match state.outbox.store(topic, &record, on_outcome).await {
                     Ok(()) => Ok(if event.kind() == EventKind::Unrouted {
-                        "unrouted"
+                        Outcome::Unrouted
                     } else {
-                        "accepted"
+                        Outcome::Accepted
                     }),
                     Err(error) => Err(produce_failed(error, retry_after_s, event)),
                 };

@@ -22,7 +22,7 @@ use crate::forwarder::Forwarder;
 use crate::metrics::IngressMetrics;
 use crate::outbox::{Outbox, SpoolState, Spooling};
 use crate::publisher::Publisher;
-use crate::routes::{self, AppState};
+use crate::routes::{self, AppState, Source};
 use crate::settings::{IngressSettings, SpoolMode};
 
 /// The readiness check that fails while draining.
@@ -109,12 +109,17 @@ impl Application {
 
         let mut sources = HashMap::new();
         for (name, source) in &settings.sources {
-            metrics.start_source(name);
             let secrets = SourceSecrets::load(source).map_err(|error| StartupError::Secret {
                 source_name: name.clone(),
                 error,
             })?;
-            sources.insert(name.clone(), secrets);
+            sources.insert(
+                name.clone(),
+                Source {
+                    secrets,
+                    metrics: metrics.source(name),
+                },
+            );
         }
 
         let spool_mode = settings.spool.mode;
@@ -154,6 +159,7 @@ impl Application {
 
         let state = web::Data::new(AppState {
             sources,
+            unknown_source: metrics.requests_of("unknown"),
             topics: settings.kafka.topics.clone(),
             outbox,
             dedupe: Arc::new(Dedupe::new(
@@ -265,7 +271,8 @@ impl Application {
             ));
         }
         for (name, source) in &settings.sources {
-            if let Some(secrets) = state.sources.get(name).filter(|s| s.has_files()) {
+            let configured = state.sources.get(name);
+            if let Some(secrets) = configured.map(|c| &c.secrets).filter(|s| s.has_files()) {
                 let secrets = secrets.clone();
                 background.spawn(reload::reload_forever(
                     "webhook secrets",

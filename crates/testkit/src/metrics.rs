@@ -1,7 +1,7 @@
 //! Reading a service's `/metrics` the way Prometheus does: over HTTP, through a real text
 //! parser.
 
-pub use prometheus_parse::Scrape;
+pub use prometheus_parse::{Scrape, Value};
 
 /// Fetches `url` and parses it as the Prometheus text format. Panics (a test failure) if
 /// either step fails.
