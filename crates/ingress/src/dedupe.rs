@@ -12,7 +12,7 @@
 //! `duplicate`) is as likely as a collision of a 128-bit random value among 100,000: about
 //! 10^-29, if the halves behave as independent.
 
-use std::collections::hash_map::RandomState;
+use std::collections::hash_map::{self, RandomState};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,7 +22,10 @@ use tokio::sync::watch;
 
 #[derive(Debug)]
 enum Entry {
-    Pending(watch::Receiver<()>),
+    /// Being produced. The sender is made only when a second request waits for the produce;
+    /// the entry's replacement or removal when it ends, either way, drops it and so wakes the
+    /// waiters.
+    Pending(Option<watch::Sender<()>>),
     Done(Instant),
 }
 
@@ -88,7 +91,6 @@ pub enum Claim {
 pub struct Pending {
     dedupe: Arc<Dedupe>,
     key: Option<Key>,
-    _done: watch::Sender<()>,
 }
 
 impl Dedupe {
@@ -116,16 +118,20 @@ impl Dedupe {
         let now = Instant::now();
         let mut inner = self.lock();
         self.expire(&mut inner, now);
-        match inner.entries.get(&key) {
-            Some(Entry::Done(_)) => Claim::Duplicate,
-            Some(Entry::Pending(rx)) => Claim::InFlight(rx.clone()),
-            None => {
-                let (tx, rx) = watch::channel(());
-                inner.entries.insert(key, Entry::Pending(rx));
+        match inner.entries.entry(key) {
+            hash_map::Entry::Occupied(entry) => match entry.into_mut() {
+                Entry::Done(_) => Claim::Duplicate,
+                Entry::Pending(waiters) => Claim::InFlight(
+                    waiters
+                        .get_or_insert_with(|| watch::channel(()).0)
+                        .subscribe(),
+                ),
+            },
+            hash_map::Entry::Vacant(entry) => {
+                entry.insert(Entry::Pending(None));
                 Claim::Fresh(Pending {
                     dedupe: Arc::clone(self),
                     key: Some(key),
-                    _done: tx,
                 })
             }
         }
@@ -165,18 +171,22 @@ impl Pending {
         if let Some(key) = self.key.take() {
             let now = Instant::now();
             let mut inner = self.dedupe.lock();
-            inner.entries.insert(key, Entry::Done(now));
+            let pending = inner.entries.insert(key, Entry::Done(now));
             inner.accepted.push_back((key, now));
             self.dedupe.expire(&mut inner, now);
+            drop(inner);
+            // Wakes the waiters (they see a duplicate), outside the lock they take next.
+            drop(pending);
         }
-        // Dropping the sender wakes the waiters.
     }
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            self.dedupe.lock().entries.remove(&key);
+            // Wakes the waiters (they claim again) once the lock is released.
+            let pending = self.dedupe.lock().entries.remove(&key);
+            drop(pending);
         }
     }
 }
@@ -224,6 +234,26 @@ mod tests {
         };
         pending.succeeded();
         assert!(rx.changed().await.is_err(), "the waiter is woken");
+        assert!(matches!(dedupe.claim("a", "e1"), Claim::Duplicate));
+    }
+
+    #[tokio::test]
+    async fn every_waiter_on_a_failed_produce_is_woken_and_one_claims_it_again() {
+        let dedupe = Arc::new(Dedupe::new(Duration::from_secs(60), 10));
+        let pending = fresh(dedupe.claim("a", "e1"));
+        let waiters: Vec<_> = (0..2)
+            .map(|_| match dedupe.claim("a", "e1") {
+                Claim::InFlight(rx) => rx,
+                other => panic!("expected in flight, got {other:?}"),
+            })
+            .collect();
+        drop(pending);
+        for mut rx in waiters {
+            assert!(rx.changed().await.is_err(), "the waiter is woken");
+        }
+        let again = fresh(dedupe.claim("a", "e1"));
+        assert!(matches!(dedupe.claim("a", "e1"), Claim::InFlight(_)));
+        again.succeeded();
         assert!(matches!(dedupe.claim("a", "e1"), Claim::Duplicate));
     }
 
