@@ -27,6 +27,7 @@ pub mod outbox;
 pub mod publisher;
 pub mod routes;
 pub mod settings;
+pub mod spool_upkeep;
 pub mod spooled;
 pub mod startup;
 

@@ -20,20 +20,18 @@ use crate::auth::{SecretError, SourceSecrets};
 use crate::dedupe::Dedupe;
 use crate::forwarder::Forwarder;
 use crate::metrics::IngressMetrics;
-use crate::outbox::{Outbox, SpoolState, Spooling};
+use crate::outbox::{Outbox, Spooling};
 use crate::publisher::Publisher;
 use crate::routes::{self, AppState, Source};
 use crate::settings::{IngressSettings, SpoolMode};
+use crate::spool_upkeep;
 
 /// The readiness check that fails while draining.
 pub const ACCEPTING_CHECK: &str = "accepting";
-/// With the spool on: the readiness check that fails while the spool refuses appends.
-pub const SPOOL_CHECK: &str = "spool";
+pub use crate::spool_upkeep::SPOOL_CHECK;
 /// With the spool on: how long one attempt to create the topics may take, and the pause
 /// between attempts while the broker is away (they are created in the background).
 const PROVISION_RETRY: Duration = Duration::from_secs(5);
-/// How often the spool's gauges and readiness are refreshed.
-const SPOOL_REFRESH: Duration = Duration::from_millis(500);
 /// How often the broker is probed for readiness.
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -148,7 +146,7 @@ impl Application {
             mode => {
                 readiness.register(SPOOL_CHECK);
                 Some(Spooling {
-                    state: open_spool(&settings, &metrics)?,
+                    state: spool_upkeep::open(&settings, &metrics)?,
                     fallback_after: (mode == SpoolMode::Fallback)
                         .then(|| settings.spool.fallback_after()),
                     max_record_bytes: settings.kafka.message_max_bytes(),
@@ -260,7 +258,7 @@ impl Application {
         }
         let mut forwarder = None;
         if let Some(spool) = state.outbox.spool() {
-            background.spawn(watch_spool(spool.clone(), readiness.clone()));
+            background.spawn(spool_upkeep::run(spool.clone(), readiness.clone()));
             forwarder = Some(tokio::spawn(
                 Forwarder {
                     spool: spool.clone(),
@@ -310,23 +308,7 @@ impl Application {
         http.stop(true).await;
         let _ = server_task.await;
         if let (Some(spool), Some(forwarder)) = (state.outbox.spool(), forwarder) {
-            // Forward what can be forwarded in time; the rest stays on disk for the next start.
-            let deadline = drain_started + drain_timeout;
-            while spool.spool.depth().records > 0 && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            // Stopped, not just told to stop: nothing is acknowledged after the watermark
-            // below is written.
-            forwarder.abort();
-            let _ = forwarder.await;
-            persist_acknowledgements(spool).await;
-            let left = spool.spool.depth().records;
-            if left > 0 {
-                warn!(
-                    records = left,
-                    "spool not drained in time: left on disk for the next start"
-                );
-            }
+            spool_upkeep::drain(spool, forwarder, drain_started + drain_timeout).await;
         }
         let remaining = drain_timeout.saturating_sub(drain_started.elapsed());
         if let Err(error) = state.outbox.publisher().flush(remaining).await {
@@ -410,88 +392,5 @@ async fn provision_until_done(settings: IngressSettings) {
             ),
         }
         tokio::time::sleep(PROVISION_RETRY).await;
-    }
-}
-
-/// Opens the spool: validates its segments, counts a torn tail.
-fn open_spool(
-    settings: &IngressSettings,
-    metrics: &IngressMetrics,
-) -> Result<Arc<SpoolState>, StartupError> {
-    let options = voicehub_spool::Options {
-        dir: settings.spool.dir.clone(),
-        segment_bytes: settings.spool.segment_bytes,
-        max_bytes: settings.spool.max_bytes,
-        max_age: Duration::from_secs(settings.spool.max_age_s),
-    };
-    let (spool, recovery) = voicehub_spool::Spool::open_observed(options, metrics.spool.clone())?;
-    metrics.spool.torn.inc_by(recovery.torn);
-    metrics
-        .spool
-        .max_bytes
-        .set(i64::try_from(settings.spool.max_bytes).unwrap_or(i64::MAX));
-    info!(
-        mode = settings.spool.mode.as_str(),
-        dir = %settings.spool.dir.display(),
-        records = recovery.records,
-        torn = recovery.torn,
-        damaged = recovery.damaged,
-        "spool open"
-    );
-    let state = Arc::new(SpoolState::new(spool, metrics.spool.clone()));
-    refresh_spool(&state, None);
-    Ok(state)
-}
-
-/// Keeps the spool's gauges and readiness current, and its acknowledgements on disk (so a
-/// restart re-sends at most the last half second's forwarded records).
-async fn watch_spool(spool: Arc<SpoolState>, readiness: Readiness) {
-    let mut interval = tokio::time::interval(SPOOL_REFRESH);
-    loop {
-        interval.tick().await;
-        refresh_spool(&spool, Some(&readiness));
-        persist_acknowledgements(&spool).await;
-    }
-}
-
-/// Writes the acknowledgement watermark (file and directory fsyncs) on a blocking thread.
-async fn persist_acknowledgements(spool: &SpoolState) {
-    let storage = spool.spool.clone();
-    let persisted = tokio::task::spawn_blocking(move || storage.persist_acknowledgements())
-        .await
-        .unwrap_or(Err(voicehub_spool::SpoolError::Closed));
-    if let Err(error) = persisted {
-        warn!(
-            error = &error as &dyn std::error::Error,
-            "spool acknowledgements not persisted; a restart forwards them again"
-        );
-    }
-}
-
-fn refresh_spool(spool: &SpoolState, readiness: Option<&Readiness>) {
-    let depth = spool.spool.depth();
-    let metrics = &spool.metrics;
-    metrics
-        .records
-        .set(i64::try_from(depth.records).unwrap_or(i64::MAX));
-    metrics
-        .bytes
-        .set(i64::try_from(depth.bytes).unwrap_or(i64::MAX));
-    metrics
-        .oldest_age
-        .set(depth.oldest.map_or(0.0, |age| age.as_secs_f64()));
-    if let Some(readiness) = readiness {
-        let accepts = spool.accepting();
-        if readiness.set(SPOOL_CHECK, accepts) {
-            if accepts {
-                info!(check = SPOOL_CHECK, "spool accepts appends: ready");
-            } else {
-                warn!(
-                    check = SPOOL_CHECK,
-                    ?depth,
-                    "spool full or not draining: not ready"
-                );
-            }
-        }
     }
 }

@@ -1,0 +1,124 @@
+//! The spool's upkeep: opening it at startup (its segments validated, a torn tail counted),
+//! then, every half second while the ingress runs, its gauges and readiness refreshed and its
+//! acknowledgement watermark written to disk on a blocking thread; at shutdown, drained as far
+//! as the drain timeout allows.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+use voicehub_runtime::admin::Readiness;
+use voicehub_spool::SpoolError;
+
+use crate::metrics::IngressMetrics;
+use crate::outbox::SpoolState;
+use crate::settings::IngressSettings;
+
+/// The readiness check that fails while the spool refuses appends.
+pub const SPOOL_CHECK: &str = "spool";
+/// How often the spool's gauges and readiness are refreshed.
+const SPOOL_REFRESH: Duration = Duration::from_millis(500);
+
+/// Opens the spool: validates its segments, counts a torn tail.
+pub fn open(
+    settings: &IngressSettings,
+    metrics: &IngressMetrics,
+) -> Result<Arc<SpoolState>, SpoolError> {
+    let options = voicehub_spool::Options {
+        dir: settings.spool.dir.clone(),
+        segment_bytes: settings.spool.segment_bytes,
+        max_bytes: settings.spool.max_bytes,
+        max_age: Duration::from_secs(settings.spool.max_age_s),
+    };
+    let (spool, recovery) = voicehub_spool::Spool::open_observed(options, metrics.spool.clone())?;
+    metrics.spool.torn.inc_by(recovery.torn);
+    metrics
+        .spool
+        .max_bytes
+        .set(i64::try_from(settings.spool.max_bytes).unwrap_or(i64::MAX));
+    info!(
+        mode = settings.spool.mode.as_str(),
+        dir = %settings.spool.dir.display(),
+        records = recovery.records,
+        torn = recovery.torn,
+        damaged = recovery.damaged,
+        "spool open"
+    );
+    let state = Arc::new(SpoolState::new(spool, metrics.spool.clone()));
+    refresh(&state, None);
+    Ok(state)
+}
+
+/// Keeps the spool's gauges and readiness current, and its acknowledgements on disk (so a
+/// restart re-sends at most the last half second's forwarded records).
+pub async fn run(spool: Arc<SpoolState>, readiness: Readiness) {
+    let mut interval = tokio::time::interval(SPOOL_REFRESH);
+    loop {
+        interval.tick().await;
+        refresh(&spool, Some(&readiness));
+        persist_acknowledgements(&spool).await;
+    }
+}
+
+/// At shutdown: lets the forwarder send what it can until `deadline`, stops it, and writes
+/// the watermark; the rest stays on disk for the next start.
+pub async fn drain(spool: &SpoolState, forwarder: JoinHandle<()>, deadline: Instant) {
+    while spool.spool.depth().records > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Stopped, not just told to stop: nothing is acknowledged after the watermark below is
+    // written.
+    forwarder.abort();
+    let _ = forwarder.await;
+    persist_acknowledgements(spool).await;
+    let left = spool.spool.depth().records;
+    if left > 0 {
+        warn!(
+            records = left,
+            "spool not drained in time: left on disk for the next start"
+        );
+    }
+}
+
+/// Writes the acknowledgement watermark (file and directory fsyncs) on a blocking thread.
+async fn persist_acknowledgements(spool: &SpoolState) {
+    let storage = spool.spool.clone();
+    let persisted = tokio::task::spawn_blocking(move || storage.persist_acknowledgements())
+        .await
+        .unwrap_or(Err(SpoolError::Closed));
+    if let Err(error) = persisted {
+        warn!(
+            error = &error as &dyn std::error::Error,
+            "spool acknowledgements not persisted; a restart forwards them again"
+        );
+    }
+}
+
+fn refresh(spool: &SpoolState, readiness: Option<&Readiness>) {
+    let depth = spool.spool.depth();
+    let metrics = &spool.metrics;
+    metrics
+        .records
+        .set(i64::try_from(depth.records).unwrap_or(i64::MAX));
+    metrics
+        .bytes
+        .set(i64::try_from(depth.bytes).unwrap_or(i64::MAX));
+    metrics
+        .oldest_age
+        .set(depth.oldest.map_or(0.0, |age| age.as_secs_f64()));
+    if let Some(readiness) = readiness {
+        let accepts = spool.accepting();
+        if readiness.set(SPOOL_CHECK, accepts) {
+            if accepts {
+                info!(check = SPOOL_CHECK, "spool accepts appends: ready");
+            } else {
+                warn!(
+                    check = SPOOL_CHECK,
+                    ?depth,
+                    "spool full or not draining: not ready"
+                );
+            }
+        }
+    }
+}
