@@ -25,7 +25,8 @@ pids=()
 kafkas=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for dir in "${kafkas[@]}"; do deploy/ci/kafka.sh kill "$dir"; done
+  # A broker stop_broker already removed needs no stopping.
+  for dir in "${kafkas[@]}"; do [[ ! -d $dir ]] || deploy/ci/kafka.sh kill "$dir"; done
   wait 2>/dev/null
   rm -rf "$work"
 }

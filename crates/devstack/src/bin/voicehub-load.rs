@@ -187,7 +187,7 @@ async fn bare_bridge(
                 }
                 if contract_headers {
                     // The ingress's values for a load-tool webhook, by size.
-                    let id = format!("bench-{n:016}-{n}");
+                    let id = format!("bench-{n:021}-{n}");
                     let at = "2025-10-14T09:21:07.512Z";
                     let values = [
                         (header::SPEC_VERSION, "1.0"),
@@ -259,10 +259,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         count,
         analysis_url,
     } = args;
-    let run_id = format!(
-        "{:x}",
-        std::process::id() ^ Instant::now().elapsed().subsec_nanos()
-    );
+    // Unique per run, so that a run's eventIds never repeat an earlier run's against the same
+    // ingress (which would answer them from its deduplication table).
+    let started_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let run_id = format!("{:x}{:x}", std::process::id(), started_at);
 
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency.max(64))
