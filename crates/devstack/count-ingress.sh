@@ -12,7 +12,11 @@
 # keeps each target's profile as PATH.TARGET (for callgrind_annotate).
 #
 #   crates/devstack/count-ingress.sh [count=5000] [BIN_DIR=target/release]
+#
+# BIN_DIR holds the voicehub-ingress to count (and the bare bridges' voicehub-load, if it has
+# one; otherwise target/release's).
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "$0")/../.."
 count=${1:-5000}
 export BENCH_BIN=${2:-target/release}
@@ -22,6 +26,9 @@ secret=bench-secret
 require_free_ports 18380 19390 19392 19393
 load_tool=target/release/voicehub-load
 [[ -x $load_tool ]] || build_release voicehub-devstack
+# The bare bridges from the ingress's build directory when it has them.
+bridge_tool=$bin/voicehub-load
+[[ -x $bridge_tool ]] || bridge_tool=$load_tool
 
 # instructions TARGET N: the target's total instructions from start to stop with N webhooks
 # taken.
@@ -44,7 +51,8 @@ instructions() {
     local extra=()
     [[ $1 == bare ]] || extra=(--keys 100)
     [[ $1 != bare-contract ]] || extra+=(--contract-headers)
-    "${callgrind[@]}" "$load_tool" bare-bridge --listen 127.0.0.1:18380 --brokers 127.0.0.1:19392 \
+    rm -f "$work/target.log"
+    "${callgrind[@]}" "$bridge_tool" bare-bridge --listen 127.0.0.1:18380 --brokers 127.0.0.1:19392 \
       "${extra[@]}" >"$work/target.log" 2>"$work/valgrind.log" &
     pid=$!
     for _ in $(seq 600); do grep -q listening "$work/target.log" && break; sleep 0.2; done
@@ -58,8 +66,11 @@ instructions() {
   wait "$pid" || true
   stop_broker 19392
   [[ -z ${CALLGRIND_KEEP:-} || $2 == 0 ]] || cp "$work/cg.out" "$CALLGRIND_KEEP.$1"
-  awk '/^summary:/ {s += $2} END {print s}' "$work/cg.out"*
+  local total
+  # printf, not print: awk would write a sum past 2^31 in scientific notation.
+  total=$(awk '/^summary:/ {s += $2; n++} END {if (!n) exit 1; printf "%.0f\n", s}' "$work/cg.out"*)
   rm -f "$work/cg.out"*
+  echo "$total"
 }
 declare -A per_webhook
 for target in bare bare-keyed bare-contract ingress; do
