@@ -14,13 +14,15 @@
 #
 #   crates/devstack/bench-ingress.sh [seconds=20] [broker=kafka|sqlite|memory]
 #
-# BENCH_TARGETS="bare ingress" measures a subset (default: all five).
+# BENCH_TARGETS="bare ingress" measures a subset (default: all five). BENCH_WARMUP=SECONDS is
+# each target's warm-up at 64 connections before it is measured (default 20).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-20}
 storage=${2:-kafka}
 secret=bench-secret
 targets=" ${BENCH_TARGETS:-ceiling bare bare-keyed bare-contract ingress} "
+warmup=${BENCH_WARMUP:-20}
 
 . crates/devstack/script-lib.sh
 require_free_ports 18380 18381 18382 19390 19392 19393
@@ -32,7 +34,9 @@ load() { "$bin/voicehub-load" run --url "$1" --secret "$secret" --concurrency "$
 # measure NAME URL PID: one table row; its figures also in the variables rate_NAME, cpu_NAME.
 measure() {
   local name=$1 url=$2 pid=$3
-  load "$url" 64 3 >/dev/null
+  # Warm-up, long enough for a fresh Kafka's JVM to compile its hot paths: on a cold broker
+  # every target spends up to 1.5x its CPU per webhook (smaller batches per acknowledgement).
+  load "$url" 64 "$warmup" >/dev/null
   local before after at64 at8
   before=$(cpu_seconds "$pid")
   at64=$(load "$url" 64 "$seconds")
