@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# CPU per webhook of several targets in alternation on one warm Apache Kafka, for comparisons
+# finer than one bench-ingress.sh run can make (CPU time on this shared machine moves by
+# +-5 ms per 1,000 between identical runs). Each round starts each target in turn, warms it
+# 3 s, then loads it SECONDS at 64 connections (unique eventIds) and reads the target
+# process's user + system time. The broker is warmed 20 s first, so no round runs on a cold
+# JVM. Prints one line per target per round, then each target's mean and standard deviation.
+#
+#   crates/devstack/alternate-ingress.sh ROUNDS SECONDS TARGET...
+#
+# TARGET: bare | bare-keyed | bare-contract (the bare bridges of bench-ingress.sh), or the path
+# of a voicehub-ingress binary (run with its defaults, spool off), e.g. two builds to compare.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+(($# >= 3)) || {
+  sed -n '2,12p' "$0" >&2
+  exit 2
+}
+rounds=$1 seconds=$2
+shift 2
+secret=bench-secret
+. crates/devstack/script-lib.sh
+require_free_ports 18380 19390 19392 19393
+load_tool=target/release/voicehub-load
+[[ -x $load_tool ]] || build_release voicehub-devstack
+for target in "$@"; do
+  [[ $target == bare || $target == bare-keyed || $target == bare-contract || -x $target ]] || {
+    echo "$target: not a bare bridge name or an executable" >&2
+    exit 2
+  }
+done
+cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
+url=http://127.0.0.1:18380/webhooks/voicehub
+
+# start TARGET: the target listening on 18380, its pid in $target_pid.
+start() {
+  if [[ $1 == bare* ]]; then
+    local extra=()
+    [[ $1 == bare ]] || extra=(--keys 100)
+    [[ $1 != bare-contract ]] || extra+=(--contract-headers)
+    rm -f "$work/bare.log"
+    "$load_tool" bare-bridge --listen 127.0.0.1:18380 --brokers 127.0.0.1:19392 "${extra[@]}" \
+      >"$work/bare.log" 2>&1 &
+    target_pid=$!
+    pids+=($target_pid)
+    for _ in $(seq 300); do grep -q listening "$work/bare.log" 2>/dev/null && return; sleep 0.1; done
+    echo "$1 did not start: $(cat "$work/bare.log")" >&2
+    exit 1
+  fi
+  cp "$1" "$work/voicehub-ingress"
+  bin=$work start_ingress 18380 19390 19392 "$secret" info
+  target_pid=$ingress
+}
+
+start_broker 19392 kafka
+start bare
+"$load_tool" run --url "$url" --secret "$secret" --concurrency 64 --seconds 20 >/dev/null
+stop_pid "$target_pid"
+
+declare -A figures
+for round in $(seq "$rounds"); do
+  for target in "$@"; do
+    start "$target"
+    "$load_tool" run --url "$url" --secret "$secret" --concurrency 64 --seconds 3 >/dev/null
+    before=$(cpu_seconds "$target_pid")
+    out=$("$load_tool" run --url "$url" --secret "$secret" --concurrency 64 --seconds "$seconds")
+    after=$(cpu_seconds "$target_pid")
+    stop_pid "$target_pid"
+    figure=$(python3 -c "import json,sys; o=json.loads(sys.argv[1]); print(round(($after - $before) / o['ok'] * 1e6, 1), round(o['ok_per_second']), o['other_status'] + o['errors'])" "$out")
+    read -r cpu rate failed <<<"$figure"
+    echo "round $round $target: $cpu ms CPU per 1,000 webhooks, $rate webhooks/s, $failed non-2xx or errors"
+    figures[$target]="${figures[$target]:-} $cpu"
+  done
+done
+for target in "$@"; do
+  python3 -c "import statistics as s, sys; v = [float(x) for x in sys.argv[2].split()]; print(f'{sys.argv[1]}: mean {s.mean(v):.1f}, sd {s.stdev(v) if len(v) > 1 else 0:.1f} ms CPU per 1,000 webhooks over {len(v)} rounds')" "$target" "${figures[$target]}"
+done
