@@ -550,7 +550,7 @@ impl SpoolMetrics {
 
 #[cfg(test)]
 mod tests {
-    use voicehub_testkit::metrics::{Scrape, Value};
+    use voicehub_testkit::metrics::Value;
 
     use super::*;
 
@@ -560,7 +560,7 @@ mod tests {
         let text = prometheus::TextEncoder::new()
             .encode_to_string(&registry.gather())
             .expect("encodes");
-        let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parses");
+        let scrape = voicehub_testkit::metrics::parse(&text).expect("parses");
         let sample = scrape.samples.into_iter().find(|sample| {
             sample.metric == name
                 && sample.labels.len() == labels.len()

@@ -13,8 +13,12 @@ pub async fn scrape(url: &str) -> Scrape {
         .text()
         .await
         .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    parse(&text).unwrap_or_else(|e| panic!("{url} is not Prometheus text: {e}"))
+}
+
+/// Parses `text` as the Prometheus text format.
+pub fn parse(text: &str) -> std::io::Result<Scrape> {
     Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
-        .unwrap_or_else(|e| panic!("{url} is not Prometheus text: {e}"))
 }
 
 /// The sum of the counter, gauge or untyped samples named `name` whose labels include

@@ -58,7 +58,7 @@ async fn metrics_parse_as_prometheus_text_with_process_and_build_info() -> anyho
     let response = reqwest::get(format!("{}/metrics", admin.base)).await?;
     assert_eq!(response.status(), 200);
     let text = response.text().await?;
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))?;
+    let scrape = voicehub_testkit::metrics::parse(&text)?;
 
     let by_name: HashMap<&str, &prometheus_parse::Sample> = scrape
         .samples
