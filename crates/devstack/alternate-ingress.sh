@@ -29,23 +29,14 @@ for target in "$@"; do
     exit 2
   }
 done
-cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 url=http://127.0.0.1:18380/webhooks/voicehub
 
 # start TARGET: the target listening on 18380, its pid in $target_pid.
 start() {
   if [[ $1 == bare* ]]; then
-    local extra=()
-    [[ $1 == bare ]] || extra=(--keys 100)
-    [[ $1 != bare-contract ]] || extra+=(--contract-headers)
-    rm -f "$work/bare.log"
-    "$load_tool" bare-bridge --listen 127.0.0.1:18380 --brokers 127.0.0.1:19392 "${extra[@]}" \
-      >"$work/bare.log" 2>&1 &
-    target_pid=$!
-    pids+=($target_pid)
-    for _ in $(seq 300); do grep -q listening "$work/bare.log" 2>/dev/null && return; sleep 0.1; done
-    echo "$1 did not start: $(cat "$work/bare.log")" >&2
-    exit 1
+    bare_tool=$load_tool start_bare "$1" 18380
+    target_pid=$bare
+    return
   fi
   cp "$1" "$work/voicehub-ingress"
   bin=$work start_ingress 18380 19390 19392 "$secret" info

@@ -27,7 +27,6 @@ warmup=${BENCH_WARMUP:-20}
 . crates/devstack/script-lib.sh
 require_free_ports 18380 18381 18382 19390 19392 19393
 build_release voicehub-ingress voicehub-devstack
-cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 field() { python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['$2'], 2))" "$1"; }
 load() { "$bin/voicehub-load" run --url "$1" --secret "$secret" --concurrency "$2" --seconds "$3"; }
 
@@ -64,23 +63,17 @@ if [[ $targets == *" ceiling "* ]]; then
   stop_pid "$ceiling"
 fi
 
-# bare_target NAME [ARGS]: the bare bridge with ARGS on a fresh broker.
+# bare_target NAME KIND: the bare bridge of that kind (start_bare) on a fresh broker.
 bare_target() {
-  local name=$1
-  shift
   start_broker 19392 "$storage"
-  "$bin/voicehub-load" bare-bridge --listen 127.0.0.1:18382 --brokers 127.0.0.1:19392 "$@" \
-    >"$work/bare.log" 2>&1 &
-  bare=$!
-  pids+=($bare)
-  for _ in $(seq 300); do grep -q listening "$work/bare.log" && break; sleep 0.1; done
-  measure "$name" http://127.0.0.1:18382/ "$bare"
+  start_bare "$2" 18382
+  measure "$1" http://127.0.0.1:18382/ "$bare"
   stop_pid "$bare"
   stop_broker 19392
 }
-[[ $targets != *" bare "* ]] || bare_target bare
-[[ $targets != *" bare-keyed "* ]] || bare_target bare_keyed --keys 100
-[[ $targets != *" bare-contract "* ]] || bare_target bare_contract --keys 100 --contract-headers
+[[ $targets != *" bare "* ]] || bare_target bare bare
+[[ $targets != *" bare-keyed "* ]] || bare_target bare_keyed bare-keyed
+[[ $targets != *" bare-contract "* ]] || bare_target bare_contract bare-contract
 
 if [[ $targets == *" ingress "* ]]; then
   start_broker 19392 "$storage"

@@ -18,7 +18,6 @@ secret=bench-secret
 . crates/devstack/script-lib.sh
 require_free_ports 18380 19390 19392 19393 18480 19490 19492 19493 18580 19590 19592 19593
 build_release voicehub-ingress voicehub-devstack
-cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 field() { python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['$2'], 2))" "$1"; }
 metric() {
   curl -sf "http://127.0.0.1:$1/metrics" | awk -v name="$2" '$1 == name {print $2}'

@@ -27,8 +27,8 @@ require_free_ports 18380 19390 19392 19393
 load_tool=target/release/voicehub-load
 [[ -x $load_tool ]] || build_release voicehub-devstack
 # The bare bridges from the ingress's build directory when it has them.
-bridge_tool=$bin/voicehub-load
-[[ -x $bridge_tool ]] || bridge_tool=$load_tool
+bare_tool=$bin/voicehub-load
+[[ -x $bare_tool ]] || bare_tool=$load_tool
 
 # instructions TARGET N: the target's total instructions from start to stop with N webhooks
 # taken.
@@ -48,14 +48,8 @@ instructions() {
     for _ in $(seq 600); do curl -sf http://127.0.0.1:19390/readyz >/dev/null 2>&1 && break; sleep 0.2; done
     url=http://127.0.0.1:18380/webhooks/voicehub
   else
-    local extra=()
-    [[ $1 == bare ]] || extra=(--keys 100)
-    [[ $1 != bare-contract ]] || extra+=(--contract-headers)
-    rm -f "$work/target.log"
-    "${callgrind[@]}" "$bridge_tool" bare-bridge --listen 127.0.0.1:18380 --brokers 127.0.0.1:19392 \
-      "${extra[@]}" >"$work/target.log" 2>"$work/valgrind.log" &
-    pid=$!
-    for _ in $(seq 600); do grep -q listening "$work/target.log" && break; sleep 0.2; done
+    start_bare "$1" 18380 "${callgrind[@]}"
+    pid=$bare
     url=http://127.0.0.1:18380/
   fi
   "$load_tool" run --url "$url" --secret "$secret" --concurrency 8 --count 500 --seconds 600 >/dev/null

@@ -37,6 +37,8 @@ wait_http() {
   echo "no answer from $1" >&2
   exit 1
 }
+# cpu_seconds PID: the process's user + system time so far, in seconds.
+cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 peak_rss_mib() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
@@ -70,6 +72,37 @@ stop_broker() {
 stop_pid() {
   kill "$1" 2>/dev/null || true
   wait "$1" 2>/dev/null || true
+}
+
+# start_bare KIND PORT [WRAPPER...]: a bare bridge (voicehub-load bare-bridge) on
+# 127.0.0.1:PORT producing to the broker on 127.0.0.1:19392, run through WRAPPER (valgrind,
+# say) when given; listening when this returns, its pid in $bare. KIND: bare (unkeyed),
+# bare-keyed (keyed over 100 keys, as the ingress keys by call) or bare-contract (keyed, with
+# the record contract's nine headers). $bare_tool is the voicehub-load to run (default
+# $bin/voicehub-load); its output goes to $work/bare.log, the wrapper's stderr to
+# $work/bare.err.
+start_bare() {
+  local kind=$1 port=$2
+  shift 2
+  local args=()
+  case $kind in
+    bare) ;;
+    bare-keyed) args=(--keys 100) ;;
+    bare-contract) args=(--keys 100 --contract-headers) ;;
+    *)
+      echo "start_bare: no bare bridge $kind" >&2
+      exit 2
+      ;;
+  esac
+  rm -f "$work/bare.log"
+  "$@" "${bare_tool:-$bin/voicehub-load}" bare-bridge --listen "127.0.0.1:$port" \
+    --brokers 127.0.0.1:19392 "${args[@]}" >"$work/bare.log" 2>"$work/bare.err" &
+  bare=$!
+  pids+=($bare)
+  # Up to two minutes: under valgrind the bridge starts slowly.
+  for _ in $(seq 1200); do grep -q listening "$work/bare.log" 2>/dev/null && return; sleep 0.1; done
+  echo "$kind did not start: $(cat "$work/bare.log" "$work/bare.err")" >&2
+  exit 1
 }
 
 # kafka_toml BROKER_PORT: the [kafka] section, topics created with 3 partitions.
