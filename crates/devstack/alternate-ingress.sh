@@ -3,8 +3,9 @@
 # finer than one bench-ingress.sh run can make (CPU time on this shared machine moves by
 # +-5 ms per 1,000 between identical runs). Each round starts each target in turn, warms it
 # 3 s, then loads it SECONDS at 64 connections (unique eventIds) and reads the target
-# process's user + system time. The broker is warmed 20 s first, so no round runs on a cold
-# JVM. Prints one line per target per round, then each target's mean and standard deviation.
+# process's user + system time and its threads' context switches. The broker is warmed 20 s
+# first, so no round runs on a cold JVM. Prints one line per target per round, then each
+# target's means and standard deviations.
 #
 #   crates/devstack/alternate-ingress.sh ROUNDS SECONDS TARGET...
 #
@@ -13,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 (($# >= 3)) || {
-  sed -n '2,12p' "$0" >&2
+  sed -n '2,13p' "$0" >&2
   exit 2
 }
 rounds=$1 seconds=$2
@@ -48,21 +49,39 @@ start bare
 "$load_tool" run --url "$url" --secret "$secret" --concurrency 64 --seconds 20 >/dev/null
 stop_pid "$target_pid"
 
-declare -A figures
+declare -A figures users systems switch_counts
 for round in $(seq "$rounds"); do
   for target in "$@"; do
     start "$target"
     "$load_tool" run --url "$url" --secret "$secret" --concurrency 64 --seconds 3 >/dev/null
-    before=$(cpu_seconds "$target_pid")
+    read -r user0 sys0 cs0 <<<"$(cpu_split "$target_pid")"
     out=$("$load_tool" run --url "$url" --secret "$secret" --concurrency 64 --seconds "$seconds")
-    after=$(cpu_seconds "$target_pid")
+    read -r user1 sys1 cs1 <<<"$(cpu_split "$target_pid")"
     stop_pid "$target_pid"
-    figure=$(python3 -c "import json,sys; o=json.loads(sys.argv[1]); print(round(($after - $before) / o['ok'] * 1e6, 1), round(o['ok_per_second']), o['other_status'] + o['errors'])" "$out")
-    read -r cpu rate failed <<<"$figure"
-    echo "round $round $target: $cpu ms CPU per 1,000 webhooks, $rate webhooks/s, $failed non-2xx or errors"
+    figure=$(python3 -c "
+import json, sys
+o = json.loads(sys.argv[1])
+per = 1e6 / o['ok']
+user, system = ($user1 - $user0) * per, ($sys1 - $sys0) * per
+print(round(user + system, 1), round(user, 1), round(system, 1), round(($cs1 - $cs0) * per / 1e3),
+      round(o['ok_per_second']), o['other_status'] + o['errors'])" "$out")
+    read -r cpu user system switches rate failed <<<"$figure"
+    echo "round $round $target: $cpu ms CPU per 1,000 webhooks (user $user, system $system)," \
+      "$switches context switches per 1,000, $rate webhooks/s, $failed non-2xx or errors"
     figures[$target]="${figures[$target]:-} $cpu"
+    users[$target]="${users[$target]:-} $user"
+    systems[$target]="${systems[$target]:-} $system"
+    switch_counts[$target]="${switch_counts[$target]:-} $switches"
   done
 done
 for target in "$@"; do
-  python3 -c "import statistics as s, sys; v = [float(x) for x in sys.argv[2].split()]; print(f'{sys.argv[1]}: mean {s.mean(v):.1f}, sd {s.stdev(v) if len(v) > 1 else 0:.1f} ms CPU per 1,000 webhooks over {len(v)} rounds')" "$target" "${figures[$target]}"
+  python3 -c "
+import statistics as s, sys
+def line(v):
+    v = [float(x) for x in v.split()]
+    return f'{s.mean(v):.1f} (sd {s.stdev(v) if len(v) > 1 else 0:.1f})'
+name, cpu, user, system, switches = sys.argv[1:]
+print(f'{name}: CPU ms per 1,000 webhooks {line(cpu)}, user {line(user)}, system {line(system)};',
+      f'context switches per 1,000 {line(switches)}; over {len(cpu.split())} rounds')" \
+    "$target" "${figures[$target]}" "${users[$target]}" "${systems[$target]}" "${switch_counts[$target]}"
 done

@@ -9,7 +9,8 @@
 #   bare-contract  bare-keyed writing the record contract's nine headers too
 #   ingress        voicehub-ingress with its defaults
 # Prints each target's figure, then the ingress's ratio to each bare bridge. CALLGRIND_KEEP=PATH
-# keeps each target's profile as PATH.TARGET (for callgrind_annotate).
+# keeps each target's profile as PATH.TARGET and that of its warm-up-only run as
+# PATH.TARGET.base (for callgrind_annotate: the difference is the COUNT webhooks' own).
 #
 #   crates/devstack/count-ingress.sh [count=5000] [BIN_DIR=target/release]
 #
@@ -59,7 +60,11 @@ instructions() {
   kill -TERM "$pid"
   wait "$pid" || true
   stop_broker 19392
-  [[ -z ${CALLGRIND_KEEP:-} || $2 == 0 ]] || cp "$work/cg.out" "$CALLGRIND_KEEP.$1"
+  if [[ -n ${CALLGRIND_KEEP:-} ]]; then
+    local kept=$CALLGRIND_KEEP.$1
+    (($2 > 0)) || kept+=.base
+    cp "$work/cg.out" "$kept"
+  fi
   local total
   # printf, not print: awk would write a sum past 2^31 in scientific notation.
   total=$(awk '/^summary:/ {s += $2; n++} END {if (!n) exit 1; printf "%.0f\n", s}' "$work/cg.out"*)

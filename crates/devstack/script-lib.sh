@@ -39,6 +39,14 @@ wait_http() {
 }
 # cpu_seconds PID: the process's user + system time so far, in seconds.
 cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
+# cpu_split PID: its user time, system time (seconds) and context switches (voluntary and
+# involuntary, summed over its threads) so far.
+cpu_split() {
+  local hz switches
+  hz=$(getconf CLK_TCK)
+  switches=$(cat "/proc/$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n + 0}')
+  awk -v hz="$hz" -v cs="$switches" '{print $14 / hz, $15 / hz, cs}' "/proc/$1/stat"
+}
 peak_rss_mib() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
