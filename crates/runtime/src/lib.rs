@@ -8,12 +8,13 @@
 //! - [`metrics`]: a per-service Prometheus registry (never the global one).
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/livez`, `/readyz`) and readiness flags.
 //! - [`reload`]: credentials mounted as files, re-read while running.
-//! - [`telemetry`]: structured logging.
+//! - [`telemetry`]: structured logging, written by a thread of its own.
 //! - [`shutdown`]: the termination signal.
 
 pub mod admin;
 mod json_log;
 pub mod kafka;
+mod log_writer;
 pub mod metrics;
 pub mod reload;
 pub mod settings;

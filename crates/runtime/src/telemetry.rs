@@ -1,12 +1,10 @@
 //! Structured logging through `tracing`.
 
-use std::io::{BufWriter, Stdout};
-
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::{FmtSpan, JsonFields};
 
 use crate::json_log::JsonLines;
+use crate::log_writer::{self, Limits, LogWriterGuard};
 
 use crate::settings::{LogFormat, LogSettings, SettingsError};
 
@@ -15,26 +13,17 @@ use crate::settings::{LogFormat, LogSettings, SettingsError};
 #[must_use = "dropping the guard stops the log writer"]
 #[derive(Debug)]
 pub struct LogGuard {
-    _writer: Option<WorkerGuard>,
+    _writer: Option<LogWriterGuard>,
 }
 
-/// Lines queued for the writer thread before a logging thread waits (never drops a line).
-const QUEUED_LINES: usize = 16_384;
-
 /// Installs the global subscriber: JSON lines ([`crate::json_log`]) or text on stdout, filtered by `log.level`.
-/// Lines are written by a thread of their own, in batches (a request's thread never waits on
-/// stdout unless that thread is [`QUEUED_LINES`] behind). A second call (tests) leaves the
-/// first subscriber in place.
+/// Lines are written by a thread of their own, in batches ([`crate::log_writer`]: a request's
+/// thread never waits on stdout unless 4 MiB of lines are queued). A second call (tests)
+/// leaves the first subscriber in place.
 pub fn init(settings: &LogSettings) -> Result<LogGuard, SettingsError> {
     let filter =
         EnvFilter::try_new(&settings.level).map_err(|e| SettingsError::invalid("log.level", e))?;
-    // BufWriter over stdout's line buffering: the writer thread flushes whenever its queue
-    // is empty, so a burst of lines leaves in one write.
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(QUEUED_LINES)
-        .thread_name("log-writer")
-        .finish(BufWriter::<Stdout>::new(std::io::stdout()));
+    let (writer, guard) = log_writer::spawn(std::io::stdout(), Limits::STDOUT);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_span_events(FmtSpan::NONE)
