@@ -21,38 +21,17 @@ rounds=$1 seconds=$2
 shift 2
 secret=bench-secret
 . crates/devstack/script-lib.sh
-require_free_ports 18380 19390 19392 19393
-load_tool=target/release/voicehub-load
-[[ -x $load_tool ]] || build_release voicehub-devstack
-for target in "$@"; do
-  [[ $target == bare || $target == bare-keyed || $target == bare-contract || -x $target ]] || {
-    echo "$target: not a bare bridge name or an executable" >&2
-    exit 2
-  }
-done
-url=http://127.0.0.1:18380/webhooks/voicehub
-
-# start TARGET: the target listening on 18380, its pid in $target_pid.
-start() {
-  if [[ $1 == bare* ]]; then
-    bare_tool=$load_tool start_bare "$1" 18380
-    target_pid=$bare
-    return
-  fi
-  cp "$1" "$work/voicehub-ingress"
-  bin=$work start_ingress 18380 19390 19392 "$secret" info
-  target_pid=$ingress
-}
+prepare_targets "$@"
 
 start_broker 19392 kafka
-start bare
+start_target bare
 "$load_tool" run --url "$url" --secret "$secret" --concurrency 64 --seconds 20 >/dev/null
 stop_pid "$target_pid"
 
 declare -A figures users systems switch_counts
 for round in $(seq "$rounds"); do
   for target in "$@"; do
-    start "$target"
+    start_target "$target"
     "$load_tool" run --url "$url" --secret "$secret" --concurrency 64 --seconds 3 >/dev/null
     read -r user0 sys0 cs0 <<<"$(cpu_split "$target_pid")"
     out=$("$load_tool" run --url "$url" --secret "$secret" --concurrency 64 --seconds "$seconds")

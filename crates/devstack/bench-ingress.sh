@@ -87,7 +87,7 @@ ratio() { python3 -c "print(round($1 / $2, 2))"; }
 # against NAME: the ingress's ratios to that baseline.
 against() {
   local rate=rate_$1 cpu=cpu_$1 rss=rss_$1 p99=p99_8_$1
-  echo "Ingress / $1: webhooks/s @64 $(ratio "$rate_ingress" "${!rate}")x, CPU per webhook $(ratio "$cpu_ingress" "${!cpu}")x, peak RSS $(ratio "$rss_ingress" "${!rss}")x, p99 @8 $(python3 -c "print(round($p99_8_ingress - ${!p99}, 2))") ms more."
+  echo "Ingress / $1: webhooks/s @64 $(ratio "$rate_ingress" "${!rate}")x, CPU per webhook $(ratio "$cpu_ingress" "${!cpu}")x, peak RSS $(ratio "$rss_ingress" "${!rss}")x, p99 @8 $(python3 -c "print(f'{$p99_8_ingress - ${!p99}:+.2f}')") ms."
 }
 echo
 [[ -z ${rate_bare:-} || -z ${rate_ingress:-} ]] || against bare

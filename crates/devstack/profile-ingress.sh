@@ -6,6 +6,9 @@
 #
 #   crates/devstack/profile-ingress.sh OUT_PREFIX [seconds=12]
 #
+# The ingress is loaded for BENCH_WARMUP seconds first (default 20, as in bench-ingress.sh: a
+# fresh Kafka is slow while its JVM compiles, and the deduplication table fills).
+#
 # Builds the `profiling` profile (release with line tables). Needs perf (Debian linux-perf)
 # and inferno (cargo install inferno).
 set -euo pipefail
@@ -13,6 +16,7 @@ cd "$(dirname "$0")/../.."
 out=$1
 seconds=${2:-12}
 secret=bench-secret
+warmup=${BENCH_WARMUP:-20}
 export BENCH_BIN=${BENCH_BIN:-target/profiling}
 . crates/devstack/script-lib.sh
 require_free_ports 18380 19390 19392 19393
@@ -26,7 +30,7 @@ load_tool=target/release/voicehub-load
 start_broker 19392 kafka
 start_ingress 18380 19390 19392 "$secret" info
 url=http://127.0.0.1:18380/webhooks/voicehub
-"$load_tool" run --url "$url" --secret "$secret" --concurrency 64 --seconds 3 >/dev/null
+"$load_tool" run --url "$url" --secret "$secret" --concurrency 64 --seconds "$warmup" >/dev/null
 "$load_tool" run --url "$url" --secret "$secret" --concurrency 64 \
   --seconds $((seconds + 4)) >"$work/load.json" &
 load=$!
@@ -45,7 +49,7 @@ patterns = [
     ("allocator (malloc/free/realloc, mimalloc)", r"malloc|free|realloc|_mi_|mi_(heap|page|segment|free)|cfree|__libc_|_int_"),
     ("JSON (serde_json)", r"serde_json|serde::"),
     ("Kafka client (librdkafka, rdkafka)", r"rd_kafka|rdkafka|lz4|LZ4"),
-    ("logging (tracing, the JSON line format)", r"tracing_subscriber|tracing_core|tracing::|tracing_appender|json_log"),
+    ("logging (tracing, the JSON line format)", r"tracing_subscriber|tracing_core|tracing::|json_log|log_writer"),
     ("metrics (prometheus)", r"prometheus::"),
     ("HTTP (actix, http, h1)", r"actix|http::|h1|httparse"),
     ("kernel (syscalls, network)", r"\[kernel|entry_SYSCALL|tcp_|sys_|do_syscall|__x64_sys"),

@@ -113,6 +113,36 @@ start_bare() {
   exit 1
 }
 
+# prepare_targets TARGET...: for scripts that start each TARGET with start_target. Checks the
+# ports and that each target is a bare bridge's name (bare, bare-keyed, bare-contract) or an
+# executable (a voicehub-ingress build); sets $load_tool (built if missing) and $url (where
+# the target takes webhooks).
+prepare_targets() {
+  require_free_ports 18380 19390 19392 19393
+  load_tool=target/release/voicehub-load
+  [[ -x $load_tool ]] || build_release voicehub-devstack
+  url=http://127.0.0.1:18380/webhooks/voicehub
+  for target in "$@"; do
+    [[ $target == bare || $target == bare-keyed || $target == bare-contract || -x $target ]] || {
+      echo "$target: not a bare bridge name or an executable" >&2
+      exit 2
+    }
+  done
+}
+# start_target TARGET: that bare bridge, or that voicehub-ingress binary with its defaults
+# (spool off), listening on 18380 with the broker on 19392; its pid in $target_pid. Uses
+# $load_tool for the bare bridges and $secret for the ingress.
+start_target() {
+  if [[ $1 == bare* ]]; then
+    bare_tool=$load_tool start_bare "$1" 18380
+    target_pid=$bare
+    return
+  fi
+  cp "$1" "$work/voicehub-ingress"
+  bin=$work start_ingress 18380 19390 19392 "$secret" info
+  target_pid=$ingress
+}
+
 # kafka_toml BROKER_PORT: the [kafka] section, topics created with 3 partitions.
 kafka_toml() {
   cat <<TOML
