@@ -6,7 +6,9 @@
 //! gathers lines for [`Limits::gather`] (or until [`Limits::batch_bytes`] are queued) and writes
 //! them in one call. Once [`Limits::queued_bytes`] are queued (stdout stalled, say a stuck
 //! node logging agent), a logging thread waits for room: no line is dropped while running.
-//! After the guard is dropped, lines are written by the thread that logs them.
+//! Dropping the guard gives the writer [`Limits::drain`] to write the queue out; lines logged
+//! after that are written by the thread that logs them, or, if stdout is still stuck, queued
+//! without a bound (an exit does not wait on them).
 //!
 //! (tracing-appender's worker, used before, took lines from a channel one at a time: under
 //! 10,000 lines a second it yielded and woke between them, 0.75 system calls per line, and
@@ -96,7 +98,7 @@ pub(crate) struct LogWriterGuard {
 }
 
 /// Starts the writer thread over `sink`. If no thread can be started, lines are written by
-/// the threads that log them.
+/// the threads that log them. Writing to `sink` must not log (it would wait on itself).
 pub(crate) fn spawn(
     sink: impl Write + Send + 'static,
     limits: Limits,
@@ -132,7 +134,12 @@ impl Shared {
 
     fn append(&self, line: &[u8]) {
         let mut state = self.lock();
-        while state.writer != Writer::Stopped && state.queued.len() >= self.limits.queued_bytes {
+        // Past the guard's drop the bound is off: an exit never waits on a stuck stdout for
+        // longer than the drain.
+        while state.writer != Writer::Stopped
+            && !state.closing
+            && state.queued.len() >= self.limits.queued_bytes
+        {
             state = self
                 .room
                 .wait(state)
@@ -232,6 +239,8 @@ impl Drop for LogWriterGuard {
         let mut state = self.shared.lock();
         state.closing = true;
         self.shared.wake_writer.notify_one();
+        // Loggers waiting for room go on: the bound is off from here.
+        self.shared.room.notify_all();
         let _ = self
             .shared
             .room
@@ -358,9 +367,18 @@ mod tests {
         };
         // Until the logging thread stops getting anywhere: the writer holds one batch in the
         // stalled write, the queue is full behind it.
+        let deadline = Instant::now() + Duration::from_secs(10);
         let mut seen = usize::MAX;
-        while appended.load(Ordering::SeqCst) != seen {
-            seen = appended.load(Ordering::SeqCst);
+        loop {
+            let now = appended.load(Ordering::SeqCst);
+            if now == seen && sink.writes.load(Ordering::SeqCst) == 1 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the logging thread never stopped"
+            );
+            seen = now;
             thread::sleep(Duration::from_millis(100));
         }
         assert!(!logger.is_finished());
@@ -387,6 +405,72 @@ mod tests {
             }
             assert_every_line(&sink.text(), 1, n + 1);
         }
+    }
+
+    /// Polls `done` for up to 10 s.
+    fn eventually(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "not within 10 s: {what}");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_full_batch_is_written_without_waiting_out_the_gathering_time() {
+        let sink = Sink::default();
+        let (writer, _guard) = spawn(
+            sink.clone(),
+            Limits {
+                gather: Duration::from_secs(3600),
+                batch_bytes: 1000,
+                queued_bytes: 1 << 20,
+                drain: Duration::from_secs(10),
+            },
+        );
+        // The first line starts the gathering; the writer is past it once it gathers.
+        log(&writer, "t0 0\n");
+        eventually("the writer gathers", || {
+            writer.shared.lock().writer == Writer::Gathering
+        });
+        for n in 1..=250 {
+            log(&writer, &format!("t0 {n}\n"));
+        }
+        // The lines past the batch wait out the gathering time; the batch does not.
+        eventually("a batch is written", || sink.text().len() >= 1000);
+        let text = sink.text();
+        assert_every_line(&text, 1, text.lines().count());
+    }
+
+    #[test]
+    fn after_a_drain_that_times_out_logging_does_not_wait_and_nothing_is_lost() {
+        let sink = Sink::default();
+        sink.stall(true);
+        let (writer, guard) = spawn(
+            sink.clone(),
+            Limits {
+                drain: Duration::from_millis(100),
+                ..limits(2048)
+            },
+        );
+        let line = format!("{}\n", "x".repeat(99));
+        let logger = {
+            let (writer, line) = (writer.clone(), line.clone());
+            thread::spawn(move || {
+                for _ in 0..1000 {
+                    log(&writer, &line);
+                }
+            })
+        };
+        eventually("the queue fills behind the stalled write", || {
+            writer.shared.lock().queued.len() >= 2048
+        });
+        // The drain runs out on the stuck sink; the logger, waiting for room, goes on.
+        drop(guard);
+        eventually("the logger finishes", || logger.is_finished());
+        sink.stall(false);
+        eventually("every line is written", || sink.text().len() == 1000 * 100);
+        assert_eq!(sink.text(), line.repeat(1000));
     }
 
     #[test]
