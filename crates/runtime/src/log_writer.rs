@@ -322,6 +322,15 @@ mod tests {
         assert_eq!(next, vec![count; threads]);
     }
 
+    /// Polls `done` for up to 10 s.
+    fn eventually(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "not within 10 s: {what}");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     #[test]
     fn lines_from_many_threads_all_arrive_whole_in_order_and_batched() {
         let sink = Sink::default();
@@ -399,20 +408,8 @@ mod tests {
             // The second time, the writer has long gone idle.
             thread::sleep(Duration::from_millis(50));
             log(&writer, &format!("t0 {n}\n"));
-            let start = Instant::now();
-            while sink.text().lines().count() == n && start.elapsed() < Duration::from_secs(10) {
-                thread::sleep(Duration::from_millis(5));
-            }
+            eventually("the line is written", || sink.text().lines().count() > n);
             assert_every_line(&sink.text(), 1, n + 1);
-        }
-    }
-
-    /// Polls `done` for up to 10 s.
-    fn eventually(what: &str, done: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !done() {
-            assert!(Instant::now() < deadline, "not within 10 s: {what}");
-            thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -424,8 +421,7 @@ mod tests {
             Limits {
                 gather: Duration::from_secs(3600),
                 batch_bytes: 1000,
-                queued_bytes: 1 << 20,
-                drain: Duration::from_secs(10),
+                ..limits(1 << 20)
             },
         );
         // The first line starts the gathering; the writer is past it once it gathers.
