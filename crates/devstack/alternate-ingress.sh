@@ -25,16 +25,16 @@ prepare_targets "$@"
 
 start_broker 19392 kafka
 start_target bare
-"$load_tool" run --url "$url" --secret "$secret" --concurrency 64 --seconds 20 >/dev/null
+load_64 20 >/dev/null
 stop_pid "$target_pid"
 
 declare -A figures users systems switch_counts
 for round in $(seq "$rounds"); do
   for target in "$@"; do
     start_target "$target"
-    "$load_tool" run --url "$url" --secret "$secret" --concurrency 64 --seconds 3 >/dev/null
+    load_64 3 >/dev/null
     read -r user0 sys0 cs0 <<<"$(cpu_split "$target_pid")"
-    out=$("$load_tool" run --url "$url" --secret "$secret" --concurrency 64 --seconds "$seconds")
+    out=$(load_64 "$seconds")
     read -r user1 sys1 cs1 <<<"$(cpu_split "$target_pid")"
     stop_pid "$target_pid"
     figure=$(python3 -c "

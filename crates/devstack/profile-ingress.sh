@@ -30,9 +30,8 @@ load_tool=target/release/voicehub-load
 start_broker 19392 kafka
 start_ingress 18380 19390 19392 "$secret" info
 url=http://127.0.0.1:18380/webhooks/voicehub
-"$load_tool" run --url "$url" --secret "$secret" --concurrency 64 --seconds "$warmup" >/dev/null
-"$load_tool" run --url "$url" --secret "$secret" --concurrency 64 \
-  --seconds $((seconds + 4)) >"$work/load.json" &
+load_64 "$warmup" >/dev/null
+load_64 $((seconds + 4)) >"$work/load.json" &
 load=$!
 sleep 2
 perf record -q -F 499 --call-graph dwarf,16384 -p "$ingress" -o "$work/perf.data" -- sleep "$seconds" 2>/dev/null

@@ -143,6 +143,12 @@ start_target() {
   target_pid=$ingress
 }
 
+# load_64 SECONDS: $load_tool's closed loop at 64 connections (unique eventIds) against $url
+# with $secret for SECONDS; its JSON summary on stdout.
+load_64() {
+  "$load_tool" run --url "$url" --secret "$secret" --concurrency 64 --seconds "$1"
+}
+
 # kafka_toml BROKER_PORT: the [kafka] section, topics created with 3 partitions.
 kafka_toml() {
   cat <<TOML

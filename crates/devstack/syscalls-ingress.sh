@@ -37,10 +37,9 @@ threads() {
 start_broker 19392 kafka
 for target in "$@"; do
   start_target "$target"
-  "$load_tool" run --url "$url" --secret "$secret" --concurrency 64 --seconds "$warmup" >/dev/null
+  load_64 "$warmup" >/dev/null
   threads "$target_pid" >"$work/before"
-  "$load_tool" run --url "$url" --secret "$secret" --concurrency 64 --seconds "$seconds" \
-    >"$work/load.json" &
+  load_64 "$seconds" >"$work/load.json" &
   load=$!
   perf stat -x, -e "$events" -p "$target_pid" -- sleep "$seconds" 2>"$work/perf.csv"
   wait "$load"
