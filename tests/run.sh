@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every test (the broker-backed ones against one Apache
 # Kafka broker started here from its Maven Central jars, each test on topics of its own; outage
-# tests start a Kafka of their own), the fuzz targets for a bounded time, the Prometheus alert
+# tests start a Kafka of their own; then the tests of the secured three-node cluster,
+# deploy/ci/kafka-cluster.sh), the fuzz targets for a bounded time, the Prometheus alert
 # rules' unit tests, the Helm chart checks, and the container image built and run under docker
 # compose with a local Apache Kafka image.
 # What it needs (cmake, OpenSSL and curl headers, cargo-nextest, Java 17 and Maven, the nightly
@@ -24,12 +25,24 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "--- Apache Kafka for the broker-backed tests (deploy/ci/kafka.sh)"
 kafka_dir=$(mktemp -d)
-trap 'deploy/ci/kafka.sh stop "$kafka_dir"; rm -rf "$kafka_dir"' EXIT
+cluster_dir=$(mktemp -d)
+trap 'deploy/ci/kafka.sh stop "$kafka_dir"; deploy/ci/kafka-cluster.sh stop "$cluster_dir";
+  rm -rf "$kafka_dir" "$cluster_dir"' EXIT
 VOICEHUB_TEST_KAFKA=$(deploy/ci/kafka.sh start 39092 "$kafka_dir")
 export VOICEHUB_TEST_KAFKA
 
-echo "--- cargo nextest (profile: $profile)"
-cargo nextest run --workspace --all-targets --locked --profile "$profile"
+# The secured cluster's tests run on their own afterwards: its three JVMs would take CPU from
+# every other test, and some of its tests kill and pause its nodes.
+secured='test(/secured::/)'
+echo "--- cargo nextest (profile: $profile), all but the secured cluster's tests"
+cargo nextest run --workspace --all-targets --locked --profile "$profile" -E "not $secured"
+deploy/ci/kafka.sh stop "$kafka_dir"
+
+echo "--- the secured three-node cluster (deploy/ci/kafka-cluster.sh) and its tests"
+VOICEHUB_TEST_SECURE_KAFKA=$(deploy/ci/kafka-cluster.sh start 41000 "$cluster_dir")
+export VOICEHUB_TEST_SECURE_KAFKA
+cargo nextest run --workspace --all-targets --locked --profile "$profile" -E "$secured"
+deploy/ci/kafka-cluster.sh stop "$cluster_dir"
 
 echo "--- fuzz targets, 60 s each (crates/model/fuzz)"
 crates/model/fuzz/run.sh 60

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use url::Url;
 
 use crate::kafka::{KAFKA_ENV, Kafka};
+use crate::secure::{Auth, SecureCluster};
 use crate::{Result, TestkitError, free_port};
 
 type Tansu = Broker<Controller<StorageContainer>, StorageContainer>;
@@ -49,6 +50,9 @@ pub struct TestBroker {
     _data: Option<tempfile::TempDir>,
     /// Set for Apache Kafka: the tansu fields are then unused.
     kafka: Option<Kafka>,
+    /// Set for the secured cluster (the tansu fields are then unused): this broker's own
+    /// clients are its admin user's.
+    secure: Option<SecureCluster>,
     /// Appended to the names [`Self::topics`] and [`Self::name`] give: unique on a broker the
     /// test run shares, empty on one of this test's own.
     namespace: String,
@@ -81,7 +85,7 @@ impl TestBroker {
 
     /// Whether this is Apache Kafka (else embedded tansu).
     pub fn is_kafka(&self) -> bool {
-        self.kafka.is_some()
+        self.kafka.is_some() || self.secure.is_some()
     }
 
     /// The topics of this test: the default names, made unique on a shared broker.
@@ -117,6 +121,7 @@ impl TestBroker {
             task: None,
             _data: data,
             kafka: None,
+            secure: None,
             namespace: String::new(),
         };
         this.resume().await?;
@@ -152,8 +157,35 @@ impl TestBroker {
             task: None,
             _data: None,
             kafka: Some(kafka),
+            secure: None,
             namespace,
         })
+    }
+
+    /// The secured three-node cluster (see [`crate::secure`]): the test run's
+    /// (`VOICEHUB_TEST_SECURE_KAFKA`), or one started for this test. Topics are created with
+    /// replication 3; reading back and topic creation authenticate as its admin user.
+    pub async fn secure() -> Result<Self> {
+        let cluster = tokio::task::spawn_blocking(SecureCluster::shared_or_started)
+            .await
+            .map_err(|e| TestkitError::Broker(format!("starting the secured cluster: {e}")))??;
+        let storage =
+            Url::parse("kafka://secure/").map_err(|e| TestkitError::Broker(e.to_string()))?;
+        Ok(Self {
+            port: 0,
+            broker: None,
+            storage,
+            task: None,
+            _data: None,
+            kafka: None,
+            secure: Some(cluster),
+            namespace: format!(".t{}", uuid::Uuid::new_v4().simple()),
+        })
+    }
+
+    /// The secured cluster, for [`TestBroker::secure`].
+    pub fn secure_cluster(&self) -> Option<&SecureCluster> {
+        self.secure.as_ref()
     }
 
     /// Apache Kafka started by this test: freezes the broker process (`SIGSTOP`), an outage
@@ -175,15 +207,18 @@ impl TestBroker {
 
     /// `host:port` for `bootstrap.servers`.
     pub fn bootstrap_servers(&self) -> String {
-        match &self.kafka {
-            Some(kafka) => kafka.bootstrap.clone(),
-            None => format!("127.0.0.1:{}", self.port),
+        match (&self.kafka, &self.secure) {
+            (Some(kafka), _) => kafka.bootstrap.clone(),
+            (None, Some(secure)) => secure.bootstrap(Auth::Scram).unwrap_or_default(),
+            (None, None) => format!("127.0.0.1:{}", self.port),
         }
     }
 
     /// Whether the broker is serving.
     pub fn is_running(&self) -> bool {
-        self.kafka.is_some() || self.task.as_ref().is_some_and(|task| !task.is_finished())
+        self.kafka.is_some()
+            || self.secure.is_some()
+            || self.task.as_ref().is_some_and(|task| !task.is_finished())
     }
 
     /// Stops serving: the port is closed and every connection dropped; the data is kept.
@@ -286,15 +321,25 @@ impl TestBroker {
     pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", self.bootstrap_servers());
+        if let Some(secure) = &self.secure {
+            // The cluster was made with an admin user: a missing one is a broken test setup.
+            for (name, value) in secure
+                .client_properties("admin", Auth::Scram)
+                .unwrap_or_default()
+            {
+                config.set(name, value);
+            }
+        }
         config
     }
 
     /// Creates topics (an existing topic is not an error).
     pub async fn create_topics(&self, names: &[&str], partitions: i32) -> Result<()> {
         let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
+        let replication = if self.secure.is_some() { 3 } else { 1 };
         let topics: Vec<NewTopic<'_>> = names
             .iter()
-            .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(1)))
+            .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replication)))
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         for result in admin.create_topics(&topics, &options).await? {

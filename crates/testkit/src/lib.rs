@@ -8,12 +8,15 @@
 //! unique on a shared broker. Outage tests use [`TestBroker::start_stoppable`], a broker of
 //! their own (Apache Kafka started for the test, or tansu) that can be stopped and resumed on
 //! the same port with its data; records are read back with deadlines, never fixed sleeps.
+//! [`TestBroker::secure`] is the secured three-node cluster of [`secure`], for tests of
+//! authentication, authorization and broker faults.
 //! [`metrics`] reads a service's `/metrics` through a real Prometheus text parser.
 
 mod broker;
 pub mod kafka;
 pub mod metrics;
 mod read;
+pub mod secure;
 
 pub use broker::{Storage, TestBroker};
 pub use read::ConsumedRecord;
