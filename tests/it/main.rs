@@ -6,4 +6,6 @@ mod broker_bounce;
 mod cloudevents_binding;
 mod end_to_end;
 mod harness;
+mod process;
 mod process_crash;
+mod secured;

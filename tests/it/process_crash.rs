@@ -2,95 +2,15 @@
 //! traffic, each restarted at once: nothing acknowledged is lost, every analysis is enriched,
 //! and neither the logs nor the metrics ever contain the webhook secret or the API key.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use voicehub_simulator::{AnalysisApi, AnalysisTrouble, simulate};
 use voicehub_testkit::{TestBroker, free_port};
 
 use crate::harness::{
-    API_KEY, Accounting, SECRET, SecretFiles, lines_containing, until_ready, voicehub_traffic,
+    API_KEY, Accounting, SECRET, SecretFiles, lines_containing, voicehub_traffic,
 };
-
-/// A binary of this workspace, built next to the test binaries (cargo builds a package's
-/// binaries for its integration tests, so `cargo nextest run --workspace` has them).
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is not built (cargo build --bins)",
-        path.display()
-    );
-    path
-}
-
-/// One service as a child process, with its configuration file and log.
-struct Service {
-    name: &'static str,
-    config: PathBuf,
-    log: PathBuf,
-    admin_port: u16,
-    child: Option<Child>,
-}
-
-impl Service {
-    fn new(dir: &Path, name: &'static str, admin_port: u16, toml: String) -> Self {
-        let config = dir.join(format!("{name}.toml"));
-        std::fs::write(&config, toml).unwrap();
-        Self {
-            name,
-            config,
-            log: dir.join(format!("{name}.log")),
-            admin_port,
-            child: None,
-        }
-    }
-
-    /// Starts it (appending to its log) and waits until it is ready; the time that took.
-    async fn start(&mut self) -> Duration {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let started = Instant::now();
-        self.child = Some(
-            Command::new(binary(&format!("voicehub-{}", self.name)))
-                .arg("--config")
-                .arg(&self.config)
-                .env_clear()
-                .stdout(Stdio::from(log.try_clone().unwrap()))
-                .stderr(Stdio::from(log))
-                .spawn()
-                .unwrap(),
-        );
-        until_ready(self.admin_port, Duration::from_secs(60)).await;
-        started.elapsed()
-    }
-
-    /// SIGKILL: no drain, no flush, no commit.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use crate::process::Service;
 
 fn kafka_toml(broker: &TestBroker) -> String {
     let topics: String = broker

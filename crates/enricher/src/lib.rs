@@ -1,6 +1,7 @@
 //! The Kafka half of the bridge: for every `AnalysisResultReady` record, fetch the analysis
 //! and republish it enriched. Delivery semantics: see [`pipeline`].
 
+pub mod consumer_watch;
 pub mod fetch;
 pub mod metrics;
 pub mod pipeline;

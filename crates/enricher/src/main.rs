@@ -13,7 +13,12 @@ async fn main() -> anyhow::Result<()> {
     let settings: EnricherSettings = settings::load(args.config.as_deref())?;
     if args.check_config {
         settings.validate()?;
-        eprintln!("voicehub-enricher: configuration is valid");
+        let report = voicehub_runtime::kafka::check_config_report(
+            "voicehub-enricher",
+            args.config.as_deref(),
+            &settings.kafka,
+        )?;
+        eprint!("{report}");
         return Ok(());
     }
     let _log = telemetry::init(&settings.log)?;

@@ -62,6 +62,9 @@ pub struct EnricherMetrics {
     pub broker_reachable: IntGauge,
     /// `voicehub_enricher_api_key_reload_errors_total{source}`
     pub api_key_reload_errors: IntCounterVec,
+    /// `voicehub_enricher_consumer_rebuilds_total`: consumers replaced after knowing no
+    /// broker for the wedge limit (see `consumer_watch`).
+    pub consumer_rebuilds: IntCounter,
 }
 
 impl EnricherMetrics {
@@ -142,6 +145,12 @@ impl EnricherMetrics {
             "1 while the Kafka cluster answers metadata requests (readiness check `broker`).",
         )?;
         registry.register(Box::new(broker_reachable.clone()))?;
+        let consumer_rebuilds = IntCounter::new(
+            "voicehub_enricher_consumer_rebuilds_total",
+            "Input consumers replaced because they had known no broker for 30 s (a librdkafka \
+             client that lost its broker list never recovers alone).",
+        )?;
+        registry.register(Box::new(consumer_rebuilds.clone()))?;
         let metrics = Self {
             records: counter(
                 "voicehub_enricher_records_total",
@@ -180,6 +189,7 @@ impl EnricherMetrics {
                 "Re-reads of an API key file that failed (the previous key stays in use).",
                 &["source"],
             )?,
+            consumer_rebuilds,
         };
         // Every label value starts at 0: the series exist before the first increase, so an
         // alert's increase() sees it (and a sum over them is not empty).

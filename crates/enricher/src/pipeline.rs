@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
@@ -34,6 +34,7 @@ use voicehub_model::{Timestamp, Topics, WebhookEvent, parse_webhook};
 use voicehub_runtime::kafka::{ProduceError, RecoveringProducer};
 use voicehub_runtime::{BRIDGE_VERSION, FaultHook};
 
+use crate::consumer_watch::{BrokerWatch, WEDGE_LIMIT};
 use crate::fetch::{self, Access, BodyBudget};
 use crate::metrics::EnricherMetrics;
 use crate::settings::{FetchSettings, RetrySettings};
@@ -55,10 +56,13 @@ pub struct ConsumerStats {
     /// forgets only the records of a revoked partition received before its revocation, not
     /// those of the same partition assigned again since.
     pub revocations: AtomicU64,
+    /// Whether the consumer still knows a broker.
+    pub brokers: Arc<BrokerWatch>,
 }
 
 impl ClientContext for ConsumerStats {
     fn stats(&self, statistics: Statistics) {
+        self.brokers.observe(&statistics);
         let Some(topic) = statistics.topics.get(&self.topic) else {
             return;
         };
@@ -150,7 +154,7 @@ impl OwnedConsumer {
     }
 
     /// Closes the consumer; false if that did not finish within `within`.
-    async fn close(mut self, within: Duration) -> bool {
+    async fn close(&mut self, within: Duration) -> bool {
         let (done, closed) = tokio::sync::oneshot::channel();
         if let Some(consumer) = self.0.take() {
             std::thread::spawn(move || {
@@ -174,7 +178,8 @@ impl std::ops::Deref for OwnedConsumer {
     type Target = InputConsumer;
 
     fn deref(&self) -> &InputConsumer {
-        // Only `close` and `drop` take it, and both consume `self`.
+        // Only `close` and `drop` take it; after `close` the pipeline runs again only once
+        // `replace_consumer` has given it a new one.
         self.0
             .as_ref()
             .unwrap_or_else(|| unreachable!("consumer used after close"))
@@ -187,6 +192,17 @@ impl Drop for OwnedConsumer {
             std::thread::spawn(move || drop(consumer));
         }
     }
+}
+
+/// Why [`Pipeline::run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Shutdown: drained and closed.
+    Stopped,
+    /// The consumer knew no broker for [`WEDGE_LIMIT`]: drained and closed (as far as a
+    /// consumer without brokers can be); give the pipeline a new one
+    /// ([`Pipeline::replace_consumer`]) and run it again.
+    Wedged,
 }
 
 /// What happened to one input record.
@@ -302,6 +318,8 @@ pub struct Worker {
     pub produce_deadline: Duration,
     /// Metrics.
     pub metrics: EnricherMetrics,
+    /// Produce failures logged once per cause and topic a minute.
+    pub failures: voicehub_runtime::failure_log::FailureLog,
     /// Called with every parsed input before its fetch (fault-injection tests only).
     pub fault_hook: std::sync::OnceLock<FaultHook>,
 }
@@ -322,7 +340,17 @@ pub struct Pipeline {
     pub drain_timeout: Duration,
     /// Partitions revoked by rebalances (from [`ConsumerStats`]).
     pub revoked: tokio::sync::mpsc::UnboundedReceiver<(i32, u64)>,
+    /// The consumer group (for what is logged).
+    pub group: String,
+    /// Fails [`GROUP_CHECK`] while the cluster refuses the consumer.
+    pub readiness: voicehub_runtime::admin::Readiness,
 }
+
+/// The readiness check that fails while the cluster refuses the consumer its group or topic.
+pub const GROUP_CHECK: &str = "consumer_authorized";
+
+/// How long after the last refusal the consumer counts as allowed again.
+const GROUP_DENIED_FOR: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -348,7 +376,11 @@ impl Pipeline {
     /// fetched again on resume), and pausing at every crossing of a single bound refetched the
     /// same records over and over; against a broker slow to answer fetches, consumption
     /// stopped altogether.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Ended {
+        let mut ended = Ended::Stopped;
+        let mut group_denied_at: Option<Instant> = None;
+        let mut wedge_check = tokio::time::interval(Duration::from_secs(1));
+        wedge_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut tracker = OffsetTracker::default();
         let mut positions = Received::default();
         let mut tasks = tokio::task::JoinSet::new();
@@ -384,6 +416,26 @@ impl Pipeline {
             tokio::select! {
                 biased;
                 () = stopped(&mut stop) => break,
+                _ = wedge_check.tick() => {
+                    // The consumer retries a refused join every few seconds, each time with
+                    // the error again: quiet for a while, the ACL was granted.
+                    if group_denied_at.is_some_and(|at| at.elapsed() > GROUP_DENIED_FOR) {
+                        group_denied_at = None;
+                        self.readiness.set(GROUP_CHECK, true);
+                        info!(group = %self.group, check = GROUP_CHECK, "consumer group usable again");
+                    }
+                    if self.consumer.context().brokers.is_wedged() {
+                        error!(
+                            after = ?WEDGE_LIMIT,
+                            "the input consumer knows no broker any more (librdkafka lost its \
+                             broker list): replacing it and the producer"
+                        );
+                        // In-flight records finish through a new producer while this one drains.
+                        self.worker.producer.renew("the consumer beside it lost every broker");
+                        ended = Ended::Wedged;
+                        break;
+                    }
+                }
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                     self.finish(joined, &mut tracker);
                 }
@@ -426,7 +478,7 @@ impl Pipeline {
                             }
                         }
                         Err(error) => {
-                            warn!(error = &error as &dyn std::error::Error, "consume failed");
+                            self.consume_failed(&error, &mut group_denied_at);
                             tokio::time::sleep(Duration::from_millis(200)).await;
                         }
                     }
@@ -455,6 +507,55 @@ impl Pipeline {
                  uncommitted and its partitions move after the session timeout"
             );
         }
+        ended
+    }
+
+    /// Logs a consume error (once a minute per cause); a refused group or topic also fails
+    /// readiness until the errors stop.
+    fn consume_failed(&self, error: &KafkaError, group_denied_at: &mut Option<Instant>) {
+        let code = error.rdkafka_error_code();
+        let cause = voicehub_runtime::failure_log::error_code(Some(error));
+        let denied = code.is_some_and(voicehub_runtime::kafka::is_unauthorized);
+        if denied && group_denied_at.replace(Instant::now()).is_none() {
+            self.readiness.set(GROUP_CHECK, false);
+        }
+        let Some(unlogged) = self
+            .worker
+            .failures
+            .admit(&self.topic, cause.as_deref().unwrap_or("consume"))
+        else {
+            return;
+        };
+        let error_code = cause.as_deref().unwrap_or("none");
+        if denied {
+            error!(
+                group = %self.group,
+                topic = %self.topic,
+                error_code,
+                unlogged,
+                error = error as &dyn std::error::Error,
+                "the consumer is refused: grant this principal Read on the group and the topic \
+                 (docs/operations.md, Kafka permissions); not ready"
+            );
+        } else {
+            warn!(
+                topic = %self.topic,
+                error_code,
+                unlogged,
+                error = error as &dyn std::error::Error,
+                "consume failed"
+            );
+        }
+    }
+
+    /// A new consumer after [`Ended::Wedged`], with the receiver of its revocations.
+    pub fn replace_consumer(
+        &mut self,
+        consumer: OwnedConsumer,
+        revoked: tokio::sync::mpsc::UnboundedReceiver<(i32, u64)>,
+    ) {
+        self.consumer = consumer;
+        self.revoked = revoked;
     }
 
     /// Pauses (or resumes) fetching on the current assignment.
@@ -757,12 +858,7 @@ impl Worker {
                         .produce_errors
                         .with_label_values(&[error.reason()])
                         .inc();
-                    warn!(
-                        topic,
-                        attempt,
-                        error = &error as &dyn std::error::Error,
-                        "produce failed; retrying"
-                    );
+                    self.failures.produce_failed(topic, &error);
                     if cancelled_within(stop, jittered(self.retry.backoff(attempt))).await {
                         return Delivery::Abandoned;
                     }

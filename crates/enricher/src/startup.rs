@@ -7,16 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use voicehub_runtime::admin::{AdminServer, Readiness};
 use voicehub_runtime::kafka::{self, RecoveringProducer};
+use voicehub_runtime::permissions::{self, TopicPermissions};
 use voicehub_runtime::settings::{KafkaSettings, SettingsError};
 pub use voicehub_runtime::shutdown::ShutdownTrigger;
 use voicehub_runtime::{FaultHook, reload};
 
+use crate::consumer_watch::BrokerWatch;
 use crate::fetch::{self, Access, ApiKey, SharedKey};
 use crate::metrics::EnricherMetrics;
-use crate::pipeline::{ConsumerStats, InputConsumer, OwnedConsumer, Pipeline, Worker};
+use crate::pipeline::{ConsumerStats, Ended, InputConsumer, OwnedConsumer, Pipeline, Worker};
 use crate::settings::{EnricherSettings, SourceSettings};
 
 /// The readiness check that passes while consuming.
@@ -69,6 +71,9 @@ pub enum StartupError {
 #[derive(Debug)]
 pub struct Application {
     pipeline: Pipeline,
+    consumers: Arc<ConsumerFactory>,
+    /// The topics it reads and writes (checked for permissions).
+    topics: Vec<String>,
     admin: AdminServer,
     readiness: Readiness,
     producer: Arc<RecoveringProducer<rdkafka::client::DefaultClientContext>>,
@@ -98,18 +103,15 @@ impl Application {
         }
 
         let topics = settings.kafka.topics.clone();
+        let own_topics = [
+            topics.analysis_result_ready.as_str(),
+            topics.analysis_enriched.as_str(),
+            topics.dead_letter.as_str(),
+        ];
         if settings.kafka.provision.create_topics {
-            kafka::ensure_topics(
-                &settings.kafka,
-                &[
-                    &topics.analysis_result_ready,
-                    &topics.analysis_enriched,
-                    &topics.dead_letter,
-                ],
-                Duration::from_secs(30),
-            )
-            .await?;
+            kafka::ensure_topics(&settings.kafka, &own_topics, Duration::from_secs(30)).await?;
         }
+        let own_topics = own_topics.map(str::to_owned).to_vec();
 
         // The producer's statistics feed nothing here (the consumer's feed the lag gauge);
         // off, rdkafka's default context would log all 5 KB of them at INFO every interval.
@@ -121,45 +123,12 @@ impl Application {
             rdkafka::client::DefaultClientContext
         })?);
 
-        let (revoked_tx, revoked) = tokio::sync::mpsc::unbounded_channel();
-        let consumer: InputConsumer = {
-            let mut config = kafka::client_config(&settings.kafka);
-            let consumer = &settings.consumer;
-            config
-                .set("group.id", &consumer.group_id)
-                .set("enable.auto.commit", "true")
-                .set("enable.auto.offset.store", "false")
-                .set(
-                    "auto.commit.interval.ms",
-                    consumer.commit_interval_ms.to_string(),
-                )
-                .set("auto.offset.reset", "earliest")
-                .set(
-                    "queued.max.messages.kbytes",
-                    (consumer.max_backlog_bytes / 2 / 1024).max(1).to_string(),
-                )
-                .set(
-                    "session.timeout.ms",
-                    consumer.session_timeout_ms.to_string(),
-                )
-                .set(
-                    "max.poll.interval.ms",
-                    consumer.max_poll_interval_ms.to_string(),
-                )
-                .set(
-                    "statistics.interval.ms",
-                    settings.kafka.statistics_interval_ms.to_string(),
-                );
-            config
-                .create_with_context(ConsumerStats {
-                    metrics: metrics.clone(),
-                    topic: topics.analysis_result_ready.clone(),
-                    revoked: revoked_tx,
-                    revocations: std::sync::atomic::AtomicU64::new(0),
-                })
-                .map_err(kafka::redacted)?
-        };
-        consumer.subscribe(&[&topics.analysis_result_ready])?;
+        let consumers = Arc::new(ConsumerFactory::new(
+            &settings,
+            metrics.clone(),
+            topics.analysis_result_ready.clone(),
+        ));
+        let (consumer, revoked) = consumers.make()?;
 
         let http = fetch::client(Duration::from_millis(settings.fetch.connect_timeout_ms))?;
         let admin = AdminServer::bind(&settings.admin.listen, registry, readiness.clone())
@@ -168,7 +137,7 @@ impl Application {
                 error,
             })?;
         let pipeline = Pipeline {
-            consumer: OwnedConsumer::new(consumer),
+            consumer,
             topic: topics.analysis_result_ready.clone(),
             worker: Arc::new(Worker {
                 producer: producer.clone(),
@@ -180,16 +149,21 @@ impl Application {
                 retry: settings.retry.clone(),
                 produce_deadline: settings.kafka.message_timeout() + Duration::from_secs(5),
                 metrics: metrics.clone(),
+                failures: voicehub_runtime::failure_log::FailureLog::default(),
                 fault_hook: std::sync::OnceLock::new(),
             }),
             max_in_flight: settings.consumer.max_in_flight,
             max_backlog_bytes: settings.consumer.max_backlog_bytes,
             drain_timeout: Duration::from_millis(settings.consumer.drain_timeout_ms),
             revoked,
+            group: settings.consumer.group_id.clone(),
+            readiness: readiness.clone(),
         };
         info!(admin_port = admin.port(), "enricher subscribed");
         Ok(Self {
             pipeline,
+            consumers,
+            topics: own_topics,
             admin,
             readiness,
             producer,
@@ -211,6 +185,12 @@ impl Application {
         let _ = self.pipeline.worker.fault_hook.set(hook);
     }
 
+    /// The broker watch of the current input consumer, for fault-injection tests (a wedge
+    /// is pretended through it; see [`crate::consumer_watch`]).
+    pub fn consumer_broker_watch(&self) -> Arc<BrokerWatch> {
+        self.consumers.current_watch()
+    }
+
     /// A handle that starts the drain.
     pub fn shutdown_trigger(&self) -> ShutdownTrigger {
         self.shutdown.clone()
@@ -227,6 +207,7 @@ impl Application {
             self.producer.clone(),
             self.readiness.clone(),
             self.metrics.broker_reachable.clone(),
+            self.topics.clone(),
         ));
         for key_file in self.key_files {
             let KeyFile {
@@ -243,8 +224,36 @@ impl Application {
                 move || read_key_file(&path).map(|fresh| key.replace(fresh)),
             ));
         }
+        let mut pipeline = self.pipeline;
         self.readiness.set(CONSUMING_CHECK, true);
-        self.pipeline.run(self.shutdown.subscribe()).await;
+        while pipeline.run(self.shutdown.subscribe()).await == Ended::Wedged {
+            self.readiness.set(CONSUMING_CHECK, false);
+            self.metrics.consumer_rebuilds.inc();
+            let mut stop = self.shutdown.subscribe();
+            loop {
+                match self.consumers.make() {
+                    Ok((consumer, revoked)) => {
+                        pipeline.replace_consumer(consumer, revoked);
+                        break;
+                    }
+                    Err(error) => error!(
+                        error = &error as &dyn std::error::Error,
+                        "a new input consumer could not be made; trying again in 5 s"
+                    ),
+                }
+                if tokio::time::timeout(Duration::from_secs(5), stop.wait_for(|stop| *stop))
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
+            }
+            if *stop.borrow() {
+                break;
+            }
+            info!("input consumer replaced");
+            self.readiness.set(CONSUMING_CHECK, true);
+        }
         self.readiness.set(CONSUMING_CHECK, false);
         let producer = self.producer.producer();
         let flush_timeout = self.drain_timeout;
@@ -263,19 +272,116 @@ impl Application {
     }
 }
 
-/// Every [`PROBE_INTERVAL`], asks the cluster for metadata: readiness (`broker`) and
+/// Makes the input consumer: at startup, and again when one is wedged.
+#[derive(Debug)]
+struct ConsumerFactory {
+    config: rdkafka::ClientConfig,
+    metrics: EnricherMetrics,
+    topic: String,
+    /// The watch of the consumer made last.
+    current: std::sync::Mutex<Arc<BrokerWatch>>,
+}
+
+impl ConsumerFactory {
+    fn new(settings: &EnricherSettings, metrics: EnricherMetrics, topic: String) -> Self {
+        let mut config = kafka::client_config(&settings.kafka);
+        let consumer = &settings.consumer;
+        config
+            .set("group.id", &consumer.group_id)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "auto.commit.interval.ms",
+                consumer.commit_interval_ms.to_string(),
+            )
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "queued.max.messages.kbytes",
+                (consumer.max_backlog_bytes / 2 / 1024).max(1).to_string(),
+            )
+            .set(
+                "session.timeout.ms",
+                consumer.session_timeout_ms.to_string(),
+            )
+            .set(
+                "max.poll.interval.ms",
+                consumer.max_poll_interval_ms.to_string(),
+            )
+            .set(
+                "statistics.interval.ms",
+                settings.kafka.statistics_interval_ms.to_string(),
+            );
+        Self {
+            config,
+            metrics,
+            topic,
+            current: std::sync::Mutex::new(Arc::default()),
+        }
+    }
+
+    /// A new consumer, subscribed, and the receiver of its revocations.
+    fn make(
+        &self,
+    ) -> Result<
+        (
+            OwnedConsumer,
+            tokio::sync::mpsc::UnboundedReceiver<(i32, u64)>,
+        ),
+        rdkafka::error::KafkaError,
+    > {
+        let (revoked_tx, revoked) = tokio::sync::mpsc::unbounded_channel();
+        let brokers = Arc::new(BrokerWatch::default());
+        let consumer: InputConsumer = self
+            .config
+            .create_with_context(ConsumerStats {
+                metrics: self.metrics.clone(),
+                topic: self.topic.clone(),
+                revoked: revoked_tx,
+                revocations: std::sync::atomic::AtomicU64::new(0),
+                brokers: brokers.clone(),
+            })
+            .map_err(kafka::redacted)?;
+        consumer.subscribe(&[&self.topic])?;
+        *self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = brokers;
+        Ok((OwnedConsumer::new(consumer), revoked))
+    }
+
+    fn current_watch(&self) -> Arc<BrokerWatch> {
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Every [`permissions::PERIOD`] (first), whether the cluster lets the enricher use its
+/// topics. Every [`PROBE_INTERVAL`], asks the cluster for metadata: readiness (`broker`) and
 /// `voicehub_enricher_broker_reachable` follow the answers: reachable at the first answer,
 /// unreachable after [`PROBE_FAILURES`] unanswered in a row (one slow answer is not an outage).
 async fn probe_broker(
     producer: Arc<RecoveringProducer<rdkafka::client::DefaultClientContext>>,
     readiness: Readiness,
     reachable: prometheus::IntGauge,
+    topics: Vec<String>,
 ) {
     let mut interval = tokio::time::interval(PROBE_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failures = PROBE_FAILURES;
+    let permissions = TopicPermissions::new(readiness.clone());
+    let mut next_permissions = tokio::time::Instant::now();
     loop {
         interval.tick().await;
+        if tokio::time::Instant::now() >= next_permissions
+            && let Some(refused) = producer
+                .refused_topics(topics.clone(), PROBE_INTERVAL)
+                .await
+        {
+            permissions.update(refused);
+            next_permissions = tokio::time::Instant::now() + permissions::PERIOD;
+        }
         failures = if producer.reachable(PROBE_INTERVAL).await {
             0
         } else {

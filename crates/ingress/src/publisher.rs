@@ -4,7 +4,7 @@
 //! produces through this or spools first, depending on `spool.mode`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
@@ -12,6 +12,7 @@ use rdkafka::statistics::Statistics;
 use tracing::{info, warn};
 use voicehub_model::record::Record;
 use voicehub_runtime::admin::Readiness;
+use voicehub_runtime::failure_log::FailureLog;
 use voicehub_runtime::kafka::{self, Delivered, ProduceError, RecoveringProducer};
 use voicehub_runtime::settings::KafkaSettings;
 
@@ -19,6 +20,12 @@ use crate::metrics::IngressMetrics;
 
 /// The readiness check fed by broker health.
 pub const BROKER_CHECK: &str = "broker";
+
+/// How long deliveries (and probes) must have failed, with none succeeding, before the broker
+/// counts as unhealthy. A success makes it healthy at once. Against one broker of a cluster
+/// failing, some deliveries fail while others (partitions led elsewhere) succeed: without
+/// this, readiness followed each answer and changed state dozens of times a second.
+pub const UNHEALTHY_AFTER: Duration = Duration::from_secs(5);
 
 /// Feeds librdkafka's statistics into the metrics.
 #[derive(Debug)]
@@ -46,7 +53,11 @@ struct Inner {
     /// Broker health gates readiness only without a spool (with one, the spool does).
     readiness: Option<Readiness>,
     healthy: AtomicBool,
+    /// When the last delivery or probe succeeded, in milliseconds since `epoch`.
+    last_success_ms: AtomicU64,
+    epoch: Instant,
     metrics: IngressMetrics,
+    failures: FailureLog,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -79,7 +90,10 @@ impl Publisher {
                 deadline,
                 readiness,
                 healthy: AtomicBool::new(false),
+                last_success_ms: AtomicU64::new(0),
+                epoch: Instant::now(),
                 metrics,
+                failures: FailureLog::default(),
             }),
         })
     }
@@ -118,7 +132,7 @@ impl Publisher {
                     .produce_errors
                     .with_label_values(&[error.reason()])
                     .inc();
-                self.set_broker_health(false);
+                self.failed();
                 Err(error)
             }
             result => result,
@@ -135,6 +149,7 @@ impl Publisher {
         let started = Instant::now();
         let delivery = self.inner.producer.send(topic, record);
         let this = self.clone();
+        let topic = topic.to_owned();
         async move {
             let generation = this.inner.producer.generation();
             let result = delivery.await;
@@ -146,7 +161,7 @@ impl Publisher {
                         .metrics
                         .produce_duration
                         .observe(started.elapsed().as_secs_f64());
-                    this.set_broker_health(true);
+                    this.succeeded();
                 }
                 Err(error) => {
                     this.inner
@@ -154,8 +169,11 @@ impl Publisher {
                         .produce_errors
                         .with_label_values(&[error.reason()])
                         .inc();
-                    if error.is_transient() {
-                        this.set_broker_health(false);
+                    this.inner.failures.produce_failed(&topic, error);
+                    // A refused principal reached the broker: its cause is in the log line
+                    // above, and it is no outage.
+                    if error.is_transient() && !matches!(error, ProduceError::Unauthorized(_)) {
+                        this.failed();
                     }
                 }
             }
@@ -170,8 +188,21 @@ impl Publisher {
 
     /// Asks the broker for metadata; healthy if it answers within `timeout`.
     pub async fn probe(&self, timeout: Duration) {
-        let reachable = self.inner.producer.reachable(timeout).await;
-        self.set_broker_health(reachable);
+        if self.inner.producer.reachable(timeout).await {
+            self.succeeded();
+        } else {
+            self.failed();
+        }
+    }
+
+    /// The topics the cluster refuses to describe to this principal, or does not have
+    /// (`None`: no answer within `timeout`).
+    pub async fn refused_topics(
+        &self,
+        topics: Vec<String>,
+        timeout: Duration,
+    ) -> Option<Vec<(String, rdkafka::error::RDKafkaErrorCode)>> {
+        self.inner.producer.refused_topics(topics, timeout).await
     }
 
     /// Sends what is queued, waiting at most `timeout`.
@@ -183,6 +214,24 @@ impl Publisher {
         })
         .await
         .unwrap_or(Err(rdkafka::error::KafkaError::Canceled))
+    }
+
+    fn succeeded(&self) {
+        let now = u64::try_from(self.inner.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.inner.last_success_ms.fetch_max(now, Ordering::AcqRel);
+        if !self.inner.healthy.load(Ordering::Acquire) {
+            self.set_broker_health(true);
+        }
+    }
+
+    /// A failure: unhealthy once nothing has succeeded for [`UNHEALTHY_AFTER`].
+    fn failed(&self) {
+        let last = Duration::from_millis(self.inner.last_success_ms.load(Ordering::Acquire));
+        if self.inner.healthy.load(Ordering::Acquire)
+            && self.inner.epoch.elapsed().saturating_sub(last) >= UNHEALTHY_AFTER
+        {
+            self.set_broker_health(false);
+        }
     }
 
     fn set_broker_health(&self, healthy: bool) {

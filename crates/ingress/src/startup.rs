@@ -12,6 +12,7 @@ use actix_web::{App, HttpServer, web};
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 use voicehub_runtime::admin::{AdminServer, Readiness};
+use voicehub_runtime::permissions::{self, TopicPermissions};
 use voicehub_runtime::settings::SettingsError;
 pub use voicehub_runtime::shutdown::ShutdownTrigger;
 use voicehub_runtime::{FaultHook, kafka, reload};
@@ -252,7 +253,12 @@ impl Application {
         let mut server_task = tokio::spawn(server);
         let admin_task = tokio::spawn(admin.run());
         let mut background = tokio::task::JoinSet::new();
-        background.spawn(probe_broker(state.clone()));
+        let topics = topics_to_provision(&settings)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let permissions = TopicPermissions::new(readiness.clone());
+        background.spawn(probe_broker(state.clone(), permissions, topics));
         if provision_later {
             background.spawn(provision_until_done(settings.clone()));
         }
@@ -361,11 +367,27 @@ fn http_server(
     Ok(server.run())
 }
 
-async fn probe_broker(state: web::Data<AppState>) {
+/// Every [`PROBE_INTERVAL`] the broker's health, and every [`permissions::PERIOD`] (first)
+/// whether the cluster lets the ingress use its topics.
+async fn probe_broker(
+    state: web::Data<AppState>,
+    permissions: TopicPermissions,
+    topics: Vec<String>,
+) {
     let mut interval = tokio::time::interval(PROBE_INTERVAL);
+    let mut next_permissions = tokio::time::Instant::now();
     loop {
         interval.tick().await;
-        state.outbox.publisher().probe(PROBE_INTERVAL).await;
+        let publisher = state.outbox.publisher();
+        if tokio::time::Instant::now() >= next_permissions
+            && let Some(refused) = publisher
+                .refused_topics(topics.clone(), PROBE_INTERVAL)
+                .await
+        {
+            permissions.update(refused);
+            next_permissions = tokio::time::Instant::now() + permissions::PERIOD;
+        }
+        publisher.probe(PROBE_INTERVAL).await;
     }
 }
 

@@ -14,7 +14,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tracing::info;
 use voicehub_model::record::Record;
 
-use crate::settings::KafkaSettings;
+use crate::settings::{KafkaSettings, PropertyOrigin};
 
 /// Producer properties fixed by the record contract (see `docs/records.md`).
 pub const CONTRACT_PRODUCER_PROPERTIES: &[&str] = &[
@@ -69,6 +69,71 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
     config
 }
 
+/// The librdkafka properties of the service's producer (every client shares the connection
+/// ones), one per line with where each comes from, for `--check-config`. The value of a
+/// property that may hold a secret is never shown.
+pub fn describe_properties(
+    settings: &KafkaSettings,
+    origins: &std::collections::BTreeMap<String, PropertyOrigin>,
+) -> String {
+    let config = producer_config(settings);
+    let properties: std::collections::BTreeMap<_, _> = config.config_map().iter().collect();
+    let width = properties.keys().map(|name| name.len()).max().unwrap_or(0);
+    let mut text = String::new();
+    for (name, value) in properties {
+        let origin = match origins.get(name.as_str()) {
+            Some(PropertyOrigin::File) => "file (kafka.properties)".to_owned(),
+            Some(PropertyOrigin::Environment(variable)) => format!("environment ({variable})"),
+            None => match SETTING_PROPERTIES.iter().find(|(p, _)| p == name) {
+                Some((_, setting)) => (*setting).to_owned(),
+                None if CONTRACT_PRODUCER_PROPERTIES.contains(&name.as_str()) => {
+                    "record contract".to_owned()
+                }
+                None => "default".to_owned(),
+            },
+        };
+        let value = if may_be_secret(name) {
+            "(secret, not shown)"
+        } else {
+            value
+        };
+        text.push_str(&format!("  {name:width$}  {value}  <- {origin}\n"));
+    }
+    text
+}
+
+/// What `--check-config` prints for a valid configuration: the librdkafka properties and
+/// where each comes from (`file` is the configuration file, if any).
+pub fn check_config_report(
+    service: &str,
+    file: Option<&std::path::Path>,
+    settings: &KafkaSettings,
+) -> Result<String, crate::settings::SettingsError> {
+    let origins = crate::settings::kafka_property_origins(file, std::env::vars())?;
+    Ok(format!(
+        "{service}: configuration is valid\nlibrdkafka properties (value <- where it is set):\n{}",
+        describe_properties(settings, &origins)
+    ))
+}
+
+/// librdkafka properties the bridge sets from one of its own settings.
+const SETTING_PROPERTIES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "kafka.bootstrap_servers"),
+    ("client.id", "kafka.client_id"),
+    ("message.timeout.ms", "kafka.message_timeout_ms"),
+    ("linger.ms", "kafka.linger_ms"),
+    ("compression.type", "kafka.compression"),
+    ("statistics.interval.ms", "kafka.statistics_interval_ms"),
+];
+
+/// Whether a librdkafka property may hold a secret (passwords, private keys, OAuth client
+/// secrets and configurations).
+fn may_be_secret(name: &str) -> bool {
+    ["password", "secret", ".pem", "oauthbearer.config", "jaas"]
+        .iter()
+        .any(|part| name.contains(part))
+}
+
 /// Creates a producer with the contract's settings and the given context (for statistics).
 pub fn create_producer<C: ClientContext + 'static>(
     settings: &KafkaSettings,
@@ -106,6 +171,11 @@ pub enum ProduceError {
     /// The record is larger than the producer or broker accepts: retrying will not help.
     #[error("record too large: {0}")]
     TooLarge(#[source] KafkaError),
+    /// The cluster refused this client's principal: a missing ACL (authorization) or a
+    /// refused credential (authentication). Not an outage: it lasts until someone grants or
+    /// fixes it, and then the same record may succeed.
+    #[error("not authorized: {0}")]
+    Unauthorized(#[source] KafkaError),
     /// Any other delivery failure (broker unreachable, not enough replicas, ...).
     #[error("delivery failed: {0}")]
     Failed(#[source] KafkaError),
@@ -113,8 +183,14 @@ pub enum ProduceError {
 
 impl ProduceError {
     /// Every value of [`Self::reason`], for metrics to start at zero.
-    pub const REASONS: [&'static str; 5] =
-        ["deadline", "timed_out", "queue_full", "too_large", "failed"];
+    pub const REASONS: [&'static str; 6] = [
+        "deadline",
+        "timed_out",
+        "queue_full",
+        "too_large",
+        "unauthorized",
+        "failed",
+    ];
 
     /// A closed set of reason codes, for metric labels.
     pub fn reason(&self) -> &'static str {
@@ -123,7 +199,16 @@ impl ProduceError {
             Self::TimedOut => "timed_out",
             Self::QueueFull => "queue_full",
             Self::TooLarge(_) => "too_large",
+            Self::Unauthorized(_) => "unauthorized",
             Self::Failed(_) => "failed",
+        }
+    }
+
+    /// librdkafka's error, where there is one.
+    pub fn kafka_error(&self) -> Option<&KafkaError> {
+        match self {
+            Self::TooLarge(error) | Self::Unauthorized(error) | Self::Failed(error) => Some(error),
+            Self::Deadline(_) | Self::TimedOut | Self::QueueFull => None,
         }
     }
 
@@ -138,9 +223,23 @@ impl ProduceError {
             Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize) => {
                 Self::TooLarge(error)
             }
+            Some(code) if is_unauthorized(code) => Self::Unauthorized(error),
             _ => Self::Failed(error),
         }
     }
+}
+
+/// Whether `code` says the cluster refused the principal (authorization or authentication).
+pub fn is_unauthorized(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::GroupAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+            | RDKafkaErrorCode::SaslAuthenticationFailed
+            | RDKafkaErrorCode::Authentication
+    )
 }
 
 /// Where an acknowledged record was written.
@@ -344,6 +443,38 @@ impl<C: ClientContext + 'static> RecoveringProducer<C> {
         .unwrap_or(false)
     }
 
+    /// The topics of `topics` whose metadata the cluster answers with an error (the principal
+    /// may not describe it, or it does not exist), each with that error; `None` when the
+    /// cluster does not answer within `timeout`. One request per topic (a request for several
+    /// names is answered without the ones the principal may not see), off the async runtime.
+    pub async fn refused_topics(
+        &self,
+        topics: Vec<String>,
+        timeout: Duration,
+    ) -> Option<Vec<(String, RDKafkaErrorCode)>> {
+        let producer = self.producer();
+        tokio::task::spawn_blocking(move || {
+            let mut refused = Vec::new();
+            for topic in topics {
+                let metadata = producer
+                    .client()
+                    .fetch_metadata(Some(&topic), timeout)
+                    .ok()?;
+                let error = match metadata.topics().iter().find(|t| t.name() == topic) {
+                    Some(answer) => answer.error().map(RDKafkaErrorCode::from),
+                    None => Some(RDKafkaErrorCode::UnknownTopicOrPartition),
+                };
+                if let Some(error) = error {
+                    refused.push((topic, error));
+                }
+            }
+            Some(refused)
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
     /// Starts delivering `record` through the current instance. The returned future owns
     /// everything it needs (spawn it to let the delivery outlive the caller); when it ends in
     /// failure and the instance looks wedged, the instance is replaced.
@@ -410,6 +541,12 @@ impl<C: ClientContext + 'static> RecoveringProducer<C> {
         } else if lock(&self.last_success).elapsed() > self.stall_limit() {
             self.replace(generation, "no delivery within the stall limit");
         }
+    }
+
+    /// Replaces the current instance now (at most once per [`MIN_REPLACEMENT_INTERVAL`]),
+    /// for a caller that knows it is wedged though no delivery has failed yet.
+    pub fn renew(&self, reason: &str) {
+        self.replace(self.generation(), reason);
     }
 
     fn replace(&self, generation: u64, reason: &str) {
@@ -537,6 +674,7 @@ mod reason_tests {
             ProduceError::TimedOut,
             ProduceError::QueueFull,
             ProduceError::TooLarge(error()),
+            ProduceError::Unauthorized(error()),
             ProduceError::Failed(error()),
         ];
         let reasons: Vec<&str> = all.iter().map(ProduceError::reason).collect();
@@ -547,6 +685,47 @@ mod reason_tests {
 #[cfg(test)]
 mod redaction_tests {
     use super::*;
+
+    #[test]
+    fn the_property_report_names_each_origin_and_hides_secrets() {
+        let mut settings = KafkaSettings::default();
+        for (name, value) in [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.password", "hunter2-secret"),
+            ("ssl.key.pem", "-----BEGIN PRIVATE KEY-----"),
+        ] {
+            settings.properties.insert(name.into(), value.into());
+        }
+        let origins = std::collections::BTreeMap::from([
+            ("security.protocol".to_owned(), PropertyOrigin::File),
+            (
+                "sasl.password".to_owned(),
+                PropertyOrigin::Environment(
+                    "VOICEHUB_BRIDGE__KAFKA__PROPERTIES__SASL__PASSWORD".into(),
+                ),
+            ),
+            ("ssl.key.pem".to_owned(), PropertyOrigin::File),
+        ]);
+        let report = describe_properties(&settings, &origins);
+        let line = |name: &str| {
+            report
+                .lines()
+                .find(|line| line.trim_start().starts_with(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("no {name} in {report}"))
+                .to_owned()
+        };
+        assert!(line("security.protocol").ends_with("SASL_SSL  <- file (kafka.properties)"));
+        assert!(line("sasl.password").ends_with(
+            "(secret, not shown)  <- environment (VOICEHUB_BRIDGE__KAFKA__PROPERTIES__SASL__PASSWORD)"
+        ));
+        assert!(line("acks").ends_with("all  <- record contract"));
+        assert!(line("linger.ms").ends_with("5  <- kafka.linger_ms"));
+        assert!(line("reconnect.backoff.max.ms").ends_with("1000  <- default"));
+        assert!(
+            !report.contains("hunter2") && !report.contains("PRIVATE"),
+            "{report}"
+        );
+    }
 
     #[test]
     fn a_refused_property_is_named_without_its_value() {

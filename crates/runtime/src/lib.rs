@@ -5,17 +5,21 @@
 //!   `log`).
 //! - [`kafka`]: the producer with the contract's settings, record conversion, delivery with a
 //!   deadline, and topic provisioning.
+//! - [`failure_log`]: produce and consume failures logged once per cause and topic a minute.
 //! - [`metrics`]: a per-service Prometheus registry (never the global one).
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/livez`, `/readyz`) and readiness flags.
+//! - [`permissions`]: whether the cluster lets the service use its topics, as readiness.
 //! - [`reload`]: credentials mounted as files, re-read while running.
 //! - [`telemetry`]: structured logging, written by a thread of its own.
 //! - [`shutdown`]: the termination signal.
 
 pub mod admin;
+pub mod failure_log;
 mod json_log;
 pub mod kafka;
 mod log_writer;
 pub mod metrics;
+pub mod permissions;
 pub mod reload;
 pub mod settings;
 pub mod shutdown;

@@ -59,6 +59,53 @@ pub fn load_with_env<T: DeserializeOwned>(
     file: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<T, SettingsError> {
+    serde_path_to_error::deserialize(build(file, env)?).map_err(|e| {
+        let key = e.path().to_string();
+        SettingsError::invalid(key, e.into_inner())
+    })
+}
+
+/// Where a `kafka.properties` entry was set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PropertyOrigin {
+    /// In the configuration file.
+    File,
+    /// By the environment variable named.
+    Environment(String),
+}
+
+/// Where each `kafka.properties` entry of the merged configuration comes from (for
+/// `--check-config`), keyed by the librdkafka property name.
+pub fn kafka_property_origins(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<BTreeMap<String, PropertyOrigin>, SettingsError> {
+    let config = build(file, env)?;
+    let Ok(table) = config.get_table(PROPERTIES_PATH) else {
+        return Ok(BTreeMap::new());
+    };
+    Ok(table
+        .into_iter()
+        .map(|(name, value)| {
+            let origin = match value.origin() {
+                Some(origin) if origin.starts_with(ENV_PREFIX) => {
+                    PropertyOrigin::Environment(origin.to_owned())
+                }
+                _ => PropertyOrigin::File,
+            };
+            (name, origin)
+        })
+        .collect())
+}
+
+/// Where librdkafka's properties sit in the configuration.
+const PROPERTIES_PATH: &str = "kafka.properties";
+
+/// The file and the environment, merged (the environment wins, key by key).
+fn build(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<config::Config, SettingsError> {
     let mut builder = config::Config::builder();
     if let Some(path) = file {
         if !path.is_file() {
@@ -67,33 +114,114 @@ pub fn load_with_env<T: DeserializeOwned>(
                 detail: "no such file".into(),
             });
         }
-        builder = builder.add_source(
+        builder = builder.add_source(FileWithFlatProperties(
             config::File::from(path)
                 .format(config::FileFormat::Toml)
                 .required(true),
-        );
+        ));
     }
-    let env: config::Map<String, String> = env
+    let prefix = format!("{ENV_PREFIX}__");
+    let properties_prefix = format!("{prefix}KAFKA__PROPERTIES__");
+    let (properties, env): (Vec<_>, Vec<_>) = env
         .into_iter()
-        .filter(|(name, _)| name.starts_with(&format!("{ENV_PREFIX}__")))
-        .collect();
+        .filter(|(name, _)| name.starts_with(&prefix))
+        .partition(|(name, _)| name.starts_with(&properties_prefix));
     builder = builder.add_source(
         config::Environment::with_prefix(ENV_PREFIX)
             .prefix_separator("__")
             .separator("__")
-            .source(Some(env)),
+            .source(Some(env.into_iter().collect())),
     );
-    let config = builder.build().map_err(|e| match file {
+    let properties: config::Map<String, config::Value> = properties
+        .into_iter()
+        .map(|(name, value)| {
+            let property = name[properties_prefix.len()..]
+                .to_ascii_lowercase()
+                .replace("__", ".");
+            (property, config::Value::new(Some(&name), value))
+        })
+        .collect();
+    if !properties.is_empty() {
+        builder = builder.add_source(PropertiesFromEnvironment(properties));
+    }
+    builder.build().map_err(|e| match file {
         Some(path) => SettingsError::File {
             path: path.to_owned(),
             detail: without_source_lines(&e.to_string()),
         },
         None => SettingsError::invalid("(environment)", e),
-    })?;
-    serde_path_to_error::deserialize(config).map_err(|e| {
-        let key = e.path().to_string();
-        SettingsError::invalid(key, e.into_inner())
     })
+}
+
+/// The configuration file, with `kafka.properties` as flat, dotted librdkafka names however
+/// the file spells them (`"sasl.username" = ..`, `sasl.username = ..` or a `[..sasl]` table).
+///
+/// The `config` crate merges sources key by key along their tables: a property must have one
+/// spelling in every source, or the environment's value sits beside the file's instead of
+/// replacing it (and which one librdkafka got depended on the spelling). Flat names also let
+/// properties that are prefixes of others (`api.version.request` and
+/// `api.version.request.timeout.ms`) stand together.
+#[derive(Debug, Clone)]
+struct FileWithFlatProperties(config::File<config::FileSourceFile, config::FileFormat>);
+
+impl config::Source for FileWithFlatProperties {
+    fn clone_into_box(&self) -> Box<dyn config::Source + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn collect(&self) -> Result<config::Map<String, config::Value>, config::ConfigError> {
+        use config::ValueKind::Table;
+        let mut map = self.0.collect()?;
+        if let Some(kafka) = map.get_mut("kafka")
+            && let Table(kafka) = &mut kafka.kind
+            && let Some(properties) = kafka.get_mut("properties")
+            && let Table(table) = &mut properties.kind
+        {
+            let mut flat = config::Map::new();
+            flatten_table("", std::mem::take(table), &mut flat);
+            *table = flat;
+        }
+        Ok(map)
+    }
+}
+
+fn flatten_table(
+    prefix: &str,
+    table: config::Map<String, config::Value>,
+    out: &mut config::Map<String, config::Value>,
+) {
+    for (key, value) in table {
+        let name = if prefix.is_empty() {
+            key
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value.kind {
+            config::ValueKind::Table(table) => flatten_table(&name, table, out),
+            _ => {
+                out.insert(name, value);
+            }
+        }
+    }
+}
+
+/// `VOICEHUB_BRIDGE__KAFKA__PROPERTIES__*` variables as flat librdkafka names under
+/// `kafka.properties`: `__` stands for a dot (`..__SASL__PASSWORD` is `sasl.password`), since
+/// a shell cannot set a variable with a dot in its name.
+#[derive(Debug, Clone)]
+struct PropertiesFromEnvironment(config::Map<String, config::Value>);
+
+impl config::Source for PropertiesFromEnvironment {
+    fn clone_into_box(&self) -> Box<dyn config::Source + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn collect(&self) -> Result<config::Map<String, config::Value>, config::ConfigError> {
+        let properties: config::Value = self.0.clone().into();
+        let kafka: config::Value =
+            config::Map::from([("properties".to_owned(), properties)]).into();
+        Ok(config::Map::from([("kafka".to_owned(), kafka)]))
+    }
 }
 
 /// A parse error without the lines of the file it quotes (the line may hold a password): the
@@ -483,6 +611,94 @@ mod tests {
             s.kafka.properties.get("sasl.password").map(String::as_str),
             Some("pw")
         );
+    }
+
+    fn property<'a>(s: &'a Sample, name: &str) -> Option<&'a str> {
+        s.kafka.properties.get(name).map(String::as_str)
+    }
+
+    #[test]
+    fn an_environment_secret_replaces_the_files_placeholder_however_the_file_spells_it() {
+        // The chart's way: the file names the mechanism and a placeholder, a Secret fills the
+        // environment. Before the fix the file's quoted key won over the environment.
+        let secret = [
+            (
+                "VOICEHUB_BRIDGE__KAFKA__PROPERTIES__SASL__USERNAME",
+                "ingress",
+            ),
+            (
+                "VOICEHUB_BRIDGE__KAFKA__PROPERTIES__SASL__PASSWORD",
+                "from-secret",
+            ),
+        ];
+        for properties in [
+            "[kafka.properties]\n\"sasl.username\" = \"x\"\n\"sasl.password\" = \"x\"\n",
+            "[kafka.properties]\nsasl.username = \"x\"\nsasl.password = \"x\"\n",
+            "[kafka.properties.sasl]\nusername = \"x\"\npassword = \"x\"\n",
+        ] {
+            let f = file(&format!("[admin]\nlisten = \"x:1\"\n{properties}"));
+            let s: Sample = load_with_env(Some(f.path()), env(&secret)).unwrap();
+            assert_eq!(
+                property(&s, "sasl.username"),
+                Some("ingress"),
+                "{properties}"
+            );
+            assert_eq!(
+                property(&s, "sasl.password"),
+                Some("from-secret"),
+                "{properties}"
+            );
+            assert_eq!(s.kafka.properties.len(), 2, "{properties}");
+        }
+    }
+
+    #[test]
+    fn a_property_set_in_the_file_only_or_the_environment_only_is_taken() {
+        let f = file(
+            "[admin]\nlisten = \"x:1\"\n[kafka.properties]\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n",
+        );
+        let s: Sample = load_with_env(
+            Some(f.path()),
+            env(&[("VOICEHUB_BRIDGE__KAFKA__PROPERTIES__SASL__PASSWORD", "pw")]),
+        )
+        .unwrap();
+        assert_eq!(property(&s, "sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(property(&s, "sasl.password"), Some("pw"));
+    }
+
+    #[test]
+    fn a_property_that_prefixes_another_keeps_both() {
+        let f = file(
+            "[admin]\nlisten = \"x:1\"\n[kafka.properties]\n\"api.version.request\" = \"true\"\n",
+        );
+        let s: Sample = load_with_env(
+            Some(f.path()),
+            env(&[(
+                "VOICEHUB_BRIDGE__KAFKA__PROPERTIES__API__VERSION__REQUEST__TIMEOUT__MS",
+                "5000",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(property(&s, "api.version.request"), Some("true"));
+        assert_eq!(property(&s, "api.version.request.timeout.ms"), Some("5000"));
+    }
+
+    #[test]
+    fn property_origins_name_the_file_or_the_variable() {
+        let f = file(
+            "[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.password\" = \"x\"\n",
+        );
+        let variable = "VOICEHUB_BRIDGE__KAFKA__PROPERTIES__SASL__PASSWORD";
+        let origins = kafka_property_origins(Some(f.path()), env(&[(variable, "pw")])).unwrap();
+        assert_eq!(
+            origins.get("security.protocol"),
+            Some(&PropertyOrigin::File)
+        );
+        assert_eq!(
+            origins.get("sasl.password"),
+            Some(&PropertyOrigin::Environment(variable.into()))
+        );
+        assert_eq!(origins.len(), 2);
     }
 
     #[test]

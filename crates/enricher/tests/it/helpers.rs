@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use tokio::task::JoinHandle;
+use voicehub_enricher::consumer_watch::BrokerWatch;
 use voicehub_enricher::settings::{ConsumerSettings, FetchSettings, RetrySettings, SourceSettings};
 use voicehub_enricher::{Application, EnricherSettings, ShutdownTrigger};
 use voicehub_model::record::Provenance;
@@ -170,6 +171,8 @@ pub struct TestEnricher {
     pub admin_port: u16,
     pub settings: EnricherSettings,
     pub key_file: tempfile::NamedTempFile,
+    /// The running instance's first consumer's broker watch (a wedge is pretended there).
+    pub broker_watch: Arc<BrokerWatch>,
 }
 
 pub async fn spawn_enricher() -> TestEnricher {
@@ -263,6 +266,7 @@ pub async fn spawn_enricher_against(
         admin_port: instance.admin_port,
         settings,
         key_file: key,
+        broker_watch: instance.broker_watch,
     }
 }
 
@@ -270,6 +274,7 @@ pub struct Instance {
     pub trigger: ShutdownTrigger,
     pub task: JoinHandle<std::io::Result<()>>,
     pub admin_port: u16,
+    pub broker_watch: Arc<BrokerWatch>,
 }
 
 async fn start(settings: &EnricherSettings, fault: Option<FaultHook>) -> Instance {
@@ -280,6 +285,7 @@ async fn start(settings: &EnricherSettings, fault: Option<FaultHook>) -> Instanc
     Instance {
         trigger: app.shutdown_trigger(),
         admin_port: app.admin_port(),
+        broker_watch: app.consumer_broker_watch(),
         task: tokio::spawn(app.run_until_stopped()),
     }
 }
@@ -339,6 +345,7 @@ impl TestEnricher {
         self.trigger = instance.trigger;
         self.task = Some(instance.task);
         self.admin_port = instance.admin_port;
+        self.broker_watch = instance.broker_watch;
     }
 
     /// Produces an `AnalysisResultReady` record (as the ingress would) whose URL is `url`.

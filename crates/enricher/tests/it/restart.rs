@@ -4,7 +4,9 @@ use std::time::Duration;
 use voicehub_model::enriched::AnalysisEnriched;
 use voicehub_testkit::metrics::metric_value;
 
-use crate::helpers::{Reply, spawn_enricher, spawn_enricher_stoppable};
+use voicehub_enricher::consumer_watch::WEDGE_LIMIT;
+
+use crate::helpers::{Reply, spawn_enricher, spawn_enricher_stoppable, spawn_enricher_with};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_clean_stop_commits_so_a_successor_does_not_redo_the_work() {
@@ -182,4 +184,57 @@ async fn readiness_follows_the_broker() {
         .await;
     enricher.enriched(1).await;
     assert!(enricher.stop().await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_that_knows_no_broker_is_replaced_and_nothing_is_lost() {
+    // No statistics: none comes to end the pretended wedge before the loop sees it.
+    let enricher = spawn_enricher_with(|s| s.kafka.statistics_interval_ms = 0).await;
+    let url = enricher.api.url("/r/x");
+    for i in 0..4 {
+        enricher
+            .send_event(&format!("e{i}"), &format!("c{i}"), &url)
+            .await;
+    }
+    enricher.enriched(4).await;
+
+    // Act: the consumer's statistics as in the wedge (librdkafka#5301): no broker it was
+    // configured with or learned, for the wedge limit.
+    enricher.broker_watch.pretend_brokerless_for(WEDGE_LIMIT);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while metric_value(
+        &enricher.metrics().await,
+        "voicehub_enricher_consumer_rebuilds_total",
+        &[],
+    ) < 1.0
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never rebuilt");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for i in 4..8 {
+        enricher
+            .send_event(&format!("e{i}"), &format!("c{i}"), &url)
+            .await;
+    }
+
+    // Assert: the new consumer goes on where the old one committed: everything enriched,
+    // nothing twice (the old one drained and committed as at shutdown), ready again.
+    let records = enricher.enriched(8).await;
+    let ids: HashSet<String> = records
+        .iter()
+        .filter_map(|r| r.header("ce_id").map(str::to_owned))
+        .collect();
+    assert_eq!(ids.len(), 8, "{ids:?}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(enricher.enriched(8).await.len(), 8);
+    enricher.wait_readyz(200, Duration::from_secs(10)).await;
+    let rebuilds = metric_value(
+        &enricher.metrics().await,
+        "voicehub_enricher_consumer_rebuilds_total",
+        &[],
+    );
+    assert_eq!(
+        rebuilds, 1.0,
+        "a new consumer is rebuilt only once wedged itself"
+    );
 }

@@ -53,6 +53,24 @@ fn check_config_validates_without_secrets_or_broker() {
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{output:?}");
 
+    // Each librdkafka property is reported with where it comes from; secrets are not shown.
+    let variable = "VOICEHUB_BRIDGE__KAFKA__PROPERTIES__SASL__PASSWORD";
+    let output = ingress()
+        .args(["--check-config", "--config", shipped])
+        .env(variable, "hunter2-secret")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|line| line.trim_start().starts_with("sasl.password ")
+                && line.ends_with(&format!("(secret, not shown)  <- environment ({variable})"))),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+
     let output = ingress()
         .args(["--check-config", "--config", shipped])
         .env("VOICEHUB_BRIDGE__KAFKA__COMPRESSION", "brotli")

@@ -1,0 +1,148 @@
+//! The services as the real binaries, in child processes: configured by a file and the
+//! environment, as in a pod.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::until_ready;
+
+/// A binary of this workspace, built next to the test binaries (cargo builds a package's
+/// binaries for its integration tests, so `cargo nextest run --workspace` has them).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built (cargo build --bins)",
+        path.display()
+    );
+    path
+}
+
+/// One service as a child process, with its configuration file, its environment (nothing
+/// but [`Service::env`]: the way a pod gets its secrets) and its log.
+pub struct Service {
+    name: &'static str,
+    config: PathBuf,
+    pub log: PathBuf,
+    pub admin_port: u16,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+impl Service {
+    pub fn new(dir: &Path, name: &'static str, admin_port: u16, toml: String) -> Self {
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(&config, toml).unwrap();
+        Self {
+            name,
+            config,
+            log: dir.join(format!("{name}.log")),
+            admin_port,
+            env: Vec::new(),
+            child: None,
+        }
+    }
+
+    /// Sets an environment variable for every start.
+    pub fn env(&mut self, name: impl Into<String>, value: impl Into<String>) -> &mut Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// Starts it (appending to its log) without waiting.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        self.child = Some(
+            Command::new(binary(&format!("voicehub-{}", self.name)))
+                .arg("--config")
+                .arg(&self.config)
+                .env_clear()
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .stdout(Stdio::from(log.try_clone().unwrap()))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .unwrap(),
+        );
+    }
+
+    /// What it has logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `/readyz`: the status and the failing checks.
+    pub async fn readyz(&self) -> (u16, Vec<String>) {
+        let url = format!("http://127.0.0.1:{}/readyz", self.admin_port);
+        match reqwest::get(url).await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let body: serde_json::Value = response.json().await.unwrap_or_default();
+                let failing = body["failing"]
+                    .as_array()
+                    .map(|checks| {
+                        checks
+                            .iter()
+                            .filter_map(|c| c.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (status, failing)
+            }
+            Err(_) => (0, Vec::new()),
+        }
+    }
+
+    /// Waits until `/readyz` answers `status` with `check` among the failing ones (or, for
+    /// 200, none); panics after `within`.
+    pub async fn until_readyz(&self, status: u16, check: Option<&str>, within: Duration) {
+        let start = Instant::now();
+        loop {
+            let (now, failing) = self.readyz().await;
+            if now == status && check.is_none_or(|c| failing.iter().any(|f| f == c)) {
+                return;
+            }
+            assert!(
+                start.elapsed() < within,
+                "{} /readyz still {now} {failing:?} after {within:?}; log:\n{}",
+                self.name,
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Starts it (appending to its log) and waits until it is ready; the time that took.
+    pub async fn start(&mut self) -> Duration {
+        let started = Instant::now();
+        self.spawn();
+        until_ready(self.admin_port, Duration::from_secs(60)).await;
+        started.elapsed()
+    }
+
+    /// SIGKILL: no drain, no flush, no commit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

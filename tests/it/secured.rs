@@ -1,0 +1,458 @@
+//! The bridge on the secured three-node cluster (`deploy/ci/kafka-cluster.sh`: SASL_SSL,
+//! mutual TLS, ACLs with nothing allowed by default, replication 3, `min.insync.replicas` 2),
+//! run as a platform team runs it: the real binaries, each service its own principal with
+//! exactly the ACLs of docs/operations.md, configured the chart's way (a file naming the
+//! mechanism with placeholder credentials, the secrets from the environment).
+
+use std::path::Path;
+use std::time::Duration;
+
+use voicehub_model::Topics;
+use voicehub_simulator::{AnalysisApi, AnalysisTrouble, simulate};
+use voicehub_testkit::secure::{Auth, Resource, SecureCluster};
+use voicehub_testkit::{TestBroker, free_port};
+
+use crate::harness::{
+    API_KEY, Accounting, SECRET, SecretFiles, lines_containing, voicehub_traffic,
+};
+use crate::process::Service;
+
+/// The topics the ingress writes: every event type's, unrouted and dead letters.
+fn ingress_topics(topics: &Topics) -> Vec<Resource> {
+    topics
+        .all()
+        .iter()
+        .filter(|(_, name)| *name != topics.analysis_enriched)
+        .map(|(_, name)| Resource::Topic((*name).to_owned()))
+        .collect()
+}
+
+/// Exactly the ACLs of docs/operations.md ("Kafka permissions").
+async fn grant_least_privilege(cluster: &SecureCluster, topics: &Topics, group: &str) {
+    cluster
+        .grant("ingress", &["Write"], &ingress_topics(topics))
+        .await
+        .unwrap();
+    cluster
+        .grant(
+            "enricher",
+            &["Read"],
+            &[
+                Resource::Topic(topics.analysis_result_ready.clone()),
+                Resource::Group(group.to_owned()),
+            ],
+        )
+        .await
+        .unwrap();
+    cluster
+        .grant(
+            "enricher",
+            &["Write"],
+            &[
+                Resource::Topic(topics.analysis_enriched.clone()),
+                Resource::Topic(topics.dead_letter.clone()),
+            ],
+        )
+        .await
+        .unwrap();
+}
+
+/// `[kafka]` of a service's file: the brokers, the topics, and `properties` with everything
+/// but the secrets, which stay placeholders (`secret_properties` are left to the
+/// environment, as the chart's `kafka.secretProperties` do).
+fn kafka_toml(
+    cluster: &SecureCluster,
+    topics: &Topics,
+    user: &str,
+    auth: Auth,
+    secret_properties: &[&str],
+) -> String {
+    let topics: String = topics
+        .all()
+        .iter()
+        .map(|(key, name)| format!("{key} = \"{name}\"\n"))
+        .collect();
+    let properties: String = cluster
+        .client_properties(user, auth)
+        .unwrap()
+        .iter()
+        .map(|(name, value)| {
+            let value = if secret_properties.contains(&name.as_str()) {
+                "set-from-a-secret"
+            } else {
+                value
+            };
+            format!("\"{name}\" = \"{value}\"\n")
+        })
+        .collect();
+    format!(
+        "[kafka]\nbootstrap_servers = \"{}\"\n[kafka.topics]\n{topics}[kafka.properties]\n\
+         {properties}[log]\nlevel = \"info\"\n",
+        cluster.bootstrap(auth).unwrap()
+    )
+}
+
+/// The environment variable the chart sets for a secret librdkafka property.
+fn secret_variable(property: &str) -> String {
+    format!(
+        "VOICEHUB_BRIDGE__KAFKA__PROPERTIES__{}",
+        property.to_ascii_uppercase().replace('.', "__")
+    )
+}
+
+/// The ingress as `ingress` over SCRAM, credentials from the environment, not yet started.
+fn ingress_service(broker: &TestBroker, dir: &Path, secrets: &SecretFiles) -> (Service, String) {
+    let cluster = broker.secure_cluster().unwrap();
+    let (http_port, admin_port) = (free_port().unwrap(), free_port().unwrap());
+    let sasl_secrets = ["sasl.username", "sasl.password"];
+    let mut ingress = Service::new(
+        dir,
+        "ingress",
+        admin_port,
+        format!(
+            "[http]\nlisten = \"127.0.0.1:{http_port}\"\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\
+             [sources.default]\nsecret_files = [\"{}\"]\n{}",
+            secrets.secret.display(),
+            kafka_toml(
+                cluster,
+                &broker.topics(),
+                "ingress",
+                Auth::Scram,
+                &sasl_secrets
+            )
+        ),
+    );
+    let credentials = cluster.client_properties("ingress", Auth::Scram).unwrap();
+    for property in sasl_secrets {
+        ingress.env(secret_variable(property), &credentials[property]);
+    }
+    (
+        ingress,
+        format!("http://127.0.0.1:{http_port}/webhooks/voicehub"),
+    )
+}
+
+/// The enricher as `enricher` over mutual TLS in `group`, not yet started.
+fn enricher_service(
+    broker: &TestBroker,
+    dir: &Path,
+    secrets: &SecretFiles,
+    api: &AnalysisApi,
+    group: &str,
+) -> Service {
+    let cluster = broker.secure_cluster().unwrap();
+    let admin_port = free_port().unwrap();
+    Service::new(
+        dir,
+        "enricher",
+        admin_port,
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n[consumer]\ngroup_id = \"{group}\"\n\
+             session_timeout_ms = 6000\n[retry]\ninitial_backoff_ms = 50\n\
+             [sources.default]\napi_key_file = \"{}\"\nallowed_hosts = [\"{}\"]\nallow_http = true\n{}",
+            secrets.api_key.display(),
+            api.host(),
+            kafka_toml(cluster, &broker.topics(), "enricher", Auth::Mtls, &[])
+        ),
+    )
+}
+
+struct Services {
+    ingress: Service,
+    enricher: Service,
+    webhook_url: String,
+    _dir: tempfile::TempDir,
+    _secrets: SecretFiles,
+}
+
+/// The ingress as `ingress` over SCRAM and the enricher as `enricher` over mutual TLS, both
+/// started; SASL credentials only in the environment.
+async fn start_services(broker: &TestBroker, api: &AnalysisApi, group: &str) -> Services {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = SecretFiles::write();
+    let (mut ingress, webhook_url) = ingress_service(broker, dir.path(), &secrets);
+    let mut enricher = enricher_service(broker, dir.path(), &secrets, api, group);
+    ingress.start().await;
+    enricher.start().await;
+    Services {
+        ingress,
+        enricher,
+        webhook_url,
+        _dir: dir,
+        _secrets: secrets,
+    }
+}
+
+async fn create_topics(broker: &TestBroker) {
+    let topics = broker.topics();
+    let names: Vec<&str> = topics.all().iter().map(|(_, name)| *name).collect();
+    broker.create_topics(&names, 3).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn least_privilege_principals_configured_from_the_environment_lose_nothing() {
+    // Arrange: topics made by the admin, each service only its own ACLs.
+    let broker = TestBroker::secure().await.unwrap();
+    let cluster = broker.secure_cluster().unwrap();
+    create_topics(&broker).await;
+    let group = broker.name("secured");
+    grant_least_privilege(cluster, &broker.topics(), &group).await;
+    let api = AnalysisApi::start("127.0.0.1:0", API_KEY, AnalysisTrouble::default()).unwrap();
+    let services = start_services(&broker, &api, &group).await;
+
+    // Act: VoiceHub's traffic.
+    let report = simulate(voicehub_traffic(&services.webhook_url, &api, 200, 20.0)).await;
+
+    // Assert: every acknowledged event on its topic, every analysis enriched once.
+    let accounting =
+        Accounting::of(&broker, &broker.topics(), &report, Duration::from_secs(60)).await;
+    eprintln!("secured cluster: {accounting}");
+    assert!(accounting.lost.is_empty(), "lost: {:?}", accounting.lost);
+    assert_eq!(accounting.not_enriched, 0, "{accounting:?}");
+    assert_eq!(report.refused, 0, "{report:?}");
+    assert!(accounting.acknowledged >= 400, "{report:?}");
+    assert_eq!(accounting.duplicates, 0, "{accounting}");
+    assert_eq!(accounting.enriched_duplicates, 0, "{accounting}");
+    let logs = [
+        services.ingress.log.as_path(),
+        services.enricher.log.as_path(),
+    ];
+    assert_no_secret_logged(cluster, &logs);
+    api.stop().await;
+}
+
+fn assert_no_secret_logged(cluster: &SecureCluster, logs: &[&Path]) {
+    for secret in [
+        SECRET.to_owned(),
+        API_KEY.to_owned(),
+        cluster.password("ingress").unwrap(),
+    ] {
+        assert_eq!(lines_containing(logs, &secret), Vec::<String>::new());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_write_acl_is_named_makes_the_ingress_unready_and_heals_once_granted() {
+    // Arrange: Write on every topic but recordings-available.
+    let broker = TestBroker::secure().await.unwrap();
+    let cluster = broker.secure_cluster().unwrap();
+    create_topics(&broker).await;
+    let topics = broker.topics();
+    let missing = Resource::Topic(topics.recordings_available.clone());
+    let granted: Vec<Resource> = ingress_topics(&topics)
+        .into_iter()
+        .filter(|topic| *topic != missing)
+        .collect();
+    cluster
+        .grant("ingress", &["Write"], &granted)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = SecretFiles::write();
+    let (mut ingress, webhook_url) = ingress_service(&broker, dir.path(), &secrets);
+
+    // Act
+    ingress.spawn();
+
+    // Assert: not ready, for that reason, and the log names the topic and the error.
+    ingress
+        .until_readyz(503, Some("kafka_permissions"), Duration::from_secs(30))
+        .await;
+    let log = ingress.log_text();
+    assert!(
+        log.lines()
+            .any(|line| line.contains(&topics.recordings_available)
+                && line.contains("TopicAuthorizationFailed")
+                && line.contains("\"level\":\"ERROR\"")),
+        "{log}"
+    );
+    let webhook = || async {
+        reqwest::Client::new()
+            .post(&webhook_url)
+            .header("x-webhook-secret", SECRET)
+            .body(
+                std::fs::read(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/fixtures/voicehub/recordings-available.json"
+                ))
+                .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(webhook().await, 503);
+
+    // Granted: ready again at the next check, with no restart, and the webhook goes through.
+    cluster
+        .grant("ingress", &["Write"], &[missing])
+        .await
+        .unwrap();
+    ingress.until_readyz(200, None, permissions_recheck()).await;
+    assert_eq!(webhook().await, 200);
+    assert_eq!(
+        broker
+            .read_all(&topics.recordings_available)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_enricher_refused_its_group_says_so_is_unready_and_heals_once_granted() {
+    // Arrange: everything but Read on its group.
+    let broker = TestBroker::secure().await.unwrap();
+    let cluster = broker.secure_cluster().unwrap();
+    create_topics(&broker).await;
+    let topics = broker.topics();
+    let group = broker.name("refused");
+    cluster
+        .grant(
+            "enricher",
+            &["Read"],
+            &[Resource::Topic(topics.analysis_result_ready.clone())],
+        )
+        .await
+        .unwrap();
+    cluster
+        .grant(
+            "enricher",
+            &["Write"],
+            &[
+                Resource::Topic(topics.analysis_enriched.clone()),
+                Resource::Topic(topics.dead_letter.clone()),
+            ],
+        )
+        .await
+        .unwrap();
+    let api = AnalysisApi::start("127.0.0.1:0", API_KEY, AnalysisTrouble::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = SecretFiles::write();
+    let mut enricher = enricher_service(&broker, dir.path(), &secrets, &api, &group);
+
+    // Act
+    enricher.spawn();
+
+    // Assert
+    enricher
+        .until_readyz(503, Some("consumer_authorized"), Duration::from_secs(30))
+        .await;
+    let log = enricher.log_text();
+    assert!(
+        log.lines().any(|line| line.contains(&group)
+            && line.contains("GroupAuthorizationFailed")
+            && line.contains("\"level\":\"ERROR\"")),
+        "{log}"
+    );
+    cluster
+        .grant("enricher", &["Read"], &[Resource::Group(group.clone())])
+        .await
+        .unwrap();
+    enricher
+        .until_readyz(200, None, Duration::from_secs(60))
+        .await;
+    api.stop().await;
+}
+
+/// How long a granted ACL takes to show in readiness: the next permission check.
+fn permissions_recheck() -> Duration {
+    voicehub_runtime::permissions::PERIOD + Duration::from_secs(10)
+}
+
+/// The node that leads most partitions of `topics`.
+fn busiest_leader(broker: &TestBroker, topics: &[&str]) -> u8 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let client: BaseConsumer = broker.client_config().create().unwrap();
+    let mut led = [0usize; 4];
+    for topic in topics {
+        let metadata = client
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        for partition in metadata.topics()[0].partitions() {
+            led[usize::try_from(partition.leader()).unwrap_or(0).min(3)] += 1;
+        }
+    }
+    (1..=3u8).max_by_key(|n| led[usize::from(*n)]).unwrap()
+}
+
+/// Samples `/readyz` of `port` every 50 ms until `stop`; how often its answer changed.
+async fn readiness_transitions(port: u16, stop: std::sync::Arc<tokio::sync::Notify>) -> usize {
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let (mut last, mut changes) = (None, 0);
+    loop {
+        let status = client
+            .get(&url)
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        if last.is_some_and(|last| last != status) {
+            changes += 1;
+        }
+        last = Some(status);
+        tokio::select! {
+            () = stop.notified() => return changes,
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_busiest_leader_killed_under_load_loses_nothing_and_readiness_holds() {
+    // Arrange
+    let broker = TestBroker::secure().await.unwrap();
+    let cluster = broker.secure_cluster().unwrap();
+    create_topics(&broker).await;
+    let group = broker.name("leader-kill");
+    let topics = broker.topics();
+    grant_least_privilege(cluster, &topics, &group).await;
+    let api = AnalysisApi::start("127.0.0.1:0", API_KEY, AnalysisTrouble::default()).unwrap();
+    let services = start_services(&broker, &api, &group).await;
+    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    let watcher = tokio::spawn(readiness_transitions(
+        services.ingress.admin_port,
+        stop.clone(),
+    ));
+    let traffic = tokio::spawn(simulate(voicehub_traffic(
+        &services.webhook_url,
+        &api,
+        300,
+        20.0,
+    )));
+
+    // Act: SIGKILL the node leading most of the event topics' partitions, back after 10 s.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let node = busiest_leader(
+        &broker,
+        &[
+            &topics.call_status_changed,
+            &topics.recordings_available,
+            &topics.analysis_result_ready,
+        ],
+    );
+    cluster.kill(node).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    cluster.resume(node).await.unwrap();
+    let report = traffic.await.unwrap();
+    stop.notify_one();
+    let transitions = watcher.await.unwrap();
+
+    // Assert
+    let accounting = Accounting::of(&broker, &topics, &report, Duration::from_secs(90)).await;
+    eprintln!(
+        "leader kill (node {node}): {} webhooks, {} requests, {} refused; {accounting}; \
+         ingress readiness changed {transitions} times",
+        report.webhooks, report.requests, report.refused
+    );
+    assert!(accounting.lost.is_empty(), "lost: {:?}", accounting.lost);
+    assert_eq!(accounting.not_enriched, 0, "{accounting:?}");
+    assert!(accounting.acknowledged >= 600, "{report:?}");
+    assert!(transitions <= 2, "readiness changed {transitions} times");
+    api.stop().await;
+}
