@@ -248,3 +248,55 @@ impl Publisher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publisher(readiness: &Readiness) -> Publisher {
+        let registry = prometheus::Registry::new();
+        let metrics = IngressMetrics::register(&registry).unwrap();
+        // No connection is made: health is fed by hand below.
+        Publisher::new(
+            &KafkaSettings::default(),
+            Duration::from_secs(1),
+            Some(readiness.clone()),
+            metrics,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn failures_between_successes_leave_readiness_alone() {
+        let readiness = Readiness::new();
+        let publisher = publisher(&readiness);
+        assert_eq!(
+            readiness.failing(),
+            [BROKER_CHECK],
+            "unready before any success"
+        );
+        publisher.succeeded();
+        assert!(readiness.is_ready());
+        // One broker of three gone: its partitions' deliveries fail, the others' succeed.
+        for _ in 0..50 {
+            publisher.failed();
+            assert!(readiness.is_ready());
+            publisher.succeeded();
+        }
+        assert!(readiness.is_ready());
+    }
+
+    #[test]
+    fn failures_with_no_success_for_the_limit_make_it_unready_and_one_success_ready() {
+        let readiness = Readiness::new();
+        let publisher = publisher(&readiness);
+        publisher.succeeded();
+        // The last success at the start: wait until that is UNHEALTHY_AFTER ago.
+        publisher.inner.last_success_ms.store(0, Ordering::Release);
+        std::thread::sleep(UNHEALTHY_AFTER.saturating_sub(publisher.inner.epoch.elapsed()));
+        publisher.failed();
+        assert_eq!(readiness.failing(), [BROKER_CHECK]);
+        publisher.succeeded();
+        assert!(readiness.is_ready());
+    }
+}
