@@ -9,7 +9,12 @@
 #   deploy/ci/kafka-cluster.sh stop DIR             stop every node
 #   deploy/ci/kafka-cluster.sh kill DIR N           SIGKILL node N (1-3), its data kept
 #   deploy/ci/kafka-cluster.sh resume DIR N         start node N again on its data
+#   deploy/ci/kafka-cluster.sh restart DIR N        stop node N cleanly (SIGTERM), start it
+#                                                   again, wait until it serves
 #   deploy/ci/kafka-cluster.sh pause|unpause DIR N  SIGSTOP / SIGCONT node N
+#   deploy/ci/kafka-cluster.sh isolate|rejoin DIR N drop (iptables, root) / accept again the
+#                                                   packets clients send to node N's listeners
+#   deploy/ci/kafka-cluster.sh controller DIR       the id of the active controller
 #   deploy/ci/kafka-cluster.sh acl DIR ARGS...      kafka-acls (AclCommand) as the admin user
 #
 # Node N (1-3) listens on BASEPORT+10N+0 SASL_SSL (clients: SCRAM-SHA-512, PLAIN), +1 SSL with
@@ -272,6 +277,37 @@ acl() {
     --bootstrap-server "$(cat "$dir/bootstrap.sasl")" --command-config "$dir/admin.properties" "$@"
 }
 
+restart_node() {
+  local dir pid
+  dir=$(cd "$1" && pwd)
+  if pid=$(broker_pid "$dir/node$2"); then
+    kill "$pid"
+    wait_gone "$pid" 300 || {
+      echo "Kafka node $2 (pid $pid) did not stop within 30 s of SIGTERM" >&2
+      exit 1
+    }
+  fi
+  launch "$dir" "$2"
+  wait_all "$dir" "$2"
+}
+
+# The iptables rules that drop what clients send to node $2's client listeners.
+isolation() {
+  local port
+  for port in "$(port_of "$1" "$2" 0)" "$(port_of "$1" "$2" 1)"; do
+    iptables "$3" OUTPUT -o lo -p tcp --dport "$port" -j DROP
+  done
+}
+
+controller() {
+  local dir=$1
+  fetch
+  java_for "$dir" 256m
+  "${java[@]}" -XX:TieredStopAtLevel=1 org.apache.kafka.tools.MetadataQuorumCommand \
+    --bootstrap-server "$(cat "$dir/bootstrap.sasl")" --command-config "$dir/admin.properties" \
+    describe --status | sed -n 's/^LeaderId: *\([0-9]*\).*/\1/p'
+}
+
 node_arg() {
   [[ ${1:-} =~ ^[123]$ ]] || {
     echo "node: 1, 2 or 3" >&2
@@ -289,11 +325,15 @@ case ${1:-} in
     launch "$dir" "$3"
     wait_all "$dir" "$3"
     ;;
+  restart) node_arg "${3:-}" && restart_node "${2:?directory}" "$3" ;;
   pause) node_arg "${3:-}" && signal_node "${2:?directory}" "$3" STOP ;;
   unpause) node_arg "${3:-}" && signal_node "${2:?directory}" "$3" CONT ;;
+  isolate) node_arg "${3:-}" && isolation "${2:?directory}" "$3" -A ;;
+  rejoin) node_arg "${3:-}" && isolation "${2:?directory}" "$3" -D ;;
+  controller) controller "${2:?directory}" ;;
   acl) acl "${2:?directory}" "${@:3}" ;;
   *)
-    sed -n '2,26p' "$0" >&2
+    sed -n '2,30p' "$0" >&2
     exit 2
     ;;
 esac

@@ -65,6 +65,12 @@ pub struct EnricherMetrics {
     /// `voicehub_enricher_consumer_rebuilds_total`: consumers replaced after knowing no
     /// broker for the wedge limit (see `consumer_watch`).
     pub consumer_rebuilds: IntCounter,
+    /// `voicehub_enricher_kafka_refused_topics`: topics the cluster refuses to this principal
+    /// or does not have (readiness check `kafka_permissions`).
+    pub refused_topics: IntGauge,
+    /// `voicehub_enricher_consumer_refused`: 1 while the cluster refuses the consumer its
+    /// group or topic (readiness check `consumer_authorized`).
+    pub consumer_refused: IntGauge,
 }
 
 impl EnricherMetrics {
@@ -151,6 +157,18 @@ impl EnricherMetrics {
              client that lost its broker list never recovers alone).",
         )?;
         registry.register(Box::new(consumer_rebuilds.clone()))?;
+        let refused_topics = IntGauge::new(
+            "voicehub_enricher_kafka_refused_topics",
+            "Topics the enricher reads or writes that the cluster refuses to its principal or \
+             does not have (readiness check kafka_permissions).",
+        )?;
+        registry.register(Box::new(refused_topics.clone()))?;
+        let consumer_refused = IntGauge::new(
+            "voicehub_enricher_consumer_refused",
+            "1 while the cluster refuses the consumer its group or topic (readiness check \
+             consumer_authorized).",
+        )?;
+        registry.register(Box::new(consumer_refused.clone()))?;
         let metrics = Self {
             records: counter(
                 "voicehub_enricher_records_total",
@@ -190,6 +208,8 @@ impl EnricherMetrics {
                 &["source"],
             )?,
             consumer_rebuilds,
+            refused_topics,
+            consumer_refused,
         };
         // Every label value starts at 0: the series exist before the first increase, so an
         // alert's increase() sees it (and a sum over them is not empty).

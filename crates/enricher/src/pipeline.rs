@@ -422,6 +422,7 @@ impl Pipeline {
                     if group_denied_at.is_some_and(|at| at.elapsed() > GROUP_DENIED_FOR) {
                         group_denied_at = None;
                         self.readiness.set(GROUP_CHECK, true);
+                        self.worker.metrics.consumer_refused.set(0);
                         info!(group = %self.group, check = GROUP_CHECK, "consumer group usable again");
                     }
                     if self.consumer.context().brokers.is_wedged() {
@@ -518,6 +519,7 @@ impl Pipeline {
         let denied = code.is_some_and(voicehub_runtime::kafka::is_unauthorized);
         if denied && group_denied_at.replace(Instant::now()).is_none() {
             self.readiness.set(GROUP_CHECK, false);
+            self.worker.metrics.consumer_refused.set(1);
         }
         let Some(unlogged) = self
             .worker

@@ -207,6 +207,7 @@ impl Application {
             self.producer.clone(),
             self.readiness.clone(),
             self.metrics.broker_reachable.clone(),
+            TopicPermissions::new(self.readiness.clone(), self.metrics.refused_topics.clone()),
             self.topics.clone(),
         ));
         for key_file in self.key_files {
@@ -365,12 +366,12 @@ async fn probe_broker(
     producer: Arc<RecoveringProducer<rdkafka::client::DefaultClientContext>>,
     readiness: Readiness,
     reachable: prometheus::IntGauge,
+    permissions: TopicPermissions,
     topics: Vec<String>,
 ) {
     let mut interval = tokio::time::interval(PROBE_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failures = PROBE_FAILURES;
-    let permissions = TopicPermissions::new(readiness.clone());
     let mut next_permissions = tokio::time::Instant::now();
     loop {
         interval.tick().await;

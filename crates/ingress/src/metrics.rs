@@ -47,8 +47,11 @@ pub struct IngressMetrics {
     /// `voicehub_ingress_producer_replacements_total`
     pub producer_replacements: IntCounter,
     /// `voicehub_ingress_broker_reachable`: 1 after an acknowledgement or a metadata answer, 0
-    /// after a failure.
+    /// once nothing has succeeded for 5 s.
     pub broker_reachable: IntGauge,
+    /// `voicehub_ingress_kafka_refused_topics`: topics the cluster refuses to this principal
+    /// or does not have (readiness check `kafka_permissions`).
+    pub refused_topics: IntGauge,
     /// The spool's metrics (registered in every mode, so dashboards and alerts find them).
     pub spool: SpoolMetrics,
 }
@@ -204,6 +207,11 @@ impl IngressMetrics {
             broker_reachable: gauge(
                 "voicehub_ingress_broker_reachable",
                 "1 while the broker acknowledges records or answers metadata requests, else 0.",
+            )?,
+            refused_topics: gauge(
+                "voicehub_ingress_kafka_refused_topics",
+                "Topics the ingress writes that the cluster refuses to its principal or does not \
+                 have (readiness check kafka_permissions).",
             )?,
             spool: SpoolMetrics::register(registry)?,
         };

@@ -257,7 +257,8 @@ impl Application {
             .into_iter()
             .map(str::to_owned)
             .collect();
-        let permissions = TopicPermissions::new(readiness.clone());
+        let permissions =
+            TopicPermissions::new(readiness.clone(), state.metrics.refused_topics.clone());
         background.spawn(probe_broker(state.clone(), permissions, topics));
         if provision_later {
             background.spawn(provision_until_done(settings.clone()));

@@ -15,7 +15,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use rdkafka::error::RDKafkaErrorCode;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::admin::Readiness;
 
@@ -29,17 +29,21 @@ pub const PERIOD: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct TopicPermissions {
     readiness: Readiness,
+    /// How many topics the last answer refused.
+    gauge: prometheus::IntGauge,
     /// Topics the last answer refused, with librdkafka's error.
     refused: Mutex<Vec<(String, RDKafkaErrorCode)>>,
 }
 
 impl TopicPermissions {
-    /// Registers the check, passing until an answer says otherwise.
-    pub fn new(readiness: Readiness) -> Self {
+    /// Registers the check, passing until an answer says otherwise; `gauge` counts the
+    /// refused topics.
+    pub fn new(readiness: Readiness, gauge: prometheus::IntGauge) -> Self {
         readiness.register(CHECK);
         readiness.set(CHECK, true);
         Self {
             readiness,
+            gauge,
             refused: Mutex::new(Vec::new()),
         }
     }
@@ -52,21 +56,31 @@ impl TopicPermissions {
             return;
         }
         for (topic, code) in refused.iter().filter(|entry| !last.contains(entry)) {
-            let hint = match code {
-                RDKafkaErrorCode::UnknownTopicOrPartition => {
-                    "the topic does not exist: create it, or set kafka.provision.create_topics"
-                }
-                _ => {
+            if *code == RDKafkaErrorCode::UnknownTopicOrPartition {
+                // A warning: with a spool, topics are created in the background after start.
+                warn!(
+                    topic,
+                    error_code = ?code,
+                    check = CHECK,
+                    "the topic does not exist: create it, or set kafka.provision.create_topics; \
+                     not ready"
+                );
+            } else {
+                error!(
+                    topic,
+                    error_code = ?code,
+                    check = CHECK,
                     "this principal may not use the topic: grant it the ACLs of \
-                     docs/operations.md (Kafka permissions)"
-                }
-            };
-            error!(topic, error_code = ?code, check = CHECK, "{hint}: not ready");
+                     docs/operations.md (Kafka permissions); not ready"
+                );
+            }
         }
         if refused.is_empty() {
             info!(check = CHECK, "every topic usable");
         }
         self.readiness.set(CHECK, refused.is_empty());
+        self.gauge
+            .set(i64::try_from(refused.len()).unwrap_or(i64::MAX));
         *last = refused;
     }
 
@@ -86,7 +100,8 @@ mod tests {
     #[test]
     fn refused_topics_fail_the_check_until_an_answer_has_none() {
         let readiness = Readiness::new();
-        let permissions = TopicPermissions::new(readiness.clone());
+        let gauge = prometheus::IntGauge::new("refused", "refused").unwrap();
+        let permissions = TopicPermissions::new(readiness.clone(), gauge.clone());
         assert!(
             readiness.is_ready(),
             "passing until an answer says otherwise"
@@ -98,8 +113,10 @@ mod tests {
         )]);
         assert_eq!(readiness.failing(), [CHECK]);
         assert_eq!(permissions.refused().len(), 1);
+        assert_eq!(gauge.get(), 1);
 
         permissions.update(Vec::new());
         assert!(readiness.is_ready());
+        assert_eq!(gauge.get(), 0);
     }
 }

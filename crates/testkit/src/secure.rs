@@ -217,6 +217,32 @@ impl SecureCluster {
         self.control("resume", node).await
     }
 
+    /// Stops node `node` cleanly (`SIGTERM`), starts it again and waits until it serves.
+    pub async fn restart(&self, node: u8) -> Result<()> {
+        self.control("restart", node).await
+    }
+
+    /// Drops (iptables, as root) what clients send to node `node`: a network partition
+    /// between the clients and that broker, which still talks to the other two.
+    pub async fn isolate(&self, node: u8) -> Result<()> {
+        self.control("isolate", node).await
+    }
+
+    /// Ends [`Self::isolate`].
+    pub async fn rejoin(&self, node: u8) -> Result<()> {
+        self.control("rejoin", node).await
+    }
+
+    /// The id (1-3) of the active controller.
+    pub async fn controller(&self) -> Result<u8> {
+        let dir = self.dir.clone();
+        let out = crate::read::off_runtime(move || run(&["controller".as_ref(), dir.as_os_str()]))
+            .await?;
+        out.trim()
+            .parse()
+            .map_err(|_| TestkitError::Broker(format!("no controller id in {out:?}")))
+    }
+
     /// `SIGSTOP` of node `node`: its connections stay open and nothing is answered.
     pub async fn pause(&self, node: u8) -> Result<()> {
         self.control("pause", node).await
