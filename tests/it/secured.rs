@@ -375,9 +375,10 @@ async fn an_enricher_refused_its_group_says_so_is_unready_and_heals_once_granted
     api.stop().await;
 }
 
-/// How long a granted ACL takes to show in readiness: the next permission check.
+/// How long a granted ACL takes to show in readiness: the next permission check (refused
+/// topics are checked again every 5 s).
 fn permissions_recheck() -> Duration {
-    voicehub_runtime::permissions::PERIOD + Duration::from_secs(10)
+    voicehub_runtime::permissions::RECHECK_REFUSED + Duration::from_secs(10)
 }
 
 /// The node that leads most partitions of `topics`.

@@ -10,7 +10,7 @@ use rdkafka::consumer::Consumer;
 use tracing::{error, info, warn};
 use voicehub_runtime::admin::{AdminServer, Readiness};
 use voicehub_runtime::kafka::{self, RecoveringProducer};
-use voicehub_runtime::permissions::{self, TopicPermissions};
+use voicehub_runtime::permissions::TopicPermissions;
 use voicehub_runtime::settings::{KafkaSettings, SettingsError};
 pub use voicehub_runtime::shutdown::ShutdownTrigger;
 use voicehub_runtime::{FaultHook, reload};
@@ -358,7 +358,7 @@ impl ConsumerFactory {
     }
 }
 
-/// Every [`permissions::PERIOD`] (first), whether the cluster lets the enricher use its
+/// First, then as the last answer says, whether the cluster lets the enricher use its
 /// topics. Every [`PROBE_INTERVAL`], asks the cluster for metadata: readiness (`broker`) and
 /// `voicehub_enricher_broker_reachable` follow the answers: reachable at the first answer,
 /// unreachable after [`PROBE_FAILURES`] unanswered in a row (one slow answer is not an outage).
@@ -380,8 +380,7 @@ async fn probe_broker(
                 .refused_topics(topics.clone(), PROBE_INTERVAL)
                 .await
         {
-            permissions.update(refused);
-            next_permissions = tokio::time::Instant::now() + permissions::PERIOD;
+            next_permissions = tokio::time::Instant::now() + permissions.update(refused);
         }
         failures = if producer.reachable(PROBE_INTERVAL).await {
             0

@@ -12,7 +12,7 @@ use actix_web::{App, HttpServer, web};
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 use voicehub_runtime::admin::{AdminServer, Readiness};
-use voicehub_runtime::permissions::{self, TopicPermissions};
+use voicehub_runtime::permissions::TopicPermissions;
 use voicehub_runtime::settings::SettingsError;
 pub use voicehub_runtime::shutdown::ShutdownTrigger;
 use voicehub_runtime::{FaultHook, kafka, reload};
@@ -368,7 +368,7 @@ fn http_server(
     Ok(server.run())
 }
 
-/// Every [`PROBE_INTERVAL`] the broker's health, and every [`permissions::PERIOD`] (first)
+/// Every [`PROBE_INTERVAL`] the broker's health, and (first, then as the last answer says)
 /// whether the cluster lets the ingress use its topics.
 async fn probe_broker(
     state: web::Data<AppState>,
@@ -385,8 +385,7 @@ async fn probe_broker(
                 .refused_topics(topics.clone(), PROBE_INTERVAL)
                 .await
         {
-            permissions.update(refused);
-            next_permissions = tokio::time::Instant::now() + permissions::PERIOD;
+            next_permissions = tokio::time::Instant::now() + permissions.update(refused);
         }
         publisher.probe(PROBE_INTERVAL).await;
     }

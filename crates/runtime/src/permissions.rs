@@ -1,7 +1,7 @@
 //! Whether the cluster lets this service use its topics, as readiness.
 //!
 //! Each service asks for the metadata of every topic it uses, at startup and then every
-//! [`PERIOD`]. A topic the principal may not even describe (no ACL on it at all), or one that
+//! [`PERIOD`] ([`RECHECK_REFUSED`] while one is refused). A topic the principal may not even describe (no ACL on it at all), or one that
 //! does not exist, comes back with an error: the check `kafka_permissions` fails and an
 //! error names the topic and what to do, so a rollout with a missing ACL or a mistyped topic
 //! stops at its first pod instead of failing webhooks. Metadata cannot tell Describe from
@@ -22,8 +22,12 @@ use crate::admin::Readiness;
 /// The readiness check.
 pub const CHECK: &str = "kafka_permissions";
 
-/// How often the topics are checked again.
+/// How often the topics are checked again while the last answer refused none.
 pub const PERIOD: Duration = Duration::from_secs(30);
+
+/// How often they are checked again while one is refused: a granted ACL, or a topic created
+/// in the background after start, shows soon.
+pub const RECHECK_REFUSED: Duration = Duration::from_secs(5);
 
 /// The last answer about the topics, and the readiness check it feeds.
 #[derive(Debug)]
@@ -49,11 +53,17 @@ impl TopicPermissions {
     }
 
     /// Takes the cluster's answer in: the topics it refused (empty: all usable). Each newly
-    /// refused topic is logged once, and the recovery when none is left.
-    pub fn update(&self, refused: Vec<(String, RDKafkaErrorCode)>) {
+    /// refused topic is logged once, and the recovery when none is left. Returns when to
+    /// check again.
+    pub fn update(&self, refused: Vec<(String, RDKafkaErrorCode)>) -> Duration {
+        let next = if refused.is_empty() {
+            PERIOD
+        } else {
+            RECHECK_REFUSED
+        };
         let mut last = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
         if *last == refused {
-            return;
+            return next;
         }
         for (topic, code) in refused.iter().filter(|entry| !last.contains(entry)) {
             if *code == RDKafkaErrorCode::UnknownTopicOrPartition {
@@ -82,6 +92,7 @@ impl TopicPermissions {
         self.gauge
             .set(i64::try_from(refused.len()).unwrap_or(i64::MAX));
         *last = refused;
+        next
     }
 
     /// The topics the last answer refused.
@@ -107,15 +118,16 @@ mod tests {
             "passing until an answer says otherwise"
         );
 
-        permissions.update(vec![(
+        let next = permissions.update(vec![(
             "a".into(),
             RDKafkaErrorCode::TopicAuthorizationFailed,
         )]);
+        assert_eq!(next, RECHECK_REFUSED);
         assert_eq!(readiness.failing(), [CHECK]);
         assert_eq!(permissions.refused().len(), 1);
         assert_eq!(gauge.get(), 1);
 
-        permissions.update(Vec::new());
+        assert_eq!(permissions.update(Vec::new()), PERIOD);
         assert!(readiness.is_ready());
         assert_eq!(gauge.get(), 0);
     }
