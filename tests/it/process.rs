@@ -77,6 +77,24 @@ impl Service {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until a line of its log satisfies `wanted` (lines are written in batches, a
+    /// little after what they report); panics with the log after `within`.
+    pub async fn until_logged(&self, wanted: impl Fn(&str) -> bool, within: Duration) {
+        let start = Instant::now();
+        loop {
+            let log = self.log_text();
+            if log.lines().any(&wanted) {
+                return;
+            }
+            assert!(
+                start.elapsed() < within,
+                "{}: no such line within {within:?}; log:\n{log}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// `/readyz`: the status and the failing checks.
     pub async fn readyz(&self) -> (u16, Vec<String>) {
         let url = format!("http://127.0.0.1:{}/readyz", self.admin_port);

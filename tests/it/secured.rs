@@ -275,14 +275,16 @@ async fn a_missing_write_acl_is_named_makes_the_ingress_unready_and_heals_once_g
     ingress
         .until_readyz(503, Some("kafka_permissions"), Duration::from_secs(30))
         .await;
-    let log = ingress.log_text();
-    assert!(
-        log.lines()
-            .any(|line| line.contains(&topics.recordings_available)
-                && line.contains("TopicAuthorizationFailed")
-                && line.contains("\"level\":\"ERROR\"")),
-        "{log}"
-    );
+    ingress
+        .until_logged(
+            |line| {
+                line.contains(&topics.recordings_available)
+                    && line.contains("TopicAuthorizationFailed")
+                    && line.contains("\"level\":\"ERROR\"")
+            },
+            Duration::from_secs(10),
+        )
+        .await;
     let webhook = || async {
         reqwest::Client::new()
             .post(&webhook_url)
@@ -358,13 +360,16 @@ async fn an_enricher_refused_its_group_says_so_is_unready_and_heals_once_granted
     enricher
         .until_readyz(503, Some("consumer_authorized"), Duration::from_secs(30))
         .await;
-    let log = enricher.log_text();
-    assert!(
-        log.lines().any(|line| line.contains(&group)
-            && line.contains("GroupAuthorizationFailed")
-            && line.contains("\"level\":\"ERROR\"")),
-        "{log}"
-    );
+    enricher
+        .until_logged(
+            |line| {
+                line.contains(&group)
+                    && line.contains("GroupAuthorizationFailed")
+                    && line.contains("\"level\":\"ERROR\"")
+            },
+            Duration::from_secs(10),
+        )
+        .await;
     cluster
         .grant("enricher", &["Read"], &[Resource::Group(group.clone())])
         .await
@@ -403,17 +408,19 @@ async fn readiness_transitions(port: u16, stop: std::sync::Arc<tokio::sync::Noti
     let url = format!("http://127.0.0.1:{port}/readyz");
     let (mut last, mut changes) = (None, 0);
     loop {
-        let status = client
+        // A sample that got no answer in time (a loaded machine) says nothing either way.
+        if let Ok(response) = client
             .get(&url)
-            .timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(2))
             .send()
             .await
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0);
-        if last.is_some_and(|last| last != status) {
-            changes += 1;
+        {
+            let status = response.status().as_u16();
+            if last.is_some_and(|last| last != status) {
+                changes += 1;
+            }
+            last = Some(status);
         }
-        last = Some(status);
         tokio::select! {
             () = stop.notified() => return changes,
             () = tokio::time::sleep(Duration::from_millis(50)) => {}

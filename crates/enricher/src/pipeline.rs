@@ -58,6 +58,9 @@ pub struct ConsumerStats {
     pub revocations: AtomicU64,
     /// Whether the consumer still knows a broker.
     pub brokers: Arc<BrokerWatch>,
+    /// Assignments with partitions of the input topic so far (a sign the cluster lets the
+    /// consumer use its group and topic).
+    pub assignments: AtomicU64,
 }
 
 impl ClientContext for ConsumerStats {
@@ -109,6 +112,9 @@ impl ConsumerContext for ConsumerStats {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(partitions) = rebalance {
+            if !partitions.elements_for_topic(&self.topic).is_empty() {
+                self.assignments.fetch_add(1, Ordering::SeqCst);
+            }
             // librdkafka keeps a partition's pause flag across a revoke and re-assign; a loop
             // that is still paused pauses again on the first record it receives.
             if let Err(error) = consumer.resume(partitions) {
@@ -344,13 +350,12 @@ pub struct Pipeline {
     pub group: String,
     /// Fails [`GROUP_CHECK`] while the cluster refuses the consumer.
     pub readiness: voicehub_runtime::admin::Readiness,
+    /// Set while the cluster refuses the consumer: the consumer's assignment count then.
+    pub refused_at_assignment: Option<u64>,
 }
 
 /// The readiness check that fails while the cluster refuses the consumer its group or topic.
 pub const GROUP_CHECK: &str = "consumer_authorized";
-
-/// How long after the last refusal the consumer counts as allowed again.
-const GROUP_DENIED_FOR: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -378,7 +383,8 @@ impl Pipeline {
     /// stopped altogether.
     pub async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Ended {
         let mut ended = Ended::Stopped;
-        let mut group_denied_at: Option<Instant> = None;
+        // A new consumer (after a wedge) starts unpaused.
+        self.worker.metrics.fetching_paused.set(0);
         let mut wedge_check = tokio::time::interval(Duration::from_secs(1));
         wedge_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut tracker = OffsetTracker::default();
@@ -413,17 +419,19 @@ impl Pipeline {
             } else if paused && backlog.bytes <= self.max_backlog_bytes / 2 {
                 self.set_paused(&mut paused, false);
             }
+            let mut received_a_record = false;
             tokio::select! {
                 biased;
                 () = stopped(&mut stop) => break,
                 _ = wedge_check.tick() => {
                     // The consumer retries a refused join every few seconds, each time with
                     // the error again: quiet for a while, the ACL was granted.
-                    if group_denied_at.is_some_and(|at| at.elapsed() > GROUP_DENIED_FOR) {
-                        group_denied_at = None;
-                        self.readiness.set(GROUP_CHECK, true);
-                        self.worker.metrics.consumer_refused.set(0);
-                        info!(group = %self.group, check = GROUP_CHECK, "consumer group usable again");
+                    // librdkafka reports a refusal once, not at every retry: only a sign of
+                    // success (an assignment since, or a record) ends it.
+                    if self.refused_at_assignment.is_some_and(|at| {
+                        self.consumer.context().assignments.load(Ordering::SeqCst) > at
+                    }) {
+                        self.allowed_again();
                     }
                     if self.consumer.context().brokers.is_wedged() {
                         error!(
@@ -471,6 +479,7 @@ impl Pipeline {
                                     warn!(partition, offset, "input received again");
                                 }
                             }
+                            received_a_record = true;
                             backlog.push(Input::from_message(&message, generation));
                             if paused {
                                 // From a partition assigned since the pause.
@@ -479,11 +488,14 @@ impl Pipeline {
                             }
                         }
                         Err(error) => {
-                            self.consume_failed(&error, &mut group_denied_at);
+                            self.consume_failed(&error);
                             tokio::time::sleep(Duration::from_millis(200)).await;
                         }
                     }
                 }
+            }
+            if received_a_record {
+                self.allowed_again();
             }
         }
 
@@ -497,6 +509,10 @@ impl Pipeline {
                 abandoned = tasks.len(),
                 "abandoning in-flight records (not committed)"
             );
+            self.worker
+                .metrics
+                .in_flight
+                .sub(i64::try_from(tasks.len()).unwrap_or(i64::MAX));
             tasks.abort_all();
         }
         // Closing commits the offsets stored so far (auto commit is on), on a thread of its
@@ -513,11 +529,13 @@ impl Pipeline {
 
     /// Logs a consume error (once a minute per cause); a refused group or topic also fails
     /// readiness until the errors stop.
-    fn consume_failed(&self, error: &KafkaError, group_denied_at: &mut Option<Instant>) {
+    fn consume_failed(&mut self, error: &KafkaError) {
         let code = error.rdkafka_error_code();
         let cause = voicehub_runtime::failure_log::error_code(Some(error));
         let denied = code.is_some_and(voicehub_runtime::kafka::is_unauthorized);
-        if denied && group_denied_at.replace(Instant::now()).is_none() {
+        if denied && self.refused_at_assignment.is_none() {
+            self.refused_at_assignment =
+                Some(self.consumer.context().assignments.load(Ordering::SeqCst));
             self.readiness.set(GROUP_CHECK, false);
             self.worker.metrics.consumer_refused.set(1);
         }
@@ -550,6 +568,15 @@ impl Pipeline {
         }
     }
 
+    /// Ends a refusal: the consumer was assigned partitions or received a record since.
+    fn allowed_again(&mut self) {
+        if self.refused_at_assignment.take().is_some() {
+            self.readiness.set(GROUP_CHECK, true);
+            self.worker.metrics.consumer_refused.set(0);
+            info!(group = %self.group, check = GROUP_CHECK, "the consumer is allowed again");
+        }
+    }
+
     /// A new consumer after [`Ended::Wedged`], with the receiver of its revocations.
     pub fn replace_consumer(
         &mut self,
@@ -558,6 +585,10 @@ impl Pipeline {
     ) {
         self.consumer = consumer;
         self.revoked = revoked;
+        // A refusal goes on until the new consumer, counting from 0, is assigned something.
+        if self.refused_at_assignment.is_some() {
+            self.refused_at_assignment = Some(0);
+        }
     }
 
     /// Pauses (or resumes) fetching on the current assignment.

@@ -72,8 +72,8 @@ pub enum StartupError {
 pub struct Application {
     pipeline: Pipeline,
     consumers: Arc<ConsumerFactory>,
-    /// The topics it reads and writes (checked for permissions).
-    topics: Vec<String>,
+    /// Whether the cluster lets it use its topics.
+    permissions: TopicPermissions,
     admin: AdminServer,
     readiness: Readiness,
     producer: Arc<RecoveringProducer<rdkafka::client::DefaultClientContext>>,
@@ -111,7 +111,12 @@ impl Application {
         if settings.kafka.provision.create_topics {
             kafka::ensure_topics(&settings.kafka, &own_topics, Duration::from_secs(30)).await?;
         }
-        let own_topics = own_topics.map(str::to_owned).to_vec();
+        let permissions = TopicPermissions::new(
+            &settings.kafka,
+            own_topics.map(str::to_owned).to_vec(),
+            readiness.clone(),
+            metrics.refused_topics.clone(),
+        )?;
 
         // The producer's statistics feed nothing here (the consumer's feed the lag gauge);
         // off, rdkafka's default context would log all 5 KB of them at INFO every interval.
@@ -158,12 +163,13 @@ impl Application {
             revoked,
             group: settings.consumer.group_id.clone(),
             readiness: readiness.clone(),
+            refused_at_assignment: None,
         };
         info!(admin_port = admin.port(), "enricher subscribed");
         Ok(Self {
             pipeline,
             consumers,
-            topics: own_topics,
+            permissions,
             admin,
             readiness,
             producer,
@@ -207,8 +213,7 @@ impl Application {
             self.producer.clone(),
             self.readiness.clone(),
             self.metrics.broker_reachable.clone(),
-            TopicPermissions::new(self.readiness.clone(), self.metrics.refused_topics.clone()),
-            self.topics.clone(),
+            self.permissions,
         ));
         for key_file in self.key_files {
             let KeyFile {
@@ -232,6 +237,10 @@ impl Application {
             self.metrics.consumer_rebuilds.inc();
             let mut stop = self.shutdown.subscribe();
             loop {
+                // Stopped while the wedged one drained: no new consumer to join the group.
+                if *stop.borrow() {
+                    break;
+                }
                 match self.consumers.make() {
                     Ok((consumer, revoked)) => {
                         pipeline.replace_consumer(consumer, revoked);
@@ -340,6 +349,7 @@ impl ConsumerFactory {
                 revoked: revoked_tx,
                 revocations: std::sync::atomic::AtomicU64::new(0),
                 brokers: brokers.clone(),
+                assignments: std::sync::atomic::AtomicU64::new(0),
             })
             .map_err(kafka::redacted)?;
         consumer.subscribe(&[&self.topic])?;
@@ -367,7 +377,6 @@ async fn probe_broker(
     readiness: Readiness,
     reachable: prometheus::IntGauge,
     permissions: TopicPermissions,
-    topics: Vec<String>,
 ) {
     let mut interval = tokio::time::interval(PROBE_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -376,11 +385,9 @@ async fn probe_broker(
     loop {
         interval.tick().await;
         if tokio::time::Instant::now() >= next_permissions
-            && let Some(refused) = producer
-                .refused_topics(topics.clone(), PROBE_INTERVAL)
-                .await
+            && let Some(next) = permissions.check(PROBE_INTERVAL).await
         {
-            next_permissions = tokio::time::Instant::now() + permissions.update(refused);
+            next_permissions = tokio::time::Instant::now() + next;
         }
         failures = if producer.reachable(PROBE_INTERVAL).await {
             0

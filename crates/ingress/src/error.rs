@@ -53,8 +53,8 @@ pub enum WebhookError {
         /// `Retry-After` seconds.
         retry_after_s: u64,
     },
-    /// 503: too many requests in flight.
-    #[error("too many requests in flight; retry later")]
+    /// 503: too many requests in flight, or no room for the body in `http.max_in_flight_body_bytes`.
+    #[error("too many requests or body bytes in flight; retry later")]
     Overloaded {
         /// `Retry-After` seconds.
         retry_after_s: u64,

@@ -15,10 +15,11 @@
 //! that cannot be written, 503, so nothing authenticated disappears.
 //!
 //! The request path, in order: source (404) → secret (401) → draining / load shedding (503)
-//! → body limit and timeout (413, 408) → parse (400 + dead letter) → deduplicate (200
+//! → body limit (413) → body byte budget (503, [`body_budget`]) → body timeout (408) → parse (400 + dead letter) → deduplicate (200
 //! duplicate) → outbox: produce, or spool, and wait until durable (200, or 503).
 
 pub mod auth;
+pub mod body_budget;
 pub mod dedupe;
 pub mod error;
 pub mod forwarder;

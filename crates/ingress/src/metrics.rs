@@ -52,6 +52,9 @@ pub struct IngressMetrics {
     /// `voicehub_ingress_kafka_refused_topics`: topics the cluster refuses to this principal
     /// or does not have (readiness check `kafka_permissions`).
     pub refused_topics: IntGauge,
+    /// `voicehub_ingress_body_bytes_reserved`: request body bytes reserved from
+    /// `http.max_in_flight_body_bytes`.
+    pub body_bytes_reserved: IntGauge,
     /// The spool's metrics (registered in every mode, so dashboards and alerts find them).
     pub spool: SpoolMetrics,
 }
@@ -207,6 +210,10 @@ impl IngressMetrics {
             broker_reachable: gauge(
                 "voicehub_ingress_broker_reachable",
                 "1 while the broker acknowledges records or answers metadata requests, else 0.",
+            )?,
+            body_bytes_reserved: gauge(
+                "voicehub_ingress_body_bytes_reserved",
+                "Request body bytes reserved from http.max_in_flight_body_bytes (whole KiB).",
             )?,
             refused_topics: gauge(
                 "voicehub_ingress_kafka_refused_topics",

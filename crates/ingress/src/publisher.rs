@@ -53,6 +53,8 @@ struct Inner {
     /// Broker health gates readiness only without a spool (with one, the spool does).
     readiness: Option<Readiness>,
     healthy: AtomicBool,
+    /// Held while `healthy` and what follows it change.
+    transition: std::sync::Mutex<()>,
     /// When the last delivery or probe succeeded, in milliseconds since `epoch`.
     last_success_ms: AtomicU64,
     epoch: Instant,
@@ -90,6 +92,7 @@ impl Publisher {
                 deadline,
                 readiness,
                 healthy: AtomicBool::new(false),
+                transition: std::sync::Mutex::new(()),
                 last_success_ms: AtomicU64::new(0),
                 epoch: Instant::now(),
                 metrics,
@@ -195,16 +198,6 @@ impl Publisher {
         }
     }
 
-    /// The topics the cluster refuses to describe to this principal, or does not have
-    /// (`None`: no answer within `timeout`).
-    pub async fn refused_topics(
-        &self,
-        topics: Vec<String>,
-        timeout: Duration,
-    ) -> Option<Vec<(String, rdkafka::error::RDKafkaErrorCode)>> {
-        self.inner.producer.refused_topics(topics, timeout).await
-    }
-
     /// Sends what is queued, waiting at most `timeout`.
     pub async fn flush(&self, timeout: Duration) -> Result<(), rdkafka::error::KafkaError> {
         let producer = self.inner.producer.producer();
@@ -219,32 +212,48 @@ impl Publisher {
     fn succeeded(&self) {
         let now = u64::try_from(self.inner.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.inner.last_success_ms.fetch_max(now, Ordering::AcqRel);
+        // The flag is only read here (a delivery's hot path); changes go through the lock.
         if !self.inner.healthy.load(Ordering::Acquire) {
-            self.set_broker_health(true);
+            self.change_broker_health(true);
         }
     }
 
     /// A failure: unhealthy once nothing has succeeded for [`UNHEALTHY_AFTER`].
     fn failed(&self) {
-        let last = Duration::from_millis(self.inner.last_success_ms.load(Ordering::Acquire));
-        if self.inner.healthy.load(Ordering::Acquire)
-            && self.inner.epoch.elapsed().saturating_sub(last) >= UNHEALTHY_AFTER
-        {
-            self.set_broker_health(false);
+        if self.inner.healthy.load(Ordering::Acquire) && self.no_success_for_limit() {
+            self.change_broker_health(false);
         }
     }
 
-    fn set_broker_health(&self, healthy: bool) {
+    fn no_success_for_limit(&self) -> bool {
+        let last = Duration::from_millis(self.inner.last_success_ms.load(Ordering::Acquire));
+        self.inner.epoch.elapsed().saturating_sub(last) >= UNHEALTHY_AFTER
+    }
+
+    /// Flips broker health, its metric and its readiness check together, under one lock, so
+    /// that concurrent deliveries cannot leave the flag and readiness disagreeing (a later
+    /// success would then never set readiness again). Checked again under the lock: a success
+    /// that came meanwhile wins over a failure.
+    fn change_broker_health(&self, healthy: bool) {
+        let _transition = self
+            .inner
+            .transition
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.inner.healthy.load(Ordering::Acquire) == healthy
+            || (!healthy && !self.no_success_for_limit())
+        {
+            return;
+        }
         self.inner.metrics.broker_reachable.set(i64::from(healthy));
         if let Some(readiness) = &self.inner.readiness {
             readiness.set(BROKER_CHECK, healthy);
         }
-        if self.inner.healthy.swap(healthy, Ordering::AcqRel) != healthy {
-            if healthy {
-                info!(check = BROKER_CHECK, "broker reachable");
-            } else {
-                warn!(check = BROKER_CHECK, "broker unreachable");
-            }
+        self.inner.healthy.store(healthy, Ordering::Release);
+        if healthy {
+            info!(check = BROKER_CHECK, "broker reachable");
+        } else {
+            warn!(check = BROKER_CHECK, "broker unreachable");
         }
     }
 }

@@ -15,6 +15,7 @@ use voicehub_model::{EventKind, Timestamp, Topics, WebhookEvent, parse_webhook};
 use voicehub_runtime::{BRIDGE_VERSION, FaultHook};
 
 use crate::auth::{AuthOutcome, SourceSecrets};
+use crate::body_budget::BodyBudget;
 use crate::dedupe::{Claim, Dedupe};
 use crate::error::WebhookError;
 use crate::metrics::{IngressMetrics, Outcome, RequestCounters, SourceMetrics, event_type_label};
@@ -40,6 +41,10 @@ pub struct AppState {
     pub dedupe: Arc<Dedupe>,
     /// Bounds requests in flight.
     pub in_flight: Semaphore,
+    /// Bounds the body bytes they hold.
+    pub body_budget: BodyBudget,
+    /// Longest wait for room in the body budget.
+    pub body_budget_wait: Duration,
     /// Set on SIGTERM: new requests get 503.
     pub draining: AtomicBool,
     /// Metrics.
@@ -168,7 +173,21 @@ async fn process(
     state.metrics.in_flight.inc();
     let _in_flight = scopeguard(|| state.metrics.in_flight.dec());
 
-    let bytes = read_body(request, body, state.max_body_bytes, state.body_timeout).await?;
+    let declared = request
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    let limit = state.max_body_bytes;
+    if declared.is_some_and(|length| length > limit) {
+        return Err(WebhookError::TooLarge { limit });
+    }
+    let _body_bytes = state
+        .body_budget
+        .reserve(declared.unwrap_or(limit), state.body_budget_wait)
+        .await
+        .ok_or(WebhookError::Overloaded { retry_after_s })?;
+    let bytes = read_body(body, declared, limit, state.body_timeout).await?;
     let provenance = Provenance {
         source,
         received_at: Timestamp::now(),
@@ -249,20 +268,14 @@ fn authenticate(source: &Source, request: &HttpRequest) -> Result<(), WebhookErr
     }
 }
 
+/// Reads a body of at most `limit` bytes (`declared`: its `Content-Length`, already checked
+/// against `limit`) within `timeout`.
 async fn read_body(
-    request: &HttpRequest,
     mut body: web::Payload,
+    declared: Option<usize>,
     limit: usize,
     timeout: Duration,
 ) -> Result<web::Bytes, WebhookError> {
-    let declared = request
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        return Err(WebhookError::TooLarge { limit });
-    }
     let read = async {
         let mut bytes = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
         while let Some(chunk) = body.next().await {

@@ -64,6 +64,12 @@ pub struct HttpSettings {
     pub body_timeout_ms: u64,
     /// Requests being processed at once; beyond it, 503 at once (load shedding).
     pub max_in_flight: usize,
+    /// Bytes of request bodies held at once, by all requests together: each reserves its
+    /// `Content-Length` (or `max_body_bytes` without one) before its body is read, until it
+    /// is answered. Bounds memory under a burst of large bodies.
+    pub max_in_flight_body_bytes: usize,
+    /// Longest wait for room in `max_in_flight_body_bytes`; then 503 `overloaded`.
+    pub body_budget_wait_ms: u64,
     /// `Retry-After` seconds on 503 answers.
     pub retry_after_s: u64,
     /// On SIGTERM, how long in-flight requests and the producer flush may take in all.
@@ -80,6 +86,8 @@ impl Default for HttpSettings {
             produce_deadline_ms: 5_000,
             body_timeout_ms: 5_000,
             max_in_flight: 1_024,
+            max_in_flight_body_bytes: 32 * 1024 * 1024,
+            body_budget_wait_ms: 1_000,
             retry_after_s: 1,
             drain_timeout_ms: 10_000,
             workers: 0,
@@ -91,6 +99,11 @@ impl HttpSettings {
     /// `produce_deadline_ms` as a duration.
     pub fn produce_deadline(&self) -> Duration {
         Duration::from_millis(self.produce_deadline_ms)
+    }
+
+    /// `body_budget_wait_ms` as a duration.
+    pub fn body_budget_wait(&self) -> Duration {
+        Duration::from_millis(self.body_budget_wait_ms)
     }
 
     /// `body_timeout_ms` as a duration.
@@ -229,6 +242,16 @@ impl IngressSettings {
             if value == 0 {
                 return Err(SettingsError::invalid(key, "must be above 0"));
             }
+        }
+        if http.max_in_flight_body_bytes < http.max_body_bytes {
+            return Err(SettingsError::invalid(
+                "http.max_in_flight_body_bytes",
+                format_args!(
+                    "must be at least http.max_body_bytes ({}): a body that large could never \
+                     be taken",
+                    http.max_body_bytes
+                ),
+            ));
         }
         let carried = self.kafka.message_max_bytes();
         if carried < http.max_body_bytes.saturating_add(RECORD_HEADROOM_BYTES) {

@@ -18,6 +18,7 @@ pub use voicehub_runtime::shutdown::ShutdownTrigger;
 use voicehub_runtime::{FaultHook, kafka, reload};
 
 use crate::auth::{SecretError, SourceSecrets};
+use crate::body_budget::BodyBudget;
 use crate::dedupe::Dedupe;
 use crate::forwarder::Forwarder;
 use crate::metrics::IngressMetrics;
@@ -166,6 +167,11 @@ impl Application {
                 settings.dedupe.max_entries,
             )),
             in_flight: Semaphore::new(settings.http.max_in_flight),
+            body_budget: BodyBudget::new(
+                settings.http.max_in_flight_body_bytes,
+                metrics.body_bytes_reserved.clone(),
+            ),
+            body_budget_wait: settings.http.body_budget_wait(),
             draining: AtomicBool::new(false),
             metrics,
             max_body_bytes: settings.http.max_body_bytes,
@@ -257,9 +263,24 @@ impl Application {
             .into_iter()
             .map(str::to_owned)
             .collect();
-        let permissions =
-            TopicPermissions::new(readiness.clone(), state.metrics.refused_topics.clone());
-        background.spawn(probe_broker(state.clone(), permissions, topics));
+        match TopicPermissions::new(
+            &settings.kafka,
+            topics,
+            readiness.clone(),
+            state.metrics.refused_topics.clone(),
+        ) {
+            Ok(permissions) => {
+                background.spawn(probe_broker(state.clone(), Some(permissions)));
+            }
+            Err(error) => {
+                // The producer was made with the same properties: not expected.
+                error!(
+                    error = &error as &dyn std::error::Error,
+                    "no client to check topic permissions with; not checking them"
+                );
+                background.spawn(probe_broker(state.clone(), None));
+            }
+        }
         if provision_later {
             background.spawn(provision_until_done(settings.clone()));
         }
@@ -370,24 +391,18 @@ fn http_server(
 
 /// Every [`PROBE_INTERVAL`] the broker's health, and (first, then as the last answer says)
 /// whether the cluster lets the ingress use its topics.
-async fn probe_broker(
-    state: web::Data<AppState>,
-    permissions: TopicPermissions,
-    topics: Vec<String>,
-) {
+async fn probe_broker(state: web::Data<AppState>, permissions: Option<TopicPermissions>) {
     let mut interval = tokio::time::interval(PROBE_INTERVAL);
     let mut next_permissions = tokio::time::Instant::now();
     loop {
         interval.tick().await;
-        let publisher = state.outbox.publisher();
-        if tokio::time::Instant::now() >= next_permissions
-            && let Some(refused) = publisher
-                .refused_topics(topics.clone(), PROBE_INTERVAL)
-                .await
+        if let Some(permissions) = &permissions
+            && tokio::time::Instant::now() >= next_permissions
+            && let Some(next) = permissions.check(PROBE_INTERVAL).await
         {
-            next_permissions = tokio::time::Instant::now() + permissions.update(refused);
+            next_permissions = tokio::time::Instant::now() + next;
         }
-        publisher.probe(PROBE_INTERVAL).await;
+        state.outbox.publisher().probe(PROBE_INTERVAL).await;
     }
 }
 

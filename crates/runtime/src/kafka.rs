@@ -443,38 +443,6 @@ impl<C: ClientContext + 'static> RecoveringProducer<C> {
         .unwrap_or(false)
     }
 
-    /// The topics of `topics` whose metadata the cluster answers with an error (the principal
-    /// may not describe it, or it does not exist), each with that error; `None` when the
-    /// cluster does not answer within `timeout`. One request per topic (a request for several
-    /// names is answered without the ones the principal may not see), off the async runtime.
-    pub async fn refused_topics(
-        &self,
-        topics: Vec<String>,
-        timeout: Duration,
-    ) -> Option<Vec<(String, RDKafkaErrorCode)>> {
-        let producer = self.producer();
-        tokio::task::spawn_blocking(move || {
-            let mut refused = Vec::new();
-            for topic in topics {
-                let metadata = producer
-                    .client()
-                    .fetch_metadata(Some(&topic), timeout)
-                    .ok()?;
-                let error = match metadata.topics().iter().find(|t| t.name() == topic) {
-                    Some(answer) => answer.error().map(RDKafkaErrorCode::from),
-                    None => Some(RDKafkaErrorCode::UnknownTopicOrPartition),
-                };
-                if let Some(error) = error {
-                    refused.push((topic, error));
-                }
-            }
-            Some(refused)
-        })
-        .await
-        .ok()
-        .flatten()
-    }
-
     /// Starts delivering `record` through the current instance. The returned future owns
     /// everything it needs (spawn it to let the delivery outlive the caller); when it ends in
     /// failure and the instance looks wedged, the instance is replaced.

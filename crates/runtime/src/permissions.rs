@@ -11,13 +11,15 @@
 //! An unanswered probe changes nothing (the `broker` check covers reachability), so the check
 //! starts passing: an ingress that spools stays ready while Kafka is away at startup.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tracing::{error, info, warn};
 
 use crate::admin::Readiness;
+use crate::settings::KafkaSettings;
 
 /// The readiness check.
 pub const CHECK: &str = "kafka_permissions";
@@ -30,8 +32,12 @@ pub const PERIOD: Duration = Duration::from_secs(30);
 pub const RECHECK_REFUSED: Duration = Duration::from_secs(5);
 
 /// The last answer about the topics, and the readiness check it feeds.
-#[derive(Debug)]
 pub struct TopicPermissions {
+    /// A client of its own, of the consumer kind: its metadata requests never ask the broker
+    /// to create a missing topic (a producer's do, by librdkafka's default, and a broker with
+    /// `auto.create.topics.enable` would make it with its own defaults).
+    client: Arc<BaseConsumer>,
+    topics: Vec<String>,
     readiness: Readiness,
     /// How many topics the last answer refused.
     gauge: prometheus::IntGauge,
@@ -40,16 +46,39 @@ pub struct TopicPermissions {
 }
 
 impl TopicPermissions {
-    /// Registers the check, passing until an answer says otherwise; `gauge` counts the
-    /// refused topics.
-    pub fn new(readiness: Readiness, gauge: prometheus::IntGauge) -> Self {
+    /// Registers the check, passing until an answer says otherwise, for `topics`; `gauge`
+    /// counts the refused ones.
+    pub fn new(
+        settings: &KafkaSettings,
+        topics: Vec<String>,
+        readiness: Readiness,
+        gauge: prometheus::IntGauge,
+    ) -> Result<Self, KafkaError> {
+        let client = crate::kafka::client_config(settings)
+            .set("allow.auto.create.topics", "false")
+            .create()
+            .map_err(crate::kafka::redacted)?;
         readiness.register(CHECK);
         readiness.set(CHECK, true);
-        Self {
+        Ok(Self {
+            client: Arc::new(client),
+            topics,
             readiness,
             gauge,
             refused: Mutex::new(Vec::new()),
-        }
+        })
+    }
+
+    /// Asks the cluster about every topic (each request waiting at most `timeout`) and
+    /// takes the answer in; when to check again, or `None` if the cluster did not answer.
+    pub async fn check(&self, timeout: Duration) -> Option<Duration> {
+        let client = self.client.clone();
+        let topics = self.topics.clone();
+        let refused = tokio::task::spawn_blocking(move || refused_topics(&client, topics, timeout))
+            .await
+            .ok()
+            .flatten()?;
+        Some(self.update(refused))
     }
 
     /// Takes the cluster's answer in: the topics it refused (empty: all usable). Each newly
@@ -104,6 +133,38 @@ impl TopicPermissions {
     }
 }
 
+impl std::fmt::Debug for TopicPermissions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicPermissions")
+            .field("topics", &self.topics)
+            .field("refused", &self.refused())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The topics whose metadata the cluster answers with an error (the principal may not
+/// describe it, or it does not exist), each with that error; `None` when the cluster does not
+/// answer. One request per topic: a request for several is answered without the ones the
+/// principal may not see. Blocking.
+fn refused_topics(
+    client: &BaseConsumer,
+    topics: Vec<String>,
+    timeout: Duration,
+) -> Option<Vec<(String, RDKafkaErrorCode)>> {
+    let mut refused = Vec::new();
+    for topic in topics {
+        let metadata = client.fetch_metadata(Some(&topic), timeout).ok()?;
+        let error = match metadata.topics().iter().find(|t| t.name() == topic) {
+            Some(answer) => answer.error().map(RDKafkaErrorCode::from),
+            None => Some(RDKafkaErrorCode::UnknownTopicOrPartition),
+        };
+        if let Some(error) = error {
+            refused.push((topic, error));
+        }
+    }
+    Some(refused)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,7 +173,13 @@ mod tests {
     fn refused_topics_fail_the_check_until_an_answer_has_none() {
         let readiness = Readiness::new();
         let gauge = prometheus::IntGauge::new("refused", "refused").unwrap();
-        let permissions = TopicPermissions::new(readiness.clone(), gauge.clone());
+        let permissions = TopicPermissions::new(
+            &KafkaSettings::default(),
+            vec!["a".into()],
+            readiness.clone(),
+            gauge.clone(),
+        )
+        .unwrap();
         assert!(
             readiness.is_ready(),
             "passing until an answer says otherwise"

@@ -260,3 +260,87 @@ async fn duplicate_keys_are_refused_as_an_invalid_payload_and_dead_lettered() {
         .unwrap();
     assert_eq!(dead[0].value, body.to_vec());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_beyond_the_in_flight_byte_budget_get_503_before_they_are_read() {
+    // Arrange: room for one 40 KB body, not two.
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.http.max_body_bytes = 48 * 1024;
+        s.http.max_in_flight_body_bytes = 64 * 1024;
+        s.http.body_budget_wait_ms = 300;
+        s.http.body_timeout_ms = 10_000;
+    })
+    .await;
+    let size = 40_000;
+    let padded = |id: &str| {
+        let mut body = status_event(id, "c1").to_string();
+        body.push_str(&" ".repeat(size - body.len()));
+        body
+    };
+    // A slow sender holds its reservation: headers sent, the body not yet.
+    use tokio::io::AsyncWriteExt;
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = post_head(SECRET, &format!("content-length: {size}\r\n"));
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while reserved(&app).await < 40_000.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow body never reserved"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // Act: a second body that does not fit beside it.
+    let refused = app
+        .post(
+            "/webhooks/voicehub",
+            Some(SECRET),
+            padded("refused").into_bytes(),
+        )
+        .await;
+
+    // Assert: 503 overloaded with Retry-After, nothing written; once the slow body is in,
+    // the budget is free again.
+    assert_eq!(refused.status(), 503);
+    assert_eq!(
+        refused
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let answer: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(answer["error"], "overloaded", "{answer}");
+    slow.write_all(padded("slow").as_bytes()).await.unwrap();
+    let mut answer = [0u8; 12];
+    use tokio::io::AsyncReadExt;
+    slow.read_exact(&mut answer).await.unwrap();
+    assert_eq!(
+        &answer,
+        b"HTTP/1.1 200",
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(
+        app.post(
+            "/webhooks/voicehub",
+            Some(SECRET),
+            padded("after").into_bytes()
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(app.status_ids().await, ["slow", "after"]);
+    assert_eq!(reserved(&app).await, 0.0);
+}
+
+async fn reserved(app: &crate::helpers::TestApp) -> f64 {
+    voicehub_testkit::metrics::metric_value(
+        &app.metrics().await,
+        "voicehub_ingress_body_bytes_reserved",
+        &[],
+    )
+}
