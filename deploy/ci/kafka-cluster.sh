@@ -173,21 +173,6 @@ EOF
 
 password_of() { sed -n "s/^$2://p" "$1/users"; }
 
-log4j() {
-  cat >"$1/log4j2.properties" <<'EOF'
-rootLogger.level=WARN
-rootLogger.appenderRef.stdout.ref=STDOUT
-appender.stdout.type=Console
-appender.stdout.name=STDOUT
-appender.stdout.layout.type=PatternLayout
-appender.stdout.layout.pattern=[%d] %p %m (%c)%n
-logger.kafka.name=kafka.server.KafkaServer
-logger.kafka.level=INFO
-logger.raft.name=kafka.server.KafkaRaftServer
-logger.raft.level=INFO
-EOF
-}
-
 # Starts node $2 of the cluster in $1 in the background (its pid in nodeN/pid).
 launch() {
   local dir=$1 n=$2

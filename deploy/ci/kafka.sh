@@ -45,18 +45,7 @@ auto.create.topics.enable=false
 broker.session.timeout.ms=2000
 broker.heartbeat.interval.ms=500
 EOF
-  cat >"$dir/log4j2.properties" <<'EOF'
-rootLogger.level=WARN
-rootLogger.appenderRef.stdout.ref=STDOUT
-appender.stdout.type=Console
-appender.stdout.name=STDOUT
-appender.stdout.layout.type=PatternLayout
-appender.stdout.layout.pattern=[%d] %p %m (%c)%n
-logger.kafka.name=kafka.server.KafkaServer
-logger.kafka.level=INFO
-logger.raft.name=kafka.server.KafkaRaftServer
-logger.raft.level=INFO
-EOF
+  log4j "$dir"
   java_for "$dir"
   "${java[@]}" kafka.tools.StorageTool format --standalone -t "$(uuidgen_like)" \
     -c "$dir/server.properties" >"$dir/format.log" 2>&1 || {

@@ -33,17 +33,14 @@ async fn grant_least_privilege(cluster: &SecureCluster, topics: &Topics, group: 
         .grant("ingress", &["Write"], &ingress_topics(topics))
         .await
         .unwrap();
-    cluster
-        .grant(
-            "enricher",
-            &["Read"],
-            &[
-                Resource::Topic(topics.analysis_result_ready.clone()),
-                Resource::Group(group.to_owned()),
-            ],
-        )
-        .await
-        .unwrap();
+    grant_enricher(cluster, topics, Some(group)).await;
+}
+
+/// The enricher's ACLs: Read on its input (and on `group`, if given), Write on its outputs.
+async fn grant_enricher(cluster: &SecureCluster, topics: &Topics, group: Option<&str>) {
+    let mut read = vec![Resource::Topic(topics.analysis_result_ready.clone())];
+    read.extend(group.map(|group| Resource::Group(group.to_owned())));
+    cluster.grant("enricher", &["Read"], &read).await.unwrap();
     cluster
         .grant(
             "enricher",
@@ -329,25 +326,7 @@ async fn an_enricher_refused_its_group_says_so_is_unready_and_heals_once_granted
     create_topics(&broker).await;
     let topics = broker.topics();
     let group = broker.name("refused");
-    cluster
-        .grant(
-            "enricher",
-            &["Read"],
-            &[Resource::Topic(topics.analysis_result_ready.clone())],
-        )
-        .await
-        .unwrap();
-    cluster
-        .grant(
-            "enricher",
-            &["Write"],
-            &[
-                Resource::Topic(topics.analysis_enriched.clone()),
-                Resource::Topic(topics.dead_letter.clone()),
-            ],
-        )
-        .await
-        .unwrap();
+    grant_enricher(cluster, &topics, None).await;
     let api = AnalysisApi::start("127.0.0.1:0", API_KEY, AnalysisTrouble::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let secrets = SecretFiles::write();

@@ -39,6 +39,22 @@ broker_pid() {
   fi
 }
 
+# Writes the brokers' log4j2 configuration into $1: warnings, and the start and stop lines.
+log4j() {
+  cat >"$1/log4j2.properties" <<'EOF'
+rootLogger.level=WARN
+rootLogger.appenderRef.stdout.ref=STDOUT
+appender.stdout.type=Console
+appender.stdout.name=STDOUT
+appender.stdout.layout.type=PatternLayout
+appender.stdout.layout.pattern=[%d] %p %m (%c)%n
+logger.kafka.name=kafka.server.KafkaServer
+logger.kafka.level=INFO
+logger.raft.name=kafka.server.KafkaRaftServer
+logger.raft.level=INFO
+EOF
+}
+
 # Whether process $1 is gone: reaped, or a zombie whose other threads have exited too (a
 # multi-threaded process's leader turns zombie first, while the others still hold its sockets).
 gone() {

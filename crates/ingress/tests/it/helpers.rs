@@ -197,3 +197,17 @@ impl TestApp {
         all
     }
 }
+
+/// Asserts an answer asking VoiceHub to retry: 503, `Retry-After: 1`, error code `error`.
+pub async fn assert_retry_later(response: reqwest::Response, error: &str) {
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"], error, "{body}");
+}
