@@ -182,11 +182,16 @@ async fn process(
     if declared.is_some_and(|length| length > limit) {
         return Err(WebhookError::TooLarge { limit });
     }
-    let _body_bytes = state
+    let Some(_body_bytes) = state
         .body_budget
         .reserve(declared.unwrap_or(limit), state.body_budget_wait)
         .await
-        .ok_or(WebhookError::Overloaded { retry_after_s })?;
+    else {
+        // Read and dropped, not kept: closing with the body unread resets the connection,
+        // and the sender sees a reset instead of this answer.
+        discard_body(body, limit, state.body_timeout).await;
+        return Err(WebhookError::Overloaded { retry_after_s });
+    };
     let bytes = read_body(body, declared, limit, state.body_timeout).await?;
     let provenance = Provenance {
         source,
@@ -266,6 +271,20 @@ fn authenticate(source: &Source, request: &HttpRequest) -> Result<(), WebhookErr
             Err(WebhookError::WrongSecret)
         }
     }
+}
+
+/// Reads a body and drops it chunk by chunk, until its end, `limit` bytes, or `timeout`.
+async fn discard_body(mut body: web::Payload, limit: usize, timeout: Duration) {
+    let discard = async {
+        let mut read = 0;
+        while let Some(Ok(chunk)) = body.next().await {
+            read += chunk.len();
+            if read > limit {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, discard).await;
 }
 
 /// Reads a body of at most `limit` bytes (`declared`: its `Content-Length`, already checked

@@ -263,28 +263,30 @@ async fn duplicate_keys_are_refused_as_an_invalid_payload_and_dead_lettered() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bodies_beyond_the_in_flight_byte_budget_get_503_before_they_are_read() {
-    // Arrange: room for one 40 KB body, not two.
+    // Arrange: room for one 1.5 MB body, not two (bodies larger than the sockets' buffers, so
+    // that a body left unread would show as a reset).
     let app = crate::helpers::spawn_app_with(|s| {
-        s.http.max_body_bytes = 48 * 1024;
-        s.http.max_in_flight_body_bytes = 64 * 1024;
+        s.http.max_body_bytes = 1_600_000;
+        s.http.max_in_flight_body_bytes = 2 * 1024 * 1024;
         s.http.body_budget_wait_ms = 300;
-        s.http.body_timeout_ms = 10_000;
+        // The first body waits while the second is sent (about 7 s).
+        s.http.body_timeout_ms = 30_000;
     })
     .await;
-    let size = 40_000;
+    let size = 1_500_000;
     let padded = |id: &str| {
         let mut body = status_event(id, "c1").to_string();
         body.push_str(&" ".repeat(size - body.len()));
         body
     };
     // A slow sender holds its reservation: headers sent, the body not yet.
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let address = app.base.trim_start_matches("http://").to_owned();
     let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
     let head = post_head(SECRET, &format!("content-length: {size}\r\n"));
     slow.write_all(head.as_bytes()).await.unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while reserved(&app).await < 40_000.0 {
+    while reserved(&app).await < 1_500_000.0 {
         assert!(
             std::time::Instant::now() < deadline,
             "the slow body never reserved"
@@ -292,7 +294,20 @@ async fn bodies_beyond_the_in_flight_byte_budget_get_503_before_they_are_read() 
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 
-    // Act: a second body that does not fit beside it.
+    // Act: a second body that does not fit beside it, sent in pieces (as a slow sender would:
+    // the answer must still reach it, not a connection reset), then one sent at once.
+    let mut second = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let closing = post_head(
+        SECRET,
+        &format!("content-length: {size}\r\nconnection: close\r\n"),
+    );
+    second.write_all(closing.as_bytes()).await.unwrap();
+    for piece in padded("refused-slowly").as_bytes().chunks(64 * 1024) {
+        second.write_all(piece).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let mut answer = String::new();
+    second.read_to_string(&mut answer).await.unwrap();
     let refused = app
         .post(
             "/webhooks/voicehub",
@@ -303,10 +318,11 @@ async fn bodies_beyond_the_in_flight_byte_budget_get_503_before_they_are_read() 
 
     // Assert: 503 overloaded with Retry-After, nothing written; once the slow body is in,
     // the budget is free again.
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("\"error\":\"overloaded\""), "{answer}");
     crate::helpers::assert_retry_later(refused, "overloaded").await;
     slow.write_all(padded("slow").as_bytes()).await.unwrap();
     let mut answer = [0u8; 12];
-    use tokio::io::AsyncReadExt;
     slow.read_exact(&mut answer).await.unwrap();
     assert_eq!(
         &answer,
