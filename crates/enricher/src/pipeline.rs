@@ -424,8 +424,6 @@ impl Pipeline {
                 biased;
                 () = stopped(&mut stop) => break,
                 _ = wedge_check.tick() => {
-                    // The consumer retries a refused join every few seconds, each time with
-                    // the error again: quiet for a while, the ACL was granted.
                     // librdkafka reports a refusal once, not at every retry: only a sign of
                     // success (an assignment since, or a record) ends it.
                     if self.refused_at_assignment.is_some_and(|at| {
@@ -528,7 +526,7 @@ impl Pipeline {
     }
 
     /// Logs a consume error (once a minute per cause); a refused group or topic also fails
-    /// readiness until the errors stop.
+    /// readiness until the consumer is assigned partitions or receives a record.
     fn consume_failed(&mut self, error: &KafkaError) {
         let code = error.rdkafka_error_code();
         let cause = voicehub_runtime::failure_log::error_code(Some(error));
