@@ -507,10 +507,12 @@ async fn the_busiest_leader_killed_under_load_loses_nothing_and_readiness_holds(
                 &topics.analysis_result_ready,
             ],
         );
-        let cluster = broker.secure_cluster().unwrap();
-        cluster.kill(node).await.unwrap();
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        cluster.resume(node).await.unwrap();
+        killed_for(
+            broker.secure_cluster().unwrap(),
+            &[node],
+            Duration::from_secs(10),
+        )
+        .await;
         broker
     })
     .await;
@@ -534,13 +536,24 @@ async fn the_busiest_leader_killed_under_load_loses_nothing_and_readiness_holds(
 /// Two of three nodes killed for 12 s: every partition below `min.insync.replicas` (2), and
 /// the controllers without a quorum.
 async fn quorum_loss(broker: TestBroker) -> TestBroker {
-    let cluster = broker.secure_cluster().unwrap();
-    cluster.kill(2).await.unwrap();
-    cluster.kill(3).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(12)).await;
-    cluster.resume(2).await.unwrap();
-    cluster.resume(3).await.unwrap();
+    killed_for(
+        broker.secure_cluster().unwrap(),
+        &[2, 3],
+        Duration::from_secs(12),
+    )
+    .await;
     broker
+}
+
+/// SIGKILLs `nodes`, leaves them down for `down`, starts them again on their data.
+async fn killed_for(cluster: &SecureCluster, nodes: &[u8], down: Duration) {
+    for node in nodes {
+        cluster.kill(*node).await.unwrap();
+    }
+    tokio::time::sleep(down).await;
+    for node in nodes {
+        cluster.resume(*node).await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -580,9 +593,7 @@ async fn the_active_controller_killed_under_load_loses_nothing() {
     let run = under_load("controller kill", 300, false, |broker| async move {
         let cluster = broker.secure_cluster().unwrap();
         let node = cluster.controller().await.unwrap();
-        cluster.kill(node).await.unwrap();
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        cluster.resume(node).await.unwrap();
+        killed_for(cluster, &[node], Duration::from_secs(10)).await;
         broker
     })
     .await;
