@@ -458,44 +458,30 @@ pub enum LogFormat {
     Text,
 }
 
-/// Reads a map whose keys may contain dots: the `config` crate splits dotted keys into
-/// nested tables, so nested tables are joined back with dots.
+/// Reads `kafka.properties`: flat librdkafka names (both sources make them so, see
+/// [`FileWithFlatProperties`]) to values written as strings, booleans or integers.
 fn dotted_properties<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<BTreeMap<String, String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum Node {
-        Leaf(String),
+    enum Scalar {
+        Text(String),
         Bool(bool),
         Int(i64),
-        Table(BTreeMap<String, Node>),
     }
-    fn flatten(prefix: &str, table: BTreeMap<String, Node>, out: &mut BTreeMap<String, String>) {
-        for (key, node) in table {
-            let key = if prefix.is_empty() {
-                key
-            } else {
-                format!("{prefix}.{key}")
+    let table = BTreeMap::<String, Scalar>::deserialize(deserializer)?;
+    Ok(table
+        .into_iter()
+        .map(|(name, value)| {
+            let value = match value {
+                Scalar::Text(text) => text,
+                Scalar::Bool(value) => value.to_string(),
+                Scalar::Int(value) => value.to_string(),
             };
-            match node {
-                Node::Leaf(value) => {
-                    out.insert(key, value);
-                }
-                Node::Bool(value) => {
-                    out.insert(key, value.to_string());
-                }
-                Node::Int(value) => {
-                    out.insert(key, value.to_string());
-                }
-                Node::Table(table) => flatten(&key, table, out),
-            }
-        }
-    }
-    let table = BTreeMap::<String, Node>::deserialize(deserializer)?;
-    let mut out = BTreeMap::new();
-    flatten("", table, &mut out);
-    Ok(out)
+            (name, value)
+        })
+        .collect())
 }
 
 #[cfg(test)]
