@@ -5,7 +5,47 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::until_ready;
+use voicehub_model::Topics;
+use voicehub_simulator::AnalysisApi;
+
+use crate::harness::{SecretFiles, until_ready};
+
+/// The ingress's configuration file: its ports and the webhook secret's file, then `rest`
+/// (the other sections: spool, kafka, log).
+pub fn ingress_toml(http_port: u16, admin_port: u16, secrets: &SecretFiles, rest: &str) -> String {
+    format!(
+        "[http]\nlisten = \"127.0.0.1:{http_port}\"\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\
+         [sources.default]\nsecret_files = [\"{}\"]\n{rest}",
+        secrets.secret.display()
+    )
+}
+
+/// The enricher's configuration file: its port, `group` (6 s sessions, 50 ms first backoff),
+/// the API key's file and `api` as the allowed host, then `rest` (kafka, log).
+pub fn enricher_toml(
+    admin_port: u16,
+    group: &str,
+    secrets: &SecretFiles,
+    api: &AnalysisApi,
+    rest: &str,
+) -> String {
+    format!(
+        "[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n[consumer]\ngroup_id = \"{group}\"\n\
+         session_timeout_ms = 6000\n[retry]\ninitial_backoff_ms = 50\n\
+         [sources.default]\napi_key_file = \"{}\"\nallowed_hosts = [\"{}\"]\nallow_http = true\n{rest}",
+        secrets.api_key.display(),
+        api.host(),
+    )
+}
+
+/// The lines of a `[kafka.topics]` table naming every topic of `topics`.
+pub fn topic_lines(topics: &Topics) -> String {
+    topics
+        .all()
+        .iter()
+        .map(|(key, name)| format!("{key} = \"{name}\"\n"))
+        .collect()
+}
 
 /// A binary of this workspace, built next to the test binaries (cargo builds a package's
 /// binaries for its integration tests, so `cargo nextest run --workspace` has them).

@@ -10,15 +10,10 @@ use voicehub_testkit::{TestBroker, free_port};
 use crate::harness::{
     API_KEY, Accounting, SECRET, SecretFiles, lines_containing, voicehub_traffic,
 };
-use crate::process::Service;
+use crate::process::{Service, enricher_toml, ingress_toml, topic_lines};
 
 fn kafka_toml(broker: &TestBroker) -> String {
-    let topics: String = broker
-        .topics()
-        .all()
-        .iter()
-        .map(|(key, name)| format!("{key} = \"{name}\"\n"))
-        .collect();
+    let topics = topic_lines(&broker.topics());
     format!(
         "[kafka]\nbootstrap_servers = \"{}\"\n[kafka.provision]\ncreate_topics = true\n\
          partitions = 3\nreplication_factor = 1\n[kafka.topics]\n{topics}[log]\nlevel = \"info\"\n",
@@ -41,25 +36,18 @@ async fn kill_9_of_either_service_under_load_loses_nothing_acknowledged() {
         dir.path(),
         "ingress",
         ingress_admin,
-        format!(
-            "[http]\nlisten = \"127.0.0.1:{http_port}\"\n[admin]\nlisten = \"127.0.0.1:{ingress_admin}\"\n\
-             [sources.default]\nsecret_files = [\"{}\"]\n{}",
-            secrets.secret.display(),
-            kafka_toml(&broker)
-        ),
+        ingress_toml(http_port, ingress_admin, &secrets, &kafka_toml(&broker)),
     );
     let mut enricher = Service::new(
         dir.path(),
         "enricher",
         enricher_admin,
-        format!(
-            "[admin]\nlisten = \"127.0.0.1:{enricher_admin}\"\n[consumer]\ngroup_id = \"{}\"\n\
-             session_timeout_ms = 6000\n[retry]\ninitial_backoff_ms = 50\n\
-             [sources.default]\napi_key_file = \"{}\"\nallowed_hosts = [\"{}\"]\nallow_http = true\n{}",
-            broker.name("crash"),
-            secrets.api_key.display(),
-            api.host(),
-            kafka_toml(&broker)
+        enricher_toml(
+            enricher_admin,
+            &broker.name("crash"),
+            &secrets,
+            &api,
+            &kafka_toml(&broker),
         ),
     );
     ingress.start().await;
@@ -175,13 +163,15 @@ async fn kill_9_of_a_spooling_ingress_during_an_outage_loses_nothing_acknowledge
         dir.path(),
         "ingress",
         admin_port,
-        format!(
-            "[http]\nlisten = \"127.0.0.1:{http_port}\"\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\
-             [spool]\nmode = \"always\"\ndir = \"{}\"\n\
-             [sources.default]\nsecret_files = [\"{}\"]\n{}",
-            dir.path().join("spool").display(),
-            secrets.secret.display(),
-            kafka_toml(&broker)
+        ingress_toml(
+            http_port,
+            admin_port,
+            &secrets,
+            &format!(
+                "[spool]\nmode = \"always\"\ndir = \"{}\"\n{}",
+                dir.path().join("spool").display(),
+                kafka_toml(&broker)
+            ),
         ),
     );
     // The topics exist before the outage (the ingress provisions them in the background; a

@@ -15,7 +15,7 @@ use voicehub_testkit::{TestBroker, free_port};
 use crate::harness::{
     API_KEY, Accounting, SECRET, SecretFiles, lines_containing, voicehub_traffic,
 };
-use crate::process::Service;
+use crate::process::{Service, enricher_toml, ingress_toml, topic_lines};
 
 /// The topics the ingress writes: every event type's, unrouted and dead letters.
 fn ingress_topics(topics: &Topics) -> Vec<Resource> {
@@ -64,11 +64,7 @@ fn kafka_toml(
     auth: Auth,
     secret_properties: &[&str],
 ) -> String {
-    let topics: String = topics
-        .all()
-        .iter()
-        .map(|(key, name)| format!("{key} = \"{name}\"\n"))
-        .collect();
+    let topics = topic_lines(topics);
     let properties: String = cluster
         .client_properties(user, auth)
         .unwrap()
@@ -121,11 +117,14 @@ fn ingress_service(
         dir,
         "ingress",
         admin_port,
-        format!(
-            "[http]\nlisten = \"127.0.0.1:{http_port}\"\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\
-             [sources.default]\nsecret_files = [\"{}\"]\n{spool}{}",
-            secrets.secret.display(),
-            kafka_toml(cluster, &broker.topics(), "ingress", auth, &sasl_secrets)
+        ingress_toml(
+            http_port,
+            admin_port,
+            secrets,
+            &format!(
+                "{spool}{}",
+                kafka_toml(cluster, &broker.topics(), "ingress", auth, &sasl_secrets)
+            ),
         ),
     );
     let credentials = cluster.client_properties("ingress", auth).unwrap();
@@ -152,13 +151,12 @@ fn enricher_service(
         dir,
         "enricher",
         admin_port,
-        format!(
-            "[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n[consumer]\ngroup_id = \"{group}\"\n\
-             session_timeout_ms = 6000\n[retry]\ninitial_backoff_ms = 50\n\
-             [sources.default]\napi_key_file = \"{}\"\nallowed_hosts = [\"{}\"]\nallow_http = true\n{}",
-            secrets.api_key.display(),
-            api.host(),
-            kafka_toml(cluster, &broker.topics(), "enricher", Auth::Mtls, &[])
+        enricher_toml(
+            admin_port,
+            group,
+            secrets,
+            api,
+            &kafka_toml(cluster, &broker.topics(), "enricher", Auth::Mtls, &[]),
         ),
     )
 }

@@ -143,9 +143,20 @@ impl TestBroker {
         let kafka = tokio::task::spawn_blocking(start)
             .await
             .map_err(|e| TestkitError::Broker(format!("starting Kafka: {e}")))??;
-        let storage =
-            Url::parse("kafka://external/").map_err(|e| TestkitError::Broker(e.to_string()))?;
-        let namespace = if kafka.is_shared() {
+        let unique = kafka.is_shared();
+        Self::external("kafka://external/", Some(kafka), None, unique)
+    }
+
+    /// A broker not in this process: Apache Kafka or the secured cluster. `unique`: its names
+    /// get a suffix of this test's (a broker the run shares).
+    fn external(
+        storage: &str,
+        kafka: Option<Kafka>,
+        secure: Option<SecureCluster>,
+        unique: bool,
+    ) -> Result<Self> {
+        let storage = Url::parse(storage).map_err(|e| TestkitError::Broker(e.to_string()))?;
+        let namespace = if unique {
             format!(".t{}", uuid::Uuid::new_v4().simple())
         } else {
             String::new()
@@ -156,8 +167,8 @@ impl TestBroker {
             storage,
             task: None,
             _data: None,
-            kafka: Some(kafka),
-            secure: None,
+            kafka,
+            secure,
             namespace,
         })
     }
@@ -169,18 +180,7 @@ impl TestBroker {
         let cluster = tokio::task::spawn_blocking(SecureCluster::shared_or_started)
             .await
             .map_err(|e| TestkitError::Broker(format!("starting the secured cluster: {e}")))??;
-        let storage =
-            Url::parse("kafka://secure/").map_err(|e| TestkitError::Broker(e.to_string()))?;
-        Ok(Self {
-            port: 0,
-            broker: None,
-            storage,
-            task: None,
-            _data: None,
-            kafka: None,
-            secure: Some(cluster),
-            namespace: format!(".t{}", uuid::Uuid::new_v4().simple()),
-        })
+        Self::external("kafka://secure/", None, Some(cluster), true)
     }
 
     /// The secured cluster, for [`TestBroker::secure`].

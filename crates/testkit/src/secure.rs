@@ -162,30 +162,10 @@ impl SecureCluster {
         operations: &[&str],
         resources: &[Resource],
     ) -> Result<()> {
-        self.acl("--add", user, operations, resources).await
-    }
-
-    /// Takes back what [`Self::grant`] gave.
-    pub async fn revoke(
-        &self,
-        user: &str,
-        operations: &[&str],
-        resources: &[Resource],
-    ) -> Result<()> {
-        self.acl("--remove", user, operations, resources).await
-    }
-
-    async fn acl(
-        &self,
-        verb: &str,
-        user: &str,
-        operations: &[&str],
-        resources: &[Resource],
-    ) -> Result<()> {
         let mut args: Vec<String> = vec![
             "acl".into(),
             self.dir.to_string_lossy().into_owned(),
-            verb.into(),
+            "--add".into(),
             "--force".into(),
             "--allow-principal".into(),
             format!("User:{user}"),
