@@ -10,6 +10,9 @@
 #    internal Services only and once per component, the ServiceMonitor's job label, the HPA and
 #    the spool, PodDisruptionBudgets that never block a drain, grace periods that cover the
 #    shutdown, topology spread, extra env/volumes, the spool's claim retention;
+#  - each component's worst-case memory, computed from the rendered configuration, equals the
+#    chart's own computation and fits the memory limit, and the request equals the limit;
+#    every ci/refused-*values.yaml (a limit below that bound) is refused by the chart;
 #  - every ci/invalid-*values.yaml is rejected by values.schema.json (for what its
 #    "# rejected:" line names), every ci/unstartable-*values.yaml passes the schema and is
 #    refused by --check-config (for the key its "# expect:" line names), and a manifest with an
@@ -195,6 +198,37 @@ for c, workload in workloads.items():
     if ca and not any(ca.startswith(m["mountPath"].rstrip("/") + "/") for m in container["volumeMounts"]):
         fail(f"{c}: ssl.ca.location {ca} is on no volume")
 print(f"  admin Services, ServiceMonitor job, HPA, PDBs, spread, extras hold; grace: {'; '.join(graces)}")
+
+# Memory: the worst case of docs/operations.md ("Memory"), computed here from the rendered
+# configuration, equals what the chart computed (its annotation), fits the limit, and the
+# request equals the limit.
+MiB = 1 << 20
+queue = int(config["ingress"]["kafka"].get("properties", {}).get("queue.buffering.max.kbytes", 32768)) * 1024
+http, e = config["ingress"]["http"], config["enricher"]
+bound = {
+    "ingress": 40 * MiB + config["ingress"]["dedupe"]["max_entries"] * 100
+        + http["max_connections"] * 168 * 1024 + 3 * http["max_in_flight_body_bytes"] + queue
+        + (config["ingress"]["spool"]["forward_window_bytes"] if spool_on else 0),
+    "enricher": 40 * MiB + 5 * e["fetch"]["max_in_flight_body_bytes"]
+        + e["consumer"]["max_in_flight"] * http["max_body_bytes"]
+        + 3 * e["consumer"]["max_backlog_bytes"] // 2,
+}
+units = {"": 1, "Ki": 1 << 10, "Mi": MiB, "Gi": 1 << 30, "k": 10**3, "M": 10**6, "G": 10**9}
+memory = []
+for c, workload in workloads.items():
+    pod = workload["spec"]["template"]
+    resources, = [x["resources"] for x in pod["spec"]["containers"]]
+    number, unit = re.fullmatch(r"([0-9]+)([A-Za-z]*)", str(resources["limits"]["memory"])).groups()
+    limit = int(number) * units[unit]
+    computed = int(pod["metadata"]["annotations"]["voicehub.io/memory-bound-mib"])
+    if computed != math.ceil(bound[c] / MiB):
+        fail(f"{c}: the chart computed a worst case of {computed} MiB, this check {bound[c] / MiB:.1f}")
+    if limit < bound[c]:
+        fail(f"{c}: memory limit {limit // MiB} MiB below the worst case {computed} MiB")
+    if resources.get("requests", {}).get("memory") != resources["limits"]["memory"]:
+        fail(f"{c}: memory request {resources.get('requests', {}).get('memory')} != limit {resources['limits']['memory']}")
+    memory.append(f"{c} worst case {computed} MiB <= limit {limit // MiB} MiB = request")
+print(f"  memory: {'; '.join(memory)}")
 PY
 }
 
@@ -249,6 +283,17 @@ for values in "$chart"/ci/invalid-*values.yaml; do
   grep -q "values don't meet the specifications of the schema" "$out/err" && grep -qF -- "$why" "$out/err" ||
     { cat "$out/err"; fail "$name failed for another reason than the schema's $why"; }
   echo "  $name rejected by values.schema.json ($why)"
+done
+# A memory limit below the worst case computed from the values is refused by the chart itself.
+for values in "$chart"/ci/refused-*values.yaml; do
+  name=${values#"$chart"/}
+  why=$(sed -n 's/^# refused: //p' "$values")
+  [[ -n $why ]] || fail "$name has no '# refused: <what the chart says>' line"
+  if helm template voicehub "$chart" -f "$values" >/dev/null 2>"$out/err"; then
+    fail "$name was accepted"
+  fi
+  grep -qF -- "$why" "$out/err" || { cat "$out/err"; fail "$name failed for another reason than $why"; }
+  echo "  $name refused by the chart ($why)"
 done
 # Rules the schema cannot express (across keys) are left to --check-config: prove it catches them.
 for values in "$chart"/ci/unstartable-*values.yaml; do

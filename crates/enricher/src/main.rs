@@ -2,7 +2,11 @@
 
 use anyhow::Context;
 use voicehub_enricher::{Application, EnricherSettings};
-use voicehub_runtime::{settings, shutdown, telemetry};
+use voicehub_runtime::{allocator, settings, shutdown, telemetry};
+
+/// See [`allocator`].
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -22,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let _log = telemetry::init(&settings.log)?;
+    allocator::return_freed_memory();
 
     let app = Application::build(settings)
         .await

@@ -2,11 +2,12 @@
 //! direct path would have used (the spooled bytes are the record), acknowledging each record
 //! in the spool once Kafka has acknowledged it.
 //!
-//! Up to `spool.forward_window` records are in flight at once. After a failure the forwarder
-//! goes back to the oldest unacknowledged record and sends one record at a time until Kafka
-//! takes one again: while the broker is away nothing overtakes the record that failed, so a
-//! call's events reach the topic in the order they were spooled. A record that had been
-//! delivered before its failure was seen is sent again: a duplicate with the same `ce_id`.
+//! Up to `spool.forward_window` records (and `spool.forward_window_bytes`) are in flight at
+//! once. After a failure the forwarder goes back to the oldest unacknowledged record and
+//! sends one record at a time until Kafka takes one again: while the broker is away nothing
+//! overtakes the record that failed, so a call's events reach the topic in the order they
+//! were spooled. A record that had been delivered before its failure was seen is sent
+//! again: a duplicate with the same `ce_id`.
 //!
 //! A record Kafka can never take (too large for the broker, or unreadable) is moved to the
 //! spool's `undeliverable/` directory, logged and counted, so it neither blocks the queue nor
@@ -39,6 +40,8 @@ pub struct Forwarder {
     pub publisher: Publisher,
     /// Records in flight at once.
     pub window: usize,
+    /// Bytes of records (as spooled) in flight at once; one record whatever its size.
+    pub window_bytes: u64,
 }
 
 impl Forwarder {
@@ -51,7 +54,10 @@ impl Forwarder {
         loop {
             let window = if failing { 1 } else { self.window };
             let spool = self.spool.spool.clone();
-            let read = tokio::task::spawn_blocking(move || spool.read(next, window)).await;
+            let window_bytes = self.window_bytes;
+            let read =
+                tokio::task::spawn_blocking(move || spool.read_bounded(next, window, window_bytes))
+                    .await;
             let entries = match read.unwrap_or(Err(voicehub_spool::SpoolError::Closed)) {
                 Ok(entries) => entries,
                 Err(error) => {

@@ -76,6 +76,15 @@ pub struct HttpSettings {
     pub drain_timeout_ms: u64,
     /// HTTP worker threads (0: one per core).
     pub workers: usize,
+    /// Connections open at once, all workers together (each worker takes its share, rounded
+    /// up); further connections wait in the listen backlog until one closes. Bounds memory:
+    /// a connection holds up to about 160 KiB while its request is buffered.
+    pub max_connections: usize,
+    /// How long an idle keep-alive connection stays open (0: closed after each answer).
+    pub keep_alive_s: u64,
+    /// Longest wait for a request's head (request line and headers) on a new or kept-alive
+    /// connection; then 408 and the connection is closed.
+    pub head_timeout_ms: u64,
 }
 
 impl Default for HttpSettings {
@@ -91,6 +100,9 @@ impl Default for HttpSettings {
             retry_after_s: 1,
             drain_timeout_ms: 10_000,
             workers: 0,
+            max_connections: 256,
+            keep_alive_s: 5,
+            head_timeout_ms: 5_000,
         }
     }
 }
@@ -114,6 +126,11 @@ impl HttpSettings {
     /// `drain_timeout_ms` as a duration.
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_millis(self.drain_timeout_ms)
+    }
+
+    /// `head_timeout_ms` as a duration.
+    pub fn head_timeout(&self) -> Duration {
+        Duration::from_millis(self.head_timeout_ms)
     }
 }
 
@@ -179,6 +196,9 @@ pub struct SpoolSettings {
     pub fallback_after_ms: u64,
     /// Records the forwarder keeps in flight to Kafka at once.
     pub forward_window: usize,
+    /// Bytes of those records (as spooled) at most; one record is sent whatever its size.
+    /// Bounds memory when the spool holds large webhooks.
+    pub forward_window_bytes: u64,
 }
 
 impl Default for SpoolSettings {
@@ -191,6 +211,7 @@ impl Default for SpoolSettings {
             segment_bytes: 16 * 1024 * 1024,
             fallback_after_ms: 1_000,
             forward_window: 512,
+            forward_window_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -236,12 +257,19 @@ impl IngressSettings {
         for (key, value) in [
             ("http.max_body_bytes", http.max_body_bytes),
             ("http.max_in_flight", http.max_in_flight),
+            ("http.max_connections", http.max_connections),
             ("dedupe.max_entries", self.dedupe.max_entries),
             ("spool.forward_window", self.spool.forward_window),
         ] {
             if value == 0 {
                 return Err(SettingsError::invalid(key, "must be above 0"));
             }
+        }
+        if http.head_timeout_ms == 0 {
+            return Err(SettingsError::invalid(
+                "http.head_timeout_ms",
+                "must be above 0 (a connection that never sends a request would stay open)",
+            ));
         }
         if http.max_in_flight_body_bytes < http.max_body_bytes {
             return Err(SettingsError::invalid(

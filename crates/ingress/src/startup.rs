@@ -292,6 +292,7 @@ impl Application {
                     spool: spool.clone(),
                     publisher: state.outbox.publisher().clone(),
                     window: settings.spool.forward_window,
+                    window_bytes: settings.spool.forward_window_bytes,
                 }
                 .run(),
             ));
@@ -367,9 +368,18 @@ fn http_server(
     state: web::Data<AppState>,
     settings: &IngressSettings,
 ) -> std::io::Result<Server> {
-    let mut server = HttpServer::new(move || {
+    let http = &settings.http;
+    let workers = match http.workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        workers => workers,
+    };
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .wrap_fn(|mut request, service| {
+                copy_header_values(request.headers_mut());
+                actix_web::dev::Service::call(service, request)
+            })
             .route(
                 "/webhooks/voicehub",
                 web::post().to(routes::webhook_default),
@@ -381,12 +391,29 @@ fn http_server(
             .default_service(web::to(routes::not_found))
     })
     .disable_signals()
-    .shutdown_timeout(settings.http.drain_timeout().as_secs().max(1))
+    .shutdown_timeout(http.drain_timeout().as_secs().max(1))
+    .workers(workers)
+    .max_connections(http.max_connections.div_ceil(workers))
+    .keep_alive(Duration::from_secs(http.keep_alive_s))
+    .client_request_timeout(http.head_timeout())
     .listen(listener)?;
-    if settings.http.workers > 0 {
-        server = server.workers(settings.http.workers);
-    }
     Ok(server.run())
+}
+
+/// Gives each header value an allocation of its own. actix-web parses header values as slices
+/// of the connection's read buffer (up to 128 KiB once a body streams in behind the head) and
+/// keeps a finished request's head in its per-worker request pool until the slot is reused, so
+/// without the copy a burst of large webhooks left those buffers held, idle, after their
+/// connections closed: 229 of them (31 MB) in the burst of docs/benchmarks.md, none with it.
+/// The copy is a few dozen bytes per header.
+fn copy_header_values(headers: &mut actix_web::http::header::HeaderMap) {
+    use actix_web::http::header::HeaderValue;
+    headers.retain(|_, value| {
+        if let Ok(copy) = HeaderValue::from_bytes(value.as_bytes()) {
+            *value = copy;
+        }
+        true
+    });
 }
 
 /// Every [`PROBE_INTERVAL`] the broker's health, and (first, then as the last answer says)

@@ -12,6 +12,9 @@ use voicehub_ingress::spooled;
 use voicehub_runtime::kafka::{self, ProduceError};
 use voicehub_runtime::settings::KafkaSettings;
 
+/// Bytes of spooled records read into memory at once (each up to about 1 MiB).
+const READ_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Why producing stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolProduceError {
@@ -190,7 +193,7 @@ pub fn produce_spool(
     let mut produce_all = || -> Result<(), SpoolProduceError> {
         let mut from = 0;
         loop {
-            let entries = spool.read(from, 256)?;
+            let entries = spool.read_bounded(from, 256, READ_BYTES)?;
             let Some(last) = entries.last() else {
                 return Ok(());
             };

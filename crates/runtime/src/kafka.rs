@@ -43,11 +43,26 @@ pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
     config
 }
 
+/// Records a producer holds before it refuses more (`QueueFull`: a 503, or a retry), in KiB,
+/// unless `kafka.properties` sets `queue.buffering.max.kbytes`. librdkafka's default, 1 GiB,
+/// is four times the pods' memory limit; this bound is part of each service's worst case
+/// (docs/operations.md, "Memory").
+pub const PRODUCER_QUEUE_KBYTES: u32 = 32 * 1024;
+
 /// The producer configuration of the contract: idempotent, `acks=all`, Java-compatible
 /// partitioning (so a key lands on the same partition as from a Java producer), compressed,
-/// every delivery bounded by `message.timeout.ms`.
+/// every delivery bounded by `message.timeout.ms`; records held bounded in bytes.
 pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = client_config(settings);
+    if !settings
+        .properties
+        .contains_key("queue.buffering.max.kbytes")
+    {
+        config.set(
+            "queue.buffering.max.kbytes",
+            PRODUCER_QUEUE_KBYTES.to_string(),
+        );
+    }
     config
         .set("acks", "all")
         .set("enable.idempotence", "true")

@@ -14,6 +14,7 @@
 //! - [`shutdown`]: the termination signal.
 
 pub mod admin;
+pub mod allocator;
 pub mod failure_log;
 mod json_log;
 pub mod kafka;

@@ -292,18 +292,30 @@ impl Spool {
     /// threads, or accept a short block). A record found damaged is set aside and
     /// acknowledged, and the records after it are read on.
     pub fn read(&self, from: Seq, max: usize) -> Result<Vec<Entry>, SpoolError> {
+        self.read_bounded(from, max, u64::MAX)
+    }
+
+    /// [`Self::read`], stopping before the records' sizes on disk add up to more than
+    /// `max_bytes` (one record is read whatever its size): what a reader holds in memory.
+    pub fn read_bounded(
+        &self,
+        from: Seq,
+        max: usize,
+        max_bytes: u64,
+    ) -> Result<Vec<Entry>, SpoolError> {
         let mut plan = Vec::new();
         {
             let state = self.lock();
             let mut wanted = max;
+            let mut bytes_left = max_bytes;
             for segment in state.segments.values() {
-                if wanted == 0 {
+                if wanted == 0 || (bytes_left == 0 && !plan.is_empty()) {
                     break;
                 }
                 if segment.next_seq() <= from {
                     continue;
                 }
-                let positions = segment.positions(from, wanted);
+                let positions = segment.positions(from, wanted, &mut bytes_left, plan.is_empty());
                 wanted -= positions.len();
                 if !positions.is_empty() {
                     plan.push((segment.path().to_owned(), positions));
@@ -501,6 +513,18 @@ mod tests {
             (0..40u8).map(|i| vec![i; 100]).collect::<Vec<_>>()
         );
         assert_eq!(spool.read(35, 100).unwrap().len(), 5);
+        // A byte bound, across segments (a 1 KiB segment holds 8): whole records only, and
+        // always one, however small the bound.
+        let size = HEADER_BYTES + 100;
+        let seqs_read = |max_bytes| -> Vec<Seq> {
+            let entries = spool.read_bounded(2, 100, max_bytes).unwrap();
+            entries.iter().map(|entry| entry.seq).collect()
+        };
+        assert_eq!(seqs_read(0), [2]);
+        assert_eq!(seqs_read(size - 1), [2]);
+        assert_eq!(seqs_read(2 * size), [2, 3]);
+        assert_eq!(seqs_read(20 * size - 1), (2..21).collect::<Vec<_>>());
+        assert_eq!(seqs_read(u64::MAX), (2..40).collect::<Vec<_>>());
         let depth = spool.depth();
         assert_eq!(depth.records, 40);
         assert_eq!(depth.bytes, 40 * (HEADER_BYTES + 100));

@@ -292,18 +292,33 @@ impl Segment {
         self.file.is_none()
     }
 
-    /// Where up to `max` unacknowledged, written records with `seq >= from` lie.
-    pub(crate) fn positions(&self, from: Seq, max: usize) -> Vec<Position> {
+    /// Where up to `max` unacknowledged, written records with `seq >= from` lie, of at most
+    /// `bytes_left` bytes in all (taken off it); `first`: nothing read before, so one record
+    /// is taken whatever its size.
+    pub(crate) fn positions(
+        &self,
+        from: Seq,
+        max: usize,
+        bytes_left: &mut u64,
+        first: bool,
+    ) -> Vec<Position> {
         let start = from.saturating_sub(self.first_seq) as usize;
-        (start.max(self.cursor)..self.offsets.len())
+        let mut positions = Vec::new();
+        for i in (start.max(self.cursor)..self.offsets.len())
             .filter(|&i| !self.acknowledged[i] && self.offsets[i] + self.sizes[i] <= self.written)
-            .take(max)
-            .map(|i| Position {
+        {
+            let size = self.sizes[i];
+            if positions.len() == max || (size > *bytes_left && !(first && positions.is_empty())) {
+                break;
+            }
+            *bytes_left = bytes_left.saturating_sub(size);
+            positions.push(Position {
                 seq: self.first_seq + i as u64,
                 offset: self.offsets[i],
-                size: self.sizes[i],
-            })
-            .collect()
+                size,
+            });
+        }
+        positions
     }
 
     /// Marks `seq` acknowledged; its size on disk if it was not already. A record not yet

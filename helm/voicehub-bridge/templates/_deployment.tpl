@@ -9,6 +9,7 @@ One Deployment of the bridge's image. Arguments (dict):
 {{- define "vb.deployment" -}}
 {{- $c := .values -}}
 {{- $component := .component -}}
+{{- include "vb.checkMemory" (dict "root" .root "component" $component "bound" $.memoryBound) -}}
 {{- with .root -}}
 apiVersion: apps/v1
 kind: {{ if $.spool }}StatefulSet{{ else }}Deployment{{ end }}
@@ -39,6 +40,8 @@ spec:
         app.kubernetes.io/component: {{ $component }}
       annotations:
         checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+        # The worst case the chart computed from the values (docs/operations.md, "Memory").
+        voicehub.io/memory-bound-mib: {{ $.memoryBound | quote }}
         {{- with $c.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -77,6 +80,12 @@ spec:
             - name: admin
               containerPort: {{ $.adminPort }}
               protocol: TCP
+          # Until the admin port answers (the ingress validates its whole spool first, sized
+          # here at 10 MiB/s of spool.maxBytes), liveness is not checked.
+          startupProbe:
+            httpGet: {path: /livez, port: admin}
+            periodSeconds: 2
+            failureThreshold: {{ div (add $.startupSeconds 1) 2 }}
           livenessProbe:
             httpGet: {path: /livez, port: admin}
             periodSeconds: 10

@@ -133,3 +133,61 @@ level = {{ .Values.log.level | quote }}
 {{- define "vb.containerSecurityContext" -}}
 {{- toYaml .Values.containerSecurityContext }}
 {{- end -}}
+
+{{/*
+A memory quantity (256Mi, 1Gi, 300M, 268435456) in MiB, rounded down. Fails on a form it
+does not read, rather than guess.
+*/}}
+{{- define "vb.mebibytes" -}}
+{{- $q := toString . -}}
+{{- $units := dict "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "k" 1000 "M" 1000000 "G" 1000000000 -}}
+{{- $match := regexFindAll "^([0-9]+)(Ki|Mi|Gi|k|M|G)?$" $q 1 -}}
+{{- if not $match -}}
+{{- fail (printf "memory limit %q: write it as a whole number of bytes, or with Ki, Mi, Gi, k, M or G" $q) -}}
+{{- end -}}
+{{- $number := regexReplaceAll "[^0-9]" $q "" | int64 -}}
+{{- $unit := regexReplaceAll "^[0-9]+" $q "" -}}
+{{- div (mul $number (get $units $unit | default 1 | int64)) 1048576 -}}
+{{- end }}
+
+{{/*
+Each service's worst-case memory in MiB, computed from the values as docs/operations.md
+("Memory") derives it; keep the two in step.
+*/}}
+{{- define "vb.ingressMemoryBound" -}}
+{{- $http := .Values.ingress.http -}}
+{{- $queueKiB := index .Values.kafka.properties "queue.buffering.max.kbytes" | default 32768 | int64 -}}
+{{- $bytes := add
+    (mul 40 1048576)
+    (mul .Values.ingress.dedupe.maxEntries 100)
+    (mul $http.maxConnections 172032)
+    (mul 3 $http.maxInFlightBodyBytes)
+    (mul $queueKiB 1024)
+    (ternary .Values.ingress.spool.forwardWindowBytes 0 (ne .Values.ingress.spool.mode "off")) -}}
+{{- div (add $bytes 1048575) 1048576 -}}
+{{- end }}
+
+{{- define "vb.enricherMemoryBound" -}}
+{{- $e := .Values.enricher -}}
+{{- $bytes := add
+    (mul 40 1048576)
+    (mul 5 $e.fetch.maxInFlightBodyBytes)
+    (mul $e.consumer.maxInFlight .Values.ingress.http.maxBodyBytes)
+    (div (mul 3 $e.consumer.maxBacklogBytes) 2) -}}
+{{- div (add $bytes 1048575) 1048576 -}}
+{{- end }}
+
+{{/*
+Fails the render when a component's memory limit is below its worst case.
+*/}}
+{{- define "vb.checkMemory" -}}
+{{- $c := index .root.Values .component -}}
+{{- $limit := dig "limits" "memory" "" $c.resources -}}
+{{- if not $limit -}}
+{{- fail (printf "%s.resources.limits.memory is required: the chart computes %s MiB as the %s's worst case" .component .bound .component) -}}
+{{- end -}}
+{{- $mib := include "vb.mebibytes" $limit | int64 -}}
+{{- if lt $mib (.bound | int64) -}}
+{{- fail (printf "%s.resources.limits.memory %s (%d MiB) is below the %s's worst case of %s MiB computed from its values (docs/operations.md, \"Memory\"): raise the limit or lower the bounds" .component $limit $mib .component .bound) -}}
+{{- end -}}
+{{- end }}
