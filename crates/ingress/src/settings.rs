@@ -78,7 +78,7 @@ pub struct HttpSettings {
     pub workers: usize,
     /// Connections open at once, all workers together (each worker takes its share, rounded
     /// up); further connections wait in the listen backlog until one closes. Bounds memory:
-    /// a connection holds up to about 160 KiB while its request is buffered.
+    /// a connection holds up to about 168 KiB while its request is buffered.
     pub max_connections: usize,
     /// How long an idle keep-alive connection stays open (0: closed after each answer).
     pub keep_alive_s: u64,

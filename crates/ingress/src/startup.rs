@@ -404,7 +404,8 @@ fn http_server(
 /// of the connection's read buffer (up to 128 KiB once a body streams in behind the head) and
 /// keeps a finished request's head in its per-worker request pool until the slot is reused, so
 /// without the copy a burst of large webhooks left those buffers held, idle, after their
-/// connections closed: 229 of them (31 MB) in the burst of docs/benchmarks.md, none with it.
+/// connections closed: 229 to 333 of them (31 to 45 MB) in the burst of docs/benchmarks.md,
+/// none with it.
 /// The copy is a few dozen bytes per header.
 fn copy_header_values(headers: &mut actix_web::http::header::HeaderMap) {
     use actix_web::http::header::HeaderValue;

@@ -3,7 +3,7 @@
 //! the OS within seconds even when the process then sits idle. Without the thread jemalloc
 //! returns memory only when it allocates again, and glibc's malloc keeps most of it for good:
 //! idle RSS a minute after a burst of large webhooks was 18 MB here against 128 MB (jemalloc
-//! alone) and 32 to 43 MB (glibc), from a 12 to 14 MB baseline (docs/benchmarks.md).
+//! alone) and 32 to 44 MB (glibc), from a 12 to 14 MB baseline (docs/benchmarks.md).
 
 use tracing::{info, warn};
 

@@ -141,8 +141,7 @@ does not read, rather than guess.
 {{- define "vb.mebibytes" -}}
 {{- $q := toString . -}}
 {{- $units := dict "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "k" 1000 "M" 1000000 "G" 1000000000 -}}
-{{- $match := regexFindAll "^([0-9]+)(Ki|Mi|Gi|k|M|G)?$" $q 1 -}}
-{{- if not $match -}}
+{{- if not (regexMatch "^[0-9]+(Ki|Mi|Gi|k|M|G)?$" $q) -}}
 {{- fail (printf "memory limit %q: write it as a whole number of bytes, or with Ki, Mi, Gi, k, M or G" $q) -}}
 {{- end -}}
 {{- $number := regexReplaceAll "[^0-9]" $q "" | int64 -}}
