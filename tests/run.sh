@@ -4,7 +4,8 @@
 # tests start a Kafka of their own; then the tests of the secured three-node cluster,
 # deploy/ci/kafka-cluster.sh), the fuzz targets for a bounded time, the Prometheus alert
 # rules' unit tests, the Helm chart checks, and the container image built and run under docker
-# compose with a local Apache Kafka image.
+# compose with a local Apache Kafka image (and its ingress under hostile load inside the chart's
+# memory limit).
 # What it needs (cmake, OpenSSL and curl headers, cargo-nextest, Java 17 and Maven, the nightly
 # toolchain and cargo-fuzz, the deployment tools: Helm, kubernetes-validate, promtool, a Docker
 # engine it starts itself) is installed first by deploy/prerequisites.sh, where missing (root or

@@ -16,6 +16,6 @@ build_release voicehub-ingress
 start_broker 19792 kafka
 for budget in 1073741824 33554432; do
   VOICEHUB_BRIDGE__HTTP__MAX_IN_FLIGHT_BODY_BYTES=$budget start_ingress 18780 19790 19792 burst-secret
-  echo "max_in_flight_body_bytes = $budget: $(python3 crates/devstack/burst/burst.py 18780 "$ingress" burst-secret "$count")"
+  echo "max_in_flight_body_bytes = $budget: $(python3 deploy/ci/hostile-load.py burst 18780 "$ingress" burst-secret "$count" /dev/null)"
   stop_pid "$ingress"
 done

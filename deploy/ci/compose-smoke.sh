@@ -8,6 +8,8 @@
 # API; a webhook accepted into the ingress's spool (on its volume) while Kafka is paused and
 # forwarded once it is back; the Prometheus scrape of both services up with the alert rules
 # loaded; and the bridge containers running as uid 65532 with a read-only root filesystem.
+# Then, on the same Kafka, deploy/ci/memory-limit.sh: the image's ingress as the chart runs it,
+# inside the chart's memory limit, under an idle-connection flood and a burst of large bodies.
 #
 # Needs root and the tools of deploy/ci/install-tools.sh; starts dockerd if none runs (and stops
 # it). Usage: deploy/ci/compose-smoke.sh [BIN_DIR]  (host-built voicehub-tail, default
@@ -185,4 +187,8 @@ if query alerts | grep -q '"state":"firing"'; then
   fail "alerts firing on a healthy stack: $(query alerts)"
 fi
 echo "  both scraped by Prometheus (up=1), $rules alert rules loaded, all evaluate, none firing"
+
+echo "--- the image's ingress inside the chart's memory limit (deploy/ci/memory-limit.sh)"
+compose --profile demo stop ingress enricher simulator >/dev/null 2>&1
+deploy/ci/memory-limit.sh
 echo "--- compose smoke test passed"

@@ -80,6 +80,10 @@ pub struct HttpSettings {
     /// up); further connections wait in the listen backlog until one closes. Bounds memory:
     /// a connection holds up to about 168 KiB while its request is buffered.
     pub max_connections: usize,
+    /// Connections the kernel holds for the server beyond `max_connections` (the listen
+    /// backlog; the kernel caps it at `net.core.somaxconn`). Further connection attempts are
+    /// dropped and the client's TCP retries them a second or more later.
+    pub listen_backlog: usize,
     /// How long an idle keep-alive connection stays open (0: closed after each answer).
     pub keep_alive_s: u64,
     /// Longest wait for a request's head (request line and headers) on a new or kept-alive
@@ -101,6 +105,7 @@ impl Default for HttpSettings {
             drain_timeout_ms: 10_000,
             workers: 0,
             max_connections: 256,
+            listen_backlog: 1_024,
             keep_alive_s: 5,
             head_timeout_ms: 5_000,
         }
@@ -239,6 +244,9 @@ pub struct SourceSettings {
     pub secret_reload_ms: u64,
 }
 
+/// The largest `http.listen_backlog` accepted; Linux caps it at `net.core.somaxconn` anyway.
+pub const MAX_LISTEN_BACKLOG: usize = 65_535;
+
 fn default_reload_ms() -> u64 {
     5_000
 }
@@ -258,6 +266,7 @@ impl IngressSettings {
             ("http.max_body_bytes", http.max_body_bytes),
             ("http.max_in_flight", http.max_in_flight),
             ("http.max_connections", http.max_connections),
+            ("http.listen_backlog", http.listen_backlog),
             ("dedupe.max_entries", self.dedupe.max_entries),
             ("spool.forward_window", self.spool.forward_window),
         ] {
@@ -269,6 +278,12 @@ impl IngressSettings {
             return Err(SettingsError::invalid(
                 "http.head_timeout_ms",
                 "must be above 0 (a connection that never sends a request would stay open)",
+            ));
+        }
+        if http.listen_backlog > MAX_LISTEN_BACKLOG {
+            return Err(SettingsError::invalid(
+                "http.listen_backlog",
+                format_args!("must be at most {MAX_LISTEN_BACKLOG}"),
             ));
         }
         if http.max_in_flight_body_bytes < http.max_body_bytes {
@@ -431,6 +446,21 @@ mod tests {
             "{text}"
         );
         settings.http.max_body_bytes = 1_000_000 - RECORD_HEADROOM_BYTES;
+        settings.validate().unwrap();
+    }
+
+    #[test]
+    fn a_listen_backlog_out_of_range_is_refused_by_key() {
+        let mut settings: IngressSettings = load_with_env(Some(&shipped()), Vec::new()).unwrap();
+        for backlog in [0, MAX_LISTEN_BACKLOG + 1] {
+            settings.http.listen_backlog = backlog;
+            let text = settings.validate().unwrap_err().to_string();
+            assert!(
+                text.starts_with("configuration key `http.listen_backlog`"),
+                "{backlog}: {text}"
+            );
+        }
+        settings.http.listen_backlog = MAX_LISTEN_BACKLOG;
         settings.validate().unwrap();
     }
 

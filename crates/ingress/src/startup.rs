@@ -2,7 +2,7 @@
 //! `run_until_stopped()`.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
+use std::net::{TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -180,13 +180,13 @@ impl Application {
             fault_hook: std::sync::OnceLock::new(),
         });
 
-        let bind = |address: &str| {
-            TcpListener::bind(address).map_err(|error| StartupError::Bind {
-                address: address.to_owned(),
-                error,
-            })
-        };
-        let listener = bind(&settings.http.listen)?;
+        let listener =
+            bind(&settings.http.listen, settings.http.listen_backlog).map_err(|error| {
+                StartupError::Bind {
+                    address: settings.http.listen.clone(),
+                    error,
+                }
+            })?;
         let port = listener
             .local_addr()
             .map_err(|error| StartupError::Bind {
@@ -363,6 +363,22 @@ impl Application {
     }
 }
 
+/// Binds the webhook listener with `backlog` pending connections (std's `TcpListener::bind`
+/// always asks for 128, which a burst above `http.max_connections` overflows into SYN retries).
+fn bind(address: &str, backlog: usize) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let address = address.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "resolves to no address")
+    })?;
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, None)?;
+    // As std does: a restarted ingress can bind while old connections are in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    // Validated to at most MAX_LISTEN_BACKLOG, so it fits.
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(socket.into())
+}
+
 fn http_server(
     listener: TcpListener,
     state: web::Data<AppState>,
@@ -457,5 +473,31 @@ async fn provision_until_done(settings: IngressSettings) {
             ),
         }
         tokio::time::sleep(PROVISION_RETRY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpStream;
+
+    use super::*;
+
+    #[test]
+    fn the_listener_holds_its_whole_backlog_of_unaccepted_connections() {
+        // std's TcpListener::bind holds 128: the 130th connection would wait for a SYN retry.
+        let cap = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap();
+        assert!(
+            cap.trim().parse::<usize>().unwrap() >= 600,
+            "net.core.somaxconn caps every backlog at {cap} on this machine"
+        );
+        let listener = bind("127.0.0.1:0", 600).unwrap();
+        let address = listener.local_addr().unwrap();
+        let connected: Vec<TcpStream> = (0..600)
+            .map(|i| {
+                TcpStream::connect_timeout(&address, Duration::from_millis(500))
+                    .unwrap_or_else(|error| panic!("connection {i}: {error}"))
+            })
+            .collect();
+        assert_eq!(connected.len(), 600);
     }
 }
