@@ -207,7 +207,7 @@ queue = int(config["ingress"]["kafka"].get("properties", {}).get("queue.bufferin
 http, e = config["ingress"]["http"], config["enricher"]
 bound = {
     "ingress": 40 * MiB + config["ingress"]["dedupe"]["max_entries"] * 100
-        + http["max_connections"] * 168 * 1024 + 3 * http["max_in_flight_body_bytes"] + queue
+        + http["workers"] * -(-http["max_connections"] // http["workers"]) * 168 * 1024 + 3 * http["max_in_flight_body_bytes"] + queue
         + (config["ingress"]["spool"]["forward_window_bytes"] if spool_on else 0),
     "enricher": 40 * MiB + 5 * e["fetch"]["max_in_flight_body_bytes"]
         + e["consumer"]["max_in_flight"] * http["max_body_bytes"]

@@ -2,8 +2,9 @@
 deploy/ci/memory-limit.sh and crates/devstack/burst-rss.sh).
 
     hostile-load.py flood PORT PID CONNECTIONS HOLD_S
-        CONNECTIONS opened at once that send nothing, each held up to HOLD_S seconds; reports
-        how each ended (closed or answered by the server, still open, never connected).
+        CONNECTIONS opened at once that send nothing: each tries HOLD_S seconds to connect, then
+        waits up to HOLD_S seconds for the server; reports how each ended (answered or closed
+        by the server, still open, never connected).
     hostile-load.py burst PORT PID SECRET WEBHOOKS IDS_FILE [IDLE_S [PAUSE_S]]
         WEBHOOKS authenticated CallStatusChanged webhooks of almost 1 MiB (the body limit), all
         at once and slowly (64 KiB every PAUSE_S, default 0.3 s); reports the answers by status

@@ -421,8 +421,7 @@ fn http_server(
 /// keeps a finished request's head in its per-worker request pool until the slot is reused, so
 /// without the copy a burst of large webhooks left those buffers held, idle, after their
 /// connections closed: 229 to 333 of them (31 to 45 MB) in the burst of docs/benchmarks.md,
-/// none with it.
-/// The copy is a few dozen bytes per header.
+/// none with it. The copy costs a few dozen bytes per header.
 fn copy_header_values(headers: &mut actix_web::http::header::HeaderMap) {
     use actix_web::http::header::HeaderValue;
     headers.retain(|_, value| {
@@ -485,19 +484,25 @@ mod tests {
     #[test]
     fn the_listener_holds_its_whole_backlog_of_unaccepted_connections() {
         // std's TcpListener::bind holds 128: the 130th connection would wait for a SYN retry.
-        let cap = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap();
+        // The kernel caps a backlog at net.core.somaxconn (4096 on current kernels).
+        let cap: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let backlog = cap.min(600);
         assert!(
-            cap.trim().parse::<usize>().unwrap() >= 600,
-            "net.core.somaxconn caps every backlog at {cap} on this machine"
+            backlog > 129,
+            "net.core.somaxconn {cap} leaves nothing to show"
         );
-        let listener = bind("127.0.0.1:0", 600).unwrap();
+        let listener = bind("127.0.0.1:0", backlog).unwrap();
         let address = listener.local_addr().unwrap();
-        let connected: Vec<TcpStream> = (0..600)
+        let connected: Vec<TcpStream> = (0..backlog)
             .map(|i| {
                 TcpStream::connect_timeout(&address, Duration::from_millis(500))
                     .unwrap_or_else(|error| panic!("connection {i}: {error}"))
             })
             .collect();
-        assert_eq!(connected.len(), 600);
+        assert_eq!(connected.len(), backlog);
     }
 }

@@ -45,8 +45,9 @@ pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
 
 /// Records a producer holds before it refuses more (`QueueFull`: a 503, or a retry), in KiB,
 /// unless `kafka.properties` sets `queue.buffering.max.kbytes`. librdkafka's default, 1 GiB,
-/// is four times the pods' memory limit; this bound is part of each service's worst case
-/// (docs/operations.md, "Memory").
+/// is four times the pods' memory limit. This bound is part of the ingress's worst case
+/// (docs/operations.md, "Memory"); the enricher holds each record's fetch reservation until
+/// the record is delivered, so its fetch budget bounds what its producer holds.
 pub const PRODUCER_QUEUE_KBYTES: u32 = 32 * 1024;
 
 /// The producer configuration of the contract: idempotent, `acks=all`, Java-compatible

@@ -496,6 +496,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_bounded_read_stops_at_a_record_too_large_for_it_not_after_it() {
+        // Segment one holds a small and a large record, segment two a small one: a bound with
+        // room for the small records but not the large one must stop after the first, or the
+        // large one would be passed over (and the forwarder reads on from the last it got).
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = Spool::open(options(dir.path())).unwrap();
+        for size in [100, 900, 100] {
+            spool.append(vec![7; size]).await.unwrap();
+        }
+        assert_eq!(segment_files(dir.path()).len(), 2, "1 KiB segments");
+        let bound = 2 * (HEADER_BYTES + 100);
+        let entries = spool.read_bounded(0, 100, bound).unwrap();
+        assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [0]);
+        let entries = spool.read_bounded(1, 100, bound).unwrap();
+        assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [1]);
+    }
+
+    #[tokio::test]
     async fn appended_records_read_back_oldest_first_and_acknowledged_segments_go() {
         let dir = tempfile::tempdir().unwrap();
         let (spool, recovery) = Spool::open(options(dir.path())).unwrap();

@@ -293,8 +293,9 @@ impl Segment {
     }
 
     /// Where up to `max` unacknowledged, written records with `seq >= from` lie, of at most
-    /// `bytes_left` bytes in all (taken off it); `first`: nothing read before, so one record
-    /// is taken whatever its size.
+    /// `bytes_left` bytes in all (taken off it; set to 0 when a record did not fit, so that no
+    /// later record is read past it); `first`: nothing read before, so one record is taken
+    /// whatever its size.
     pub(crate) fn positions(
         &self,
         from: Seq,
@@ -308,7 +309,11 @@ impl Segment {
             .filter(|&i| !self.acknowledged[i] && self.offsets[i] + self.sizes[i] <= self.written)
         {
             let size = self.sizes[i];
-            if positions.len() == max || (size > *bytes_left && !(first && positions.is_empty())) {
+            if positions.len() == max {
+                break;
+            }
+            if size > *bytes_left && !(first && positions.is_empty()) {
+                *bytes_left = 0;
                 break;
             }
             *bytes_left = bytes_left.saturating_sub(size);

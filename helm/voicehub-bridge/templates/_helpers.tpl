@@ -139,7 +139,7 @@ A memory quantity (256Mi, 1Gi, 300M, 268435456) in MiB, rounded down. Fails on a
 does not read, rather than guess.
 */}}
 {{- define "vb.mebibytes" -}}
-{{- $q := toString . -}}
+{{- $q := ternary (int64 .) . (kindIs "float64" .) | toString -}}
 {{- $units := dict "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "k" 1000 "M" 1000000 "G" 1000000000 -}}
 {{- if not (regexMatch "^[0-9]+(Ki|Mi|Gi|k|M|G)?$" $q) -}}
 {{- fail (printf "memory limit %q: write it as a whole number of bytes, or with Ki, Mi, Gi, k, M or G" $q) -}}
@@ -156,10 +156,11 @@ Each service's worst-case memory in MiB, computed from the values as docs/operat
 {{- define "vb.ingressMemoryBound" -}}
 {{- $http := .Values.ingress.http -}}
 {{- $queueKiB := index .Values.kafka.properties "queue.buffering.max.kbytes" | default 32768 | int64 -}}
+{{- $perWorker := div (add $http.maxConnections $http.workers -1) $http.workers -}}
 {{- $bytes := add
     (mul 40 1048576)
     (mul .Values.ingress.dedupe.maxEntries 100)
-    (mul $http.maxConnections 172032)
+    (mul $http.workers $perWorker 172032)
     (mul 3 $http.maxInFlightBodyBytes)
     (mul $queueKiB 1024)
     (ternary .Values.ingress.spool.forwardWindowBytes 0 (ne .Values.ingress.spool.mode "off")) -}}
