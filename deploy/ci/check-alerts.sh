@@ -45,10 +45,25 @@ rules, tests, runbooks = (open(p).read() for p in sys.argv[1:])
 alerts = [r for g in yaml.safe_load(rules)["groups"] for r in g["rules"] if "alert" in r]
 anchors = {re.sub(r"[^a-z0-9-]", "", h.strip().lower().replace(" ", "-"))
            for h in re.findall(r"^#+ (.*)$", runbooks, re.M)}
+def seconds(duration):  # Prometheus durations as the tests write them: 90s, 20m, 1h30m
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    parts = re.findall(r"(\d+)(ms|s|m|h|d)", duration)
+    if "".join(n + u for n, u in parts) != duration:
+        sys.exit(f"check-alerts: duration {duration!r} not read")
+    return sum(int(n) * units[u] for n, u in parts)
+waits = {a["alert"]: seconds(a.get("for", "0s")) for a in alerts}
+suite = yaml.safe_load(tests)
 fires, silent = set(), set()
-for test in yaml.safe_load(tests)["tests"]:
+for test in suite["tests"]:
+    interval = seconds(test.get("interval", suite.get("evaluation_interval", "1m")))
     for case in test.get("alert_rule_test", []):
-        (fires if case.get("exp_alerts") else silent).add(case["alertname"])
+        name = case["alertname"]
+        if case.get("exp_alerts"):
+            fires.add(name)
+        # Silence shows only once the alert could have fired: after its `for:` and one more
+        # evaluation. Before that, an alert that fires on everything is silent too.
+        elif seconds(case["eval_time"]) >= waits.get(name, 0) + interval:
+            silent.add(name)
 problems = []
 for alert in alerts:
     name = alert["alert"]
@@ -60,7 +75,7 @@ for alert in alerts:
     if name not in fires:
         problems.append(f"{name}: no test where it fires")
     if name not in silent:
-        problems.append(f"{name}: no test where it stays silent")
+        problems.append(f"{name}: no test where it stays silent after its for: ({waits[name]} s)")
 if problems:
     sys.exit("check-alerts:\n  " + "\n  ".join(problems))
 print(f"  {len(alerts)} alerts: each fires in a test, stays silent in another, has a runbook")

@@ -273,13 +273,14 @@ pub fn per_call(records: &[ConsumedRecord]) -> HashMap<String, Vec<String>> {
     calls
 }
 
-/// Lines of the files under `dir` that contain `needle` (secrets must never be logged).
+/// Lines of `files` that contain `needle` (secrets must never be logged). A file that cannot be
+/// read fails the test: a missing log must not pass for a clean one.
 pub fn lines_containing(files: &[&Path], needle: &str) -> Vec<String> {
     files
         .iter()
         .flat_map(|file| {
             std::fs::read_to_string(file)
-                .unwrap_or_default()
+                .unwrap_or_else(|error| panic!("{}: {error}", file.display()))
                 .lines()
                 .filter(|line| line.contains(needle))
                 .map(str::to_owned)

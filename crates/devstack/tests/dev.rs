@@ -3,10 +3,22 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failure report
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use voicehub_testkit::free_port;
+
+/// The started `voicehub-dev`, killed if the test fails before it has stopped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_clean_start_is_ready_and_logs_no_error() {
@@ -24,7 +36,7 @@ async fn a_clean_start_is_ready_and_logs_no_error() {
         }
     };
     let output = dir.path().join("out.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_voicehub-dev"))
+    let child = Command::new(env!("CARGO_BIN_EXE_voicehub-dev"))
         .current_dir(dir.path())
         .args([
             "--port",
@@ -44,13 +56,22 @@ async fn a_clean_start_is_ready_and_logs_no_error() {
         ))
         .spawn()
         .unwrap();
+    let mut child = Running(child);
 
     // Ready: both services answer /readyz 200.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     for admin_port in [admin, admin + 1] {
         let url = format!("http://127.0.0.1:{admin_port}/readyz");
         loop {
-            let ready = reqwest::get(&url).await.is_ok_and(|r| r.status() == 200);
+            let ready = client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
             if ready || Instant::now() > deadline {
                 assert!(ready, "{url} not ready within 60 s");
                 break;
@@ -59,8 +80,19 @@ async fn a_clean_start_is_ready_and_logs_no_error() {
         }
     }
     tokio::time::sleep(Duration::from_secs(2)).await; // some simulated calls
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let exited = child.wait().unwrap();
+    let _ = Command::new("kill").arg(child.0.id().to_string()).status();
+    // SIGTERM stops it within its drain deadlines (10 s each); 30 s, then it has hung.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exited = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "voicehub-dev still running 30 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
 
     let mut printed = std::fs::read_to_string(&output).unwrap();
     printed.push_str(&std::fs::read_to_string(dir.path().join("err.log")).unwrap());

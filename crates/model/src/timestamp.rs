@@ -6,14 +6,15 @@ use std::fmt;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
-use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
+use time::{OffsetDateTime, UtcOffset};
 
 /// An instant, emitted as RFC 3339 UTC with exactly three fractional digits
 /// (`2025-10-14T09:21:07.512Z`).
 ///
 /// Accepted on input: any RFC 3339 date-time (any offset, any precision), and an ISO-8601
 /// date-time without an offset, which is read as UTC (VoiceHub documents "ISO string" only).
+/// A leap second (23:59:60 in UTC) is the last millisecond of its minute; any other `:60` is
+/// refused.
 /// The instant must fall within the years 0000 to 9999 once in UTC, the range RFC 3339 can
 /// write: `9999-12-31T23:30:00-01:00` (year 10000 in UTC) is refused, not wrapped or
 /// truncated.
@@ -40,12 +41,10 @@ impl Timestamp {
             text: text.chars().take(64).collect(),
             why,
         };
-        let local = format_description!(
-            version = 2,
-            "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
-        );
+        // Without an offset, read as UTC: RFC 3339 with `Z` (which takes a leap second at
+        // 23:59:60 UTC as the last instant of its minute, as with an offset).
         let at = OffsetDateTime::parse(text, &Rfc3339)
-            .or_else(|_| PrimitiveDateTime::parse(text, &local).map(PrimitiveDateTime::assume_utc))
+            .or_else(|_| OffsetDateTime::parse(&format!("{text}Z"), &Rfc3339))
             .map_err(|_| invalid("is not an ISO-8601 / RFC 3339 date-time"))?;
         Self::new(at).ok_or_else(|| invalid("is outside the years 0000 to 9999 in UTC"))
     }

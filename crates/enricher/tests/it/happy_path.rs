@@ -97,42 +97,74 @@ async fn metrics_parse_and_count_outcomes_and_fetches() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rotated_api_key_file_is_used_without_a_restart_and_a_broken_one_is_ignored() {
     let enricher = spawn_enricher().await;
-    // The test settings re-read the key file every 100 ms; 1 s leaves ample margin.
-    let reloaded = || tokio::time::sleep(std::time::Duration::from_secs(1));
-    let key_seen_for = |path: &str| {
-        let seen = enricher.api.seen(path);
-        assert_eq!(seen.len(), 1, "{path}: {seen:?}");
-        seen[0].api_key.clone()
+    let deadline = || tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    // The key the stand-in saw on the one fetch of `path` (waiting for it).
+    let key_seen_for = async |path: &str| {
+        let until = deadline();
+        loop {
+            let seen = enricher.api.seen(path);
+            if let [only] = seen.as_slice() {
+                return only.api_key.clone();
+            }
+            assert!(seen.is_empty(), "{path}: {seen:?}");
+            assert!(tokio::time::Instant::now() < until, "{path} never fetched");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     };
 
     enricher
         .send_event("e1", "c1", &enricher.api.url("/r/before"))
         .await;
-    enricher.enriched(1).await;
-    assert_eq!(key_seen_for("/r/before").as_deref(), Some(API_KEY));
+    assert_eq!(key_seen_for("/r/before").await.as_deref(), Some(API_KEY));
 
+    // Rotated: probes (each on its own path) until one carries the new key; the file is
+    // re-read every 100 ms in the test settings.
     std::fs::write(enricher.key_file.path(), "rotated-key\n").unwrap();
-    reloaded().await;
+    let until = deadline();
+    for probe in 0.. {
+        let path = format!("/r/probe-{probe}");
+        enricher
+            .send_event(&format!("probe-{probe}"), "c0", &enricher.api.url(&path))
+            .await;
+        if key_seen_for(&path).await.as_deref() == Some("rotated-key") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the rotated key never used"
+        );
+    }
     enricher
         .send_event("e2", "c2", &enricher.api.url("/r/after"))
         .await;
-    enricher.enriched(2).await;
-    assert_eq!(key_seen_for("/r/after").as_deref(), Some("rotated-key"));
+    assert_eq!(
+        key_seen_for("/r/after").await.as_deref(),
+        Some("rotated-key")
+    );
 
     // An empty file (a half-written rotation) keeps the previous key, counted.
     std::fs::write(enricher.key_file.path(), "").unwrap();
-    reloaded().await;
-    enricher
-        .send_event("e3", "c3", &enricher.api.url("/r/broken"))
-        .await;
-    enricher.enriched(3).await;
-    assert_eq!(key_seen_for("/r/broken").as_deref(), Some("rotated-key"));
-    let scrape = enricher.metrics().await;
-    assert!(
+    let until = deadline();
+    let reload_errors = async || {
+        let scrape = enricher.metrics().await;
         metric_value(
             &scrape,
             "voicehub_enricher_api_key_reload_errors_total",
-            &[("source", "acme")]
-        ) >= 1.0
+            &[("source", "acme")],
+        )
+    };
+    while reload_errors().await < 1.0 {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the empty file was never read"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    enricher
+        .send_event("e3", "c3", &enricher.api.url("/r/broken"))
+        .await;
+    assert_eq!(
+        key_seen_for("/r/broken").await.as_deref(),
+        Some("rotated-key")
     );
 }

@@ -327,8 +327,10 @@ impl TestEnricher {
         self.task.take().unwrap().await.unwrap()
     }
 
-    /// Drops the running instance without a clean shutdown (no drain, no final commit).
-    pub async fn kill(&mut self) {
+    /// Aborts the running instance's task: no drain, no final commit. Not a kill -9: the
+    /// consumer is dropped, which may still commit offsets already stored (finished records);
+    /// the process-level kill -9 is in `tests/it/process_crash.rs`.
+    pub async fn abort(&mut self) {
         let task = self.task.take().unwrap();
         task.abort();
         let _ = task.await;

@@ -38,15 +38,30 @@ async fn a_clean_stop_commits_so_a_successor_does_not_redo_the_work() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn killed_mid_stream_a_successor_enriches_everything_with_the_same_ids() {
-    let mut enricher = spawn_enricher().await;
+async fn aborted_mid_stream_a_successor_redoes_the_unfinished_with_the_same_ids() {
+    // The first record's fetch hangs (one attempt: a 30 s fetch timeout): it is in flight when
+    // the instance is aborted, so its offset was never committed and the successor must fetch
+    // it again.
+    let mut enricher = spawn_enricher_with(|s| {
+        s.fetch.timeout_ms = 30_000;
+        s.retry.max_elapsed_ms = 60_000;
+    })
+    .await;
+    let hang = Reply {
+        delay: Duration::from_secs(60),
+        ..Reply::analysis()
+    };
+    enricher.api.script("/r/hang", vec![hang]);
     let slow = Reply {
         delay: Duration::from_millis(700),
         ..Reply::analysis()
     };
     enricher.api.script("/r/slow", vec![slow]);
     let total = 12;
-    for i in 0..total {
+    enricher
+        .send_event("e0", "c0", &enricher.api.url("/r/hang"))
+        .await;
+    for i in 1..total {
         enricher
             .send_event(
                 &format!("e{i}"),
@@ -56,34 +71,44 @@ async fn killed_mid_stream_a_successor_enriches_everything_with_the_same_ids() {
             .await;
     }
     enricher.enriched(1).await;
+    assert_eq!(enricher.api.seen("/r/hang").len(), 1);
 
-    // Act: no drain, no final commit; then a new instance in the same group.
-    enricher.kill().await;
+    // Act: no drain, no final commit; then a new instance in the same group, the API healed.
+    enricher.abort().await;
+    enricher.api.script("/r/hang", vec![Reply::analysis()]);
     enricher.restart().await;
 
-    // Assert: every input has its enriched record; redone ones carry the same ce_id.
+    // Assert: every input has its enriched record, the unfinished one redone with its ce_id.
+    let expected: HashSet<String> = (0..total)
+        .map(|i| AnalysisEnriched::ce_id("acme", &format!("e{i}")))
+        .collect();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    let records = loop {
         let records = enricher.enriched(1).await;
         let ids: HashSet<String> = records
             .iter()
             .filter_map(|r| r.header("ce_id").map(str::to_owned))
             .collect();
-        let expected: HashSet<String> = (0..total)
-            .map(|i| AnalysisEnriched::ce_id("acme", &format!("e{i}")))
-            .collect();
-        if ids == expected {
-            assert!(records.len() >= total, "{} records", records.len());
-            break;
-        }
         assert!(ids.is_subset(&expected), "unexpected ids");
+        if ids == expected {
+            break records;
+        }
         assert!(
             tokio::time::Instant::now() < deadline,
             "{} of {total} enriched",
             ids.len()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
+    assert_eq!(
+        enricher.api.seen("/r/hang").len(),
+        2,
+        "the unfinished fetch was not redone"
+    );
+    // Redone beyond it: at most the other records in flight (max_in_flight 4) and those that
+    // finished in the last commit interval (200 ms, at 700 ms a fetch: at most 4 more).
+    let extra = records.len() - total;
+    assert!(extra <= 8, "{extra} records enriched twice");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -140,6 +165,21 @@ async fn a_rebalance_to_a_second_instance_loses_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The second instance took partitions and enriched records on them; the two together
+    // did each record about once (the group shared the work rather than both doing all).
+    let scrape = voicehub_testkit::metrics::scrape(&format!(
+        "http://127.0.0.1:{}/metrics",
+        second.admin_port
+    ))
+    .await;
+    let by_second = metric_value(
+        &scrape,
+        "voicehub_enricher_records_total",
+        &[("outcome", "enriched")],
+    );
+    assert!(by_second >= 1.0, "the second instance enriched nothing");
+    let extra = enricher.enriched(1).await.len() - total;
+    assert!(extra <= 8, "{extra} records enriched twice");
     second.trigger.trigger();
     assert!(second.task.await.unwrap().is_ok());
 }

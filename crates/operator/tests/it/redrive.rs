@@ -19,6 +19,15 @@ use crate::helpers::{
 
 const ANALYSES: usize = 40;
 
+/// `parse_webhook`, dying on its 16th call: a re-drive interrupted mid-way.
+fn dies_at_the_16th(bytes: &[u8]) -> Result<WebhookEvent, ParseError> {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    if CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 15 {
+        panic!("interrupted");
+    }
+    parse_webhook(bytes)
+}
+
 fn analysis_body(i: usize, api: &AnalysisApi) -> Vec<u8> {
     serde_json::json!({
         "eventType": "AnalysisResultReady",
@@ -124,7 +133,8 @@ async fn analyses_dead_lettered_for_a_revoked_key_are_enriched_once_after_a_redr
             .all(|r| r.header(header::DEAD_LETTER_REASON) == Some("unauthorized"))
     );
 
-    // Act: the key is restored; a re-drive stopped half-way, then run again, then once more.
+    // Act: the key is restored; a re-drive stopped at a limit, one interrupted, then one to the
+    // end, then once more.
     std::fs::write(key.path(), "new-key\n").unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let filter = Filter {
@@ -152,12 +162,31 @@ async fn analyses_dead_lettered_for_a_revoked_key_are_enriched_once_after_a_redr
     let (first, _) = run(
         &kafka,
         Options {
-            limit: Some(15),
+            limit: Some(5),
             ..options.clone()
         },
         parse_webhook,
     )
     .await;
+    // Interrupted: the next run dies (a panic) as it takes its 16th letter, 15 re-driven before.
+    let interrupted = {
+        let (kafka, options) = (kafka.clone(), options.clone());
+        blocking(move |runtime| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                redrive::run(
+                    &kafka,
+                    &options,
+                    &dies_at_the_16th,
+                    runtime,
+                    |_| {},
+                    Report::default(),
+                )
+            }))
+            .is_err()
+        })
+        .await
+    };
+    assert!(interrupted, "the run was not interrupted");
     let (second, left) = run(&kafka, options.clone(), parse_webhook).await;
     let (third, _) = run(&kafka, options.clone(), parse_webhook).await;
 
@@ -165,10 +194,11 @@ async fn analyses_dead_lettered_for_a_revoked_key_are_enriched_once_after_a_redr
     assert_eq!((dry.redriven, dry.matched), (40, 40), "{dry:?}");
     assert_eq!(
         (first.redriven, first.stopped_at_limit),
-        (15, true),
+        (5, true),
         "{first:?}"
     );
-    assert_eq!(second.redriven, 25, "{second:?} {left:?}");
+    // What the interrupted run sent was committed as it went: the next run sends the rest.
+    assert_eq!(second.redriven, 20, "{second:?} {left:?}");
     assert!(left.is_empty() && !second.failed(), "{left:?}");
     assert_eq!((third.read, third.redriven), (0, 0), "{third:?}");
     let enriched = broker
