@@ -23,6 +23,8 @@ mutations=(
   "the enricher logs nothing (the secret grep on an empty log)|crates/enricher/src/main.rs|let _log = telemetry::init(&settings.log)?;|let _log = ();|test(=process_crash::kill_9_of_either_service_under_load_loses_nothing_acknowledged)"
   "spool: a bounded read passes over a record too large for it|crates/spool/src/segment.rs|                *bytes_left = 0;|                |test(=tests::a_bounded_read_stops_at_a_record_too_large_for_it_not_after_it)"
   "listen backlog: std's 128|crates/ingress/src/startup.rs|socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;|socket.listen(128)?;|test(=startup::tests::the_listener_holds_its_whole_backlog_of_unaccepted_connections)"
+  "spool age: a spool that does not drain never refused|crates/spool/src/lib.rs|let oldest = state.oldest().filter(\|age\| *age > self.max_age)?;|let oldest = state.oldest().filter(\|_\| false)?;|test(=spool::a_spool_whose_oldest_is_too_old_answers_503_and_is_unready_until_it_drains)"
+  "spool: acknowledgements written down only at a clean stop|crates/ingress/src/spool_upkeep.rs|        persist_acknowledgements(&spool).await;|        let _ = &spool;|test(=process_crash::kill_9_of_a_forwarding_ingress_resends_at_most_its_last_half_second)"
   "produce latency alert: fires on any latency|helm/voicehub-bridge/templates/prometheusrule.yaml|[5m]))) > {{ \$t.produceLatencyP99Seconds }}|[5m]))) > 0|alerts"
 )
 

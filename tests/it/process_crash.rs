@@ -1,8 +1,9 @@
 //! kill -9 of the ingress and of the enricher (the real binaries) under steady VoiceHub
 //! traffic, each restarted at once: nothing acknowledged is lost, every analysis is enriched,
-//! and neither the logs nor the metrics ever contain the webhook secret or the API key.
+//! and neither the logs nor the metrics ever contain the webhook secret or the API key. Then
+//! the spooling ingress killed during an outage, and while forwarding (what it re-sends).
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use voicehub_simulator::{AnalysisApi, AnalysisTrouble, simulate};
 use voicehub_testkit::{TestBroker, free_port};
@@ -11,6 +12,11 @@ use crate::harness::{
     API_KEY, Accounting, SECRET, SecretFiles, lines_containing, voicehub_traffic,
 };
 use crate::process::{Service, enricher_toml, ingress_toml, topic_lines};
+
+fn now_ms() -> i64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    i64::try_from(since.as_millis()).unwrap()
+}
 
 fn kafka_toml(broker: &TestBroker) -> String {
     let topics = topic_lines(&broker.topics());
@@ -276,4 +282,103 @@ async fn kill_9_of_a_spooling_ingress_during_an_outage_loses_nothing_acknowledge
         unanswered.len()
     );
     assert!(ingress.is_running());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_of_a_forwarding_ingress_resends_at_most_its_last_half_second() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    // Spool `always` with Kafka up: every webhook is spooled, then forwarded; what Kafka
+    // acknowledged is written down every 0.5 s. After a kill -9 the successor may re-send only
+    // what was forwarded since: each duplicate's first copy must be from the last 0.5 s before
+    // the kill (plus the acknowledgement's own latency: 1 s in all, against seconds of traffic).
+    let broker = TestBroker::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = SecretFiles::write();
+    let (http_port, admin_port) = (free_port().unwrap(), free_port().unwrap());
+    let mut ingress = Service::new(
+        dir.path(),
+        "ingress",
+        admin_port,
+        ingress_toml(
+            http_port,
+            admin_port,
+            &secrets,
+            &format!(
+                "[spool]\nmode = \"always\"\ndir = \"{}\"\n{}",
+                dir.path().join("spool").display(),
+                kafka_toml(&broker)
+            ),
+        ),
+    );
+    let topics = broker.topics();
+    let names: Vec<&str> = topics.all().into_iter().map(|(_, name)| name).collect();
+    broker.create_topics(&names, 3).await.unwrap();
+    ingress.start().await;
+    let url = format!("http://127.0.0.1:{http_port}/webhooks/voicehub");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let before = tokio::spawn(post_until(url.clone(), 5, "before", stop.clone()));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let killed_at_ms = now_ms();
+    ingress.kill();
+    stop.store(true, Ordering::Release);
+    let mut acknowledged: Vec<String> = Vec::new();
+    for (_, sent) in before.await.unwrap() {
+        acknowledged.extend(sent.acknowledged);
+    }
+    ingress.start().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let after = tokio::spawn(post_until(url, 5, "after", stop.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Release);
+    for (_, sent) in after.await.unwrap() {
+        acknowledged.extend(sent.acknowledged);
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let records = loop {
+        let records = broker.read_all(&topics.call_status_changed).await.unwrap();
+        let ids = crate::harness::ce_ids(&records);
+        if acknowledged.iter().all(|id| ids.contains(id)) {
+            break records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "acknowledged webhooks missing from the topic"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let mut first_copy: std::collections::HashMap<&str, i64> = Default::default();
+    let mut resent = Vec::new();
+    for record in &records {
+        let (Some(id), Some(at)) = (record.header("ce_id"), record.timestamp_ms) else {
+            panic!("a record without ce_id or timestamp");
+        };
+        match first_copy.get(id) {
+            None => {
+                first_copy.insert(id, at);
+            }
+            Some(&first) => resent.push((id.to_owned(), killed_at_ms - first)),
+        }
+    }
+    eprintln!(
+        "kill -9 while forwarding: {} acknowledged, {} on the topic, {} re-sent (ms before \
+         the kill of their first copy: {:?})",
+        acknowledged.len(),
+        records.len(),
+        resent.len(),
+        resent.iter().map(|(_, ms)| ms).collect::<Vec<_>>()
+    );
+    assert!(
+        acknowledged.len() > 100,
+        "too little traffic to show anything"
+    );
+    for (id, before_kill_ms) in &resent {
+        assert!(
+            (0..=1_000).contains(before_kill_ms),
+            "{id} re-sent, first written {before_kill_ms} ms before the kill"
+        );
+    }
 }

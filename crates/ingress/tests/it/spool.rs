@@ -320,6 +320,50 @@ async fn a_full_spool_answers_503_with_retry_after_and_loses_nothing_it_took() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spool_whose_oldest_is_too_old_answers_503_and_is_unready_until_it_drains() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    let mut app = spawn_app_stoppable(move |settings| {
+        spool_on(SpoolMode::Always, &path)(settings);
+        settings.spool.max_age_s = 2;
+    })
+    .await;
+    app.broker.stop().await;
+    post_acknowledged(&app, "old", "c").await;
+
+    // Not draining (the broker is away): once the oldest record is over 2 s old, refused.
+    let mut taken = vec!["old".to_owned()];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let id = format!("late-{}", taken.len());
+        let response = app.post_json(&status_event(&id, "c")).await;
+        if response.status() != 200 {
+            break response;
+        }
+        taken.push(id);
+        assert!(
+            Instant::now() < deadline,
+            "still taking webhooks behind a stale spool"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    crate::helpers::assert_retry_later(refused, "spool_full").await;
+    while app.readyz().await != 503 {
+        assert!(Instant::now() < deadline, "still ready with a stale spool");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Draining again: ready, accepting, and everything it took on the topic in order.
+    app.broker.resume().await.unwrap();
+    wait_drained(&app, Duration::from_secs(60)).await;
+    app.wait_ready().await;
+    post_acknowledged(&app, "after", "c").await;
+    taken.push("after".to_owned());
+    wait_drained(&app, Duration::from_secs(30)).await;
+    assert_all_there_in_order(&app, &BTreeMap::from([("c".to_owned(), taken)])).await;
+}
+
 /// Opens a spool directory as the ingress would, outside it.
 fn open_spool(dir: &Path) -> (voicehub_spool::Spool, voicehub_spool::Recovery) {
     voicehub_spool::Spool::open(voicehub_spool::Options {
