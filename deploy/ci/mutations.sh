@@ -29,7 +29,12 @@ mutations=(
 )
 
 backup=
-restore() { [[ -z $backup ]] || mv "$backup" "${backup%.unmutated}"; backup=; }
+# Copied back, not moved: the restored file must be newer than the mutated build, or cargo
+# would keep the mutated binaries.
+restore() {
+  [[ -z $backup ]] || { cp "$backup" "${backup%.unmutated}" && rm "$backup"; }
+  backup=
+}
 trap restore EXIT
 
 caught=0 missed=()

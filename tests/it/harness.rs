@@ -174,6 +174,9 @@ pub struct Accounting {
     pub not_enriched: usize,
     /// Extra enriched records with an already seen `ce_id`.
     pub enriched_duplicates: usize,
+    /// For each enriched `ce_id` written more than once, its copies' timestamps (ms, oldest
+    /// first): when each was done, to attribute the redo to its cause.
+    pub enriched_copies: Vec<(String, Vec<i64>)>,
 }
 
 impl Accounting {
@@ -214,6 +217,24 @@ impl Accounting {
             .await
             .unwrap_or_default();
         let enriched_ids = ce_ids(&enriched);
+        let mut copies: HashMap<String, Vec<i64>> = HashMap::new();
+        for record in &enriched {
+            if let Some(id) = record.header("ce_id") {
+                copies
+                    .entry(id.to_owned())
+                    .or_default()
+                    .push(record.timestamp_ms.unwrap_or_default());
+            }
+        }
+        let mut enriched_copies: Vec<(String, Vec<i64>)> = copies
+            .into_iter()
+            .filter(|(_, times)| times.len() > 1)
+            .map(|(id, mut times)| {
+                times.sort_unstable();
+                (id, times)
+            })
+            .collect();
+        enriched_copies.sort();
         Self {
             acknowledged: report.acked.len(),
             lost,
@@ -221,6 +242,7 @@ impl Accounting {
             analyses: expected.len(),
             not_enriched: expected.difference(&enriched_ids).count(),
             enriched_duplicates: enriched.len() - enriched_ids.len(),
+            enriched_copies,
         }
     }
 }
