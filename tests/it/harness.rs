@@ -208,15 +208,16 @@ impl Accounting {
             );
         }
         let expected = expected_enriched_ids(report);
-        let enriched = broker
-            .wait_for_records(
-                &topics.analysis_enriched,
-                expected.len(),
-                enrichment_deadline,
-            )
-            .await
-            .unwrap_or_default();
-        let enriched_ids = ce_ids(&enriched);
+        // Every expected id, not just as many records: duplicates would make the count early.
+        let deadline = Instant::now() + enrichment_deadline;
+        let (enriched, enriched_ids) = loop {
+            let enriched = broker.read_all(&topics.analysis_enriched).await.unwrap();
+            let ids = ce_ids(&enriched);
+            if expected.is_subset(&ids) || Instant::now() > deadline {
+                break (enriched, ids);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
         let mut copies: HashMap<String, Vec<i64>> = HashMap::new();
         for record in &enriched {
             if let Some(id) = record.header("ce_id") {

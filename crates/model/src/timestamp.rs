@@ -13,8 +13,8 @@ use time::{OffsetDateTime, UtcOffset};
 ///
 /// Accepted on input: any RFC 3339 date-time (any offset, any precision), and an ISO-8601
 /// date-time without an offset, which is read as UTC (VoiceHub documents "ISO string" only).
-/// A leap second (23:59:60 in UTC) is the last millisecond of its minute; any other `:60` is
-/// refused.
+/// A leap second (23:59:60 in UTC on the last day of a month, where they are inserted) is the
+/// last millisecond of its minute; any other `:60` is refused.
 /// The instant must fall within the years 0000 to 9999 once in UTC, the range RFC 3339 can
 /// write: `9999-12-31T23:30:00-01:00` (year 10000 in UTC) is refused, not wrapped or
 /// truncated.
@@ -41,10 +41,13 @@ impl Timestamp {
             text: text.chars().take(64).collect(),
             why,
         };
-        // Without an offset, read as UTC: RFC 3339 with `Z` (which takes a leap second at
-        // 23:59:60 UTC as the last instant of its minute, as with an offset).
+        // Without an offset, read as UTC: RFC 3339 with `Z` (which takes a leap second as
+        // with an offset). Only with the `T` separator: RFC 3339 parsing takes any byte there.
         let at = OffsetDateTime::parse(text, &Rfc3339)
-            .or_else(|_| OffsetDateTime::parse(&format!("{text}Z"), &Rfc3339))
+            .or_else(|error| match text.as_bytes().get(10) {
+                Some(b'T') => OffsetDateTime::parse(&format!("{text}Z"), &Rfc3339),
+                _ => Err(error),
+            })
             .map_err(|_| invalid("is not an ISO-8601 / RFC 3339 date-time"))?;
         Self::new(at).ok_or_else(|| invalid("is outside the years 0000 to 9999 in UTC"))
     }

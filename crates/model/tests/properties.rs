@@ -297,23 +297,38 @@ fn canonical(unix_millis: i64) -> (i64, String) {
     (year, text)
 }
 
+/// Without an offset, only the `T` form is read (RFC 3339's parser would take any byte there).
+#[test]
+fn a_time_without_an_offset_needs_its_t() {
+    assert!(Timestamp::parse("2025-10-14T09:21:07.512").is_ok());
+    for text in [
+        "2025-10-14 09:21:07.512",
+        "2025-10-14x09:21:07",
+        "2025-10-14t09:21:07",
+    ] {
+        assert!(Timestamp::parse(text).is_err(), "{text} accepted");
+    }
+}
+
 /// Leap seconds are too rare among drawn times (1 in 88,000) to be met: written out.
 #[test]
 fn a_leap_second_at_23_59_60_utc_is_the_last_millisecond_of_its_minute() {
-    for text in [
-        "2016-12-31T23:59:60Z",
-        "2016-12-31T23:59:60.5Z",
-        "2016-12-31T23:59:60",
-        "2017-01-01T08:59:60+09:00",
-        "2016-12-31T18:29:60-05:30",
+    for (text, at) in [
+        ("2016-12-31T23:59:60Z", "2016-12-31T23:59:59.999Z"),
+        ("2016-12-31T23:59:60.5Z", "2016-12-31T23:59:59.999Z"),
+        ("2016-12-31T23:59:60", "2016-12-31T23:59:59.999Z"),
+        ("2017-01-01T08:59:60+09:00", "2016-12-31T23:59:59.999Z"),
+        ("2016-12-31T18:29:60-05:30", "2016-12-31T23:59:59.999Z"),
+        ("2015-06-30T23:59:60Z", "2015-06-30T23:59:59.999Z"),
     ] {
-        let at = Timestamp::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
-        assert_eq!(at.to_string(), "2016-12-31T23:59:59.999Z", "{text}");
+        let parsed = Timestamp::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(parsed.to_string(), at, "{text}");
     }
     for text in [
         "2016-12-31T12:00:60Z",
         "2016-12-31T23:59:60+01:00",
         "2016-12-31T23:58:60",
+        "2016-06-15T23:59:60Z",
     ] {
         assert!(Timestamp::parse(text).is_err(), "{text} is no leap second");
     }
@@ -340,11 +355,14 @@ proptest! {
                 "{} normalised as {:?}", text, normalised
             );
         } else if written.second == 60 {
-            // A leap second (23:59:60 in UTC) is the last millisecond of its minute; any other
-            // :60 is refused as an invalid field.
+            // A leap second (23:59:60 in UTC on the last day of a month, where they are
+            // inserted) is the last millisecond of its minute; any other :60 is refused as an
+            // invalid field.
             let utc_minute =
                 (written.hour * 60 + written.minute - written.offset.unwrap_or(0)).rem_euclid(1440);
-            if utc_minute == 23 * 60 + 59 {
+            let field = |range: std::ops::Range<usize>| expected[range].parse::<i64>().unwrap();
+            let month_end = field(8..10) == days_in_month(field(0..4), field(5..7));
+            if utc_minute == 23 * 60 + 59 && month_end {
                 prop_assert_eq!(parsed.map(|at| at.to_string()).ok(), Some(expected));
             } else {
                 prop_assert!(parsed.is_err(), "{} accepted as {:?}", text, parsed);
