@@ -14,17 +14,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tracing::info;
 use voicehub_model::record::Record;
 
-use crate::settings::{KafkaSettings, PropertyOrigin};
-
-/// Producer properties fixed by the record contract (see `docs/records.md`).
-pub const CONTRACT_PRODUCER_PROPERTIES: &[&str] = &[
-    "acks",
-    "enable.idempotence",
-    "partitioner",
-    "compression.type",
-    "message.timeout.ms",
-    "bootstrap.servers",
-];
+use crate::settings::{CONTRACT_PRODUCER_PROPERTIES, KafkaSettings, PropertyOrigin};
 
 /// Connection properties shared by every client: brokers, client id, extra properties.
 ///

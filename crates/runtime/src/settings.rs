@@ -264,6 +264,16 @@ impl ServiceArgs {
     }
 }
 
+/// Producer properties fixed by the record contract (see `docs/records.md`).
+pub const CONTRACT_PRODUCER_PROPERTIES: &[&str] = &[
+    "acks",
+    "enable.idempotence",
+    "partitioner",
+    "compression.type",
+    "message.timeout.ms",
+    "bootstrap.servers",
+];
+
 /// The producers' `message.max.bytes` unless `kafka.properties` sets it. librdkafka checks it
 /// against a record before compressing; the broker's limit (`message.max.bytes` of the broker,
 /// `max.message.bytes` of the topic) applies to the compressed batch and is the one that
@@ -362,7 +372,7 @@ impl KafkaSettings {
             ));
         }
         for name in self.properties.keys() {
-            if crate::kafka::CONTRACT_PRODUCER_PROPERTIES.contains(&name.as_str()) {
+            if CONTRACT_PRODUCER_PROPERTIES.contains(&name.as_str()) {
                 return Err(SettingsError::invalid(
                     format!("kafka.properties.{name}"),
                     "is fixed by the record contract and cannot be overridden",
