@@ -17,8 +17,8 @@ use voicehub_runtime::{BRIDGE_VERSION, FaultHook};
 use crate::auth::{AuthOutcome, SourceSecrets};
 use crate::body_budget::BodyBudget;
 use crate::dedupe::{Claim, Dedupe};
-use crate::error::WebhookError;
-use crate::metrics::{IngressMetrics, Outcome, RequestCounters, SourceMetrics, event_type_label};
+use crate::error::{Outcome, WebhookError};
+use crate::metrics::{IngressMetrics, RequestCounters, SourceMetrics, event_type_label};
 use crate::outbox::{Outbox, StoreError};
 
 /// The source served by `POST /webhooks/voicehub`.
