@@ -23,7 +23,7 @@ use voicehub_spool::{Entry, Seq};
 
 use crate::outbox::SpoolState;
 use crate::publisher::Publisher;
-use crate::spooled;
+use voicehub_model::record_codec;
 
 /// First pause after a failure; doubled up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -101,7 +101,7 @@ impl Forwarder {
     async fn forward(&self, entries: Vec<Entry>) -> Option<Seq> {
         let mut sends = Vec::with_capacity(entries.len());
         for entry in entries {
-            match spooled::decode(&entry.payload) {
+            match record_codec::decode(&entry.payload) {
                 Ok((topic, record)) => {
                     sends.push((entry, Some(self.publisher.deliver(&topic, &record))));
                 }

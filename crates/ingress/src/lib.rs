@@ -29,7 +29,6 @@ pub mod publisher;
 pub mod routes;
 pub mod settings;
 pub mod spool_upkeep;
-pub mod spooled;
 pub mod startup;
 
 pub use settings::IngressSettings;

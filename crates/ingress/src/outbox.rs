@@ -23,7 +23,7 @@ use voicehub_spool::{Spool, SpoolError};
 
 use crate::metrics::SpoolMetrics;
 use crate::publisher::Publisher;
-use crate::spooled;
+use voicehub_model::record_codec;
 
 /// Why a record is not durable.
 #[derive(Debug, thiserror::Error)]
@@ -241,7 +241,7 @@ impl Spooling {
         if size > self.max_record_bytes {
             return Err(too_large(size));
         }
-        let payload = spooled::encode(topic, record).ok_or_else(|| too_large(size))?;
+        let payload = record_codec::encode(topic, record).ok_or_else(|| too_large(size))?;
         self.state.append(payload).await?;
         Ok(())
     }

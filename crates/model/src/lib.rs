@@ -19,6 +19,7 @@ mod error;
 pub mod event;
 mod open_enum;
 pub mod record;
+pub mod record_codec;
 pub mod routing;
 pub mod schema;
 mod serde_helpers;

@@ -6,7 +6,7 @@
 //! bytes][headers: u16 count, each u16 name len + name, u32 value len + value][value: u32 len +
 //! bytes]`. The spool's own CRC covers it.
 
-use voicehub_model::record::{Record, header};
+use crate::record::{Record, header};
 
 const VERSION: u8 = 1;
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
-use voicehub_ingress::spooled;
+use voicehub_model::record_codec;
 use voicehub_runtime::kafka::{self, ProduceError};
 use voicehub_runtime::settings::KafkaSettings;
 
@@ -86,7 +86,7 @@ enum Outcome {
 impl Producer<'_> {
     /// Decodes `bytes` and produces them; `Left` if they can never go.
     fn send(&self, what: &str, bytes: &[u8]) -> Result<Outcome, SpoolProduceError> {
-        let (topic, record) = match spooled::decode(bytes) {
+        let (topic, record) = match record_codec::decode(bytes) {
             Ok(decoded) => decoded,
             Err(error) => return Ok(Outcome::Left(format!("unreadable: {error}"))),
         };

@@ -387,7 +387,7 @@ async fn prefill(broker: &TestBroker, dir: &Path, ids: impl Iterator<Item = Stri
             received_at: Timestamp::now(),
             bridge_version: "test",
         });
-        let payload = voicehub_ingress::spooled::encode(&topic, &record).unwrap();
+        let payload = voicehub_model::record_codec::encode(&topic, &record).unwrap();
         spool.append(payload).await.unwrap();
     }
 }
@@ -498,7 +498,7 @@ async fn a_stop_during_an_outage_leaves_the_spool_on_disk_within_the_drain_deadl
         .unwrap()
         .iter()
         .map(|entry| {
-            let (_, record) = voicehub_ingress::spooled::decode(&entry.payload).unwrap();
+            let (_, record) = voicehub_model::record_codec::decode(&entry.payload).unwrap();
             record.header("ce_id").unwrap().to_owned()
         })
         .collect();

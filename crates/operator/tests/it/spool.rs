@@ -1,7 +1,7 @@
 use std::time::Duration;
 
-use voicehub_ingress::spooled;
 use voicehub_model::record::header;
+use voicehub_model::record_codec;
 use voicehub_operator::spool::{produce_set_aside, produce_spool};
 use voicehub_spool::{Options, Spool};
 use voicehub_testkit::TestBroker;
@@ -30,7 +30,7 @@ async fn a_killed_instances_spool_is_produced_in_order_and_emptied() {
         let (spool, _) = Spool::open(spool_options(dir.path())).unwrap();
         let aside = event_record(&status_body("evt-aside", "call-aside", r#""completed""#));
         spool
-            .append(spooled::encode(&topic, &aside).unwrap())
+            .append(record_codec::encode(&topic, &aside).unwrap())
             .await
             .unwrap();
         let entry = spool.read(0, 1).unwrap().remove(0);
@@ -42,7 +42,7 @@ async fn a_killed_instances_spool_is_produced_in_order_and_emptied() {
                 &format!("call-{}", i % 3),
                 r#""completed""#,
             );
-            let bytes = spooled::encode(&topic, &event_record(&body)).unwrap();
+            let bytes = record_codec::encode(&topic, &event_record(&body)).unwrap();
             spool.append(bytes).await.unwrap();
             if i == 150 {
                 // Bytes no version of the bridge can read, amid the rest.
@@ -120,7 +120,7 @@ async fn set_aside_files_go_once_and_unreadable_ones_stay() {
         ));
         std::fs::write(
             undeliverable.join(format!("{i:020}.rec")),
-            spooled::encode(&topic, &record).unwrap(),
+            record_codec::encode(&topic, &record).unwrap(),
         )
         .unwrap();
     }
