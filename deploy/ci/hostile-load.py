@@ -61,12 +61,19 @@ def allow_sockets(count):
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def idle_connection(port, hold_s, ends):
+async def connect(port, timeout_s, outcomes):
+    """A connection to the ingress, or None (counted in `outcomes`) if none within timeout_s."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), hold_s)
+        return await asyncio.wait_for(asyncio.open_connection(HOST, port), timeout_s)
     except (OSError, asyncio.TimeoutError) as e:
-        ends[f"never connected ({type(e).__name__})"] += 1
+        outcomes[f"never connected ({type(e).__name__})"] += 1
+        return None
+
+
+async def idle_connection(port, hold_s, ends):
+    if not (connection := await connect(port, hold_s, ends)):
         return
+    reader, writer = connection
     try:
         first = await asyncio.wait_for(reader.readline(), hold_s)
         ends[f"answered {first.split()[1].decode()}" if first else "closed by the server"] += 1
@@ -97,11 +104,9 @@ async def slow_webhook(port, secret, event_id, i, pause_s, answers, accepted):
     data = webhook(event_id, i)
     head = (f"POST /webhooks/voicehub HTTP/1.1\r\nhost: ingress\r\nx-webhook-secret: {secret}\r\n"
             f"content-type: application/json\r\ncontent-length: {len(data)}\r\n\r\n").encode()
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), ANSWER_TIMEOUT_S)
-    except (OSError, asyncio.TimeoutError) as e:
-        answers[f"never connected ({type(e).__name__})"] += 1
+    if not (connection := await connect(port, ANSWER_TIMEOUT_S, answers)):
         return
+    reader, writer = connection
     try:
         writer.write(head)
         for at in range(0, len(data), CHUNK_BYTES):

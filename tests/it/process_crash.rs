@@ -206,6 +206,32 @@ async fn post_until(
     futures_util::future::join_all(senders).await
 }
 
+/// The real ingress with `spool.mode = always` (its spool under `dir`): the service, its webhook
+/// and admin ports. The broker's topics are created first (the ingress provisions them in the
+/// background; a request cut by stopping the test broker can break tansu's storage).
+async fn spooling_ingress(
+    dir: &std::path::Path,
+    secrets: &SecretFiles,
+    broker: &TestBroker,
+) -> (Service, u16, u16) {
+    let (http_port, admin_port) = (free_port().unwrap(), free_port().unwrap());
+    let spool = format!(
+        "[spool]\nmode = \"always\"\ndir = \"{}\"\n{}",
+        dir.join("spool").display(),
+        kafka_toml(broker)
+    );
+    let ingress = Service::new(
+        dir,
+        "ingress",
+        admin_port,
+        ingress_toml(http_port, admin_port, secrets, &spool),
+    );
+    let topics = broker.topics();
+    let names: Vec<&str> = topics.all().into_iter().map(|(_, name)| name).collect();
+    broker.create_topics(&names, 3).await.unwrap();
+    (ingress, http_port, admin_port)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_of_a_spooling_ingress_during_an_outage_loses_nothing_acknowledged() {
     use std::sync::Arc;
@@ -214,27 +240,9 @@ async fn kill_9_of_a_spooling_ingress_during_an_outage_loses_nothing_acknowledge
     let mut broker = TestBroker::start_stoppable().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let secrets = SecretFiles::write();
-    let (http_port, admin_port) = (free_port().unwrap(), free_port().unwrap());
-    let mut ingress = Service::new(
-        dir.path(),
-        "ingress",
-        admin_port,
-        ingress_toml(
-            http_port,
-            admin_port,
-            &secrets,
-            &format!(
-                "[spool]\nmode = \"always\"\ndir = \"{}\"\n{}",
-                dir.path().join("spool").display(),
-                kafka_toml(&broker)
-            ),
-        ),
-    );
-    // The topics exist before the outage (the ingress provisions them in the background; a
-    // request cut by stopping the test broker can break tansu's storage, see the test kit).
+    let (mut ingress, http_port, admin_port) =
+        spooling_ingress(dir.path(), &secrets, &broker).await;
     let topics = broker.topics();
-    let names: Vec<&str> = topics.all().into_iter().map(|(_, name)| name).collect();
-    broker.create_topics(&names, 3).await.unwrap();
     ingress.start().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let url = format!("http://127.0.0.1:{http_port}/webhooks/voicehub");
@@ -337,25 +345,8 @@ async fn kill_9_of_a_forwarding_ingress_resends_at_most_its_last_half_second() {
     let broker = TestBroker::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let secrets = SecretFiles::write();
-    let (http_port, admin_port) = (free_port().unwrap(), free_port().unwrap());
-    let mut ingress = Service::new(
-        dir.path(),
-        "ingress",
-        admin_port,
-        ingress_toml(
-            http_port,
-            admin_port,
-            &secrets,
-            &format!(
-                "[spool]\nmode = \"always\"\ndir = \"{}\"\n{}",
-                dir.path().join("spool").display(),
-                kafka_toml(&broker)
-            ),
-        ),
-    );
+    let (mut ingress, http_port, _) = spooling_ingress(dir.path(), &secrets, &broker).await;
     let topics = broker.topics();
-    let names: Vec<&str> = topics.all().into_iter().map(|(_, name)| name).collect();
-    broker.create_topics(&names, 3).await.unwrap();
     ingress.start().await;
     let url = format!("http://127.0.0.1:{http_port}/webhooks/voicehub");
 

@@ -294,22 +294,7 @@ async fn a_full_spool_answers_503_with_retry_after_and_loses_nothing_it_took() {
         taken.push(id);
         assert!(taken.len() < 1_000, "16 KiB never filled");
     };
-    crate::helpers::assert_retry_later(refused, "spool_full").await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while app.readyz().await != 503 {
-        assert!(Instant::now() < deadline, "still ready with a full spool");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
-    app.broker.resume().await.unwrap();
-    wait_drained(&app, Duration::from_secs(60)).await;
-    app.wait_ready().await;
-    post_acknowledged(&app, "after", "c").await;
-    taken.push("after".to_owned());
-    wait_drained(&app, Duration::from_secs(30)).await;
-
-    let acknowledged = BTreeMap::from([("c".to_owned(), taken)]);
-    assert_all_there_in_order(&app, &acknowledged).await;
+    refused_then_drained(&mut app, refused, taken).await;
     let scrape = app.metrics().await;
     assert!(
         metric_value(
@@ -348,20 +333,31 @@ async fn a_spool_whose_oldest_is_too_old_answers_503_and_is_unready_until_it_dra
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    refused_then_drained(&mut app, refused, taken).await;
+}
+
+/// A spool that refuses with the broker away: 503 `spool_full` with `Retry-After`, and unready
+/// within 5 s; with the broker back it drains, is ready, takes another webhook, and every
+/// webhook it took (`taken`, call `c`) is on the topic in order.
+async fn refused_then_drained(
+    app: &mut TestApp,
+    refused: reqwest::Response,
+    mut taken: Vec<String>,
+) {
     crate::helpers::assert_retry_later(refused, "spool_full").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
     while app.readyz().await != 503 {
-        assert!(Instant::now() < deadline, "still ready with a stale spool");
+        assert!(Instant::now() < deadline, "still ready while refusing");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // Draining again: ready, accepting, and everything it took on the topic in order.
     app.broker.resume().await.unwrap();
-    wait_drained(&app, Duration::from_secs(60)).await;
+    wait_drained(app, Duration::from_secs(60)).await;
     app.wait_ready().await;
-    post_acknowledged(&app, "after", "c").await;
+    post_acknowledged(app, "after", "c").await;
     taken.push("after".to_owned());
-    wait_drained(&app, Duration::from_secs(30)).await;
-    assert_all_there_in_order(&app, &BTreeMap::from([("c".to_owned(), taken)])).await;
+    wait_drained(app, Duration::from_secs(30)).await;
+    assert_all_there_in_order(app, &BTreeMap::from([("c".to_owned(), taken)])).await;
 }
 
 /// Opens a spool directory as the ingress would, outside it.
