@@ -235,7 +235,7 @@ impl IngressMetrics {
     /// success).
     pub fn source(&self, source: &str) -> SourceMetrics {
         self.secret_reload_errors.with_label_values(&[source]);
-        let accepted = Lazy::new();
+        let accepted = ChildrenByIndex::new();
         accepted.get(0, || {
             self.auth_accepted.with_label_values(&[source, SLOTS[0]])
         });
@@ -255,7 +255,7 @@ impl IngressMetrics {
         RequestCounters {
             family: self.requests.clone(),
             source: source.to_owned(),
-            cells: Lazy::new(),
+            cells: ChildrenByIndex::new(),
         }
     }
 }
@@ -272,9 +272,9 @@ const SLOTS: [&str; 9] = ["0", "1", "2", "3", "4", "5", "6", "7", "8+"];
 
 /// A family's children by index, each resolved at most once.
 #[derive(Debug)]
-struct Lazy<M, const N: usize>([OnceLock<M>; N]);
+struct ChildrenByIndex<M, const N: usize>([OnceLock<M>; N]);
 
-impl<M, const N: usize> Lazy<M, N> {
+impl<M, const N: usize> ChildrenByIndex<M, N> {
     fn new() -> Self {
         Self([const { OnceLock::new() }; N])
     }
@@ -290,7 +290,7 @@ impl<M, const N: usize> Lazy<M, N> {
 pub struct RequestCounters {
     family: IntCounterVec,
     source: String,
-    cells: Lazy<IntCounter, { EVENT_TYPES * OUTCOMES }>,
+    cells: ChildrenByIndex<IntCounter, { EVENT_TYPES * OUTCOMES }>,
 }
 
 impl RequestCounters {
@@ -313,14 +313,14 @@ impl RequestCounters {
 #[derive(Debug, Clone)]
 pub struct RequestDurations {
     family: HistogramVec,
-    cells: Arc<Lazy<Histogram, OUTCOMES>>,
+    cells: Arc<ChildrenByIndex<Histogram, OUTCOMES>>,
 }
 
 impl RequestDurations {
     fn new(family: HistogramVec) -> Self {
         Self {
             family,
-            cells: Arc::new(Lazy::new()),
+            cells: Arc::new(ChildrenByIndex::new()),
         }
     }
 
@@ -340,7 +340,7 @@ pub struct SourceMetrics {
     /// `voicehub_ingress_requests_total{source=<this source>}`
     pub requests: RequestCounters,
     auth_accepted_family: IntCounterVec,
-    auth_accepted: Lazy<IntCounter, { SLOTS.len() }>,
+    auth_accepted: ChildrenByIndex<IntCounter, { SLOTS.len() }>,
     auth_missing: IntCounter,
     auth_mismatch: IntCounter,
     dedupe_hits: IntCounter,
