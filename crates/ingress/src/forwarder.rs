@@ -18,12 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{error, info, warn};
+use voicehub_model::record_codec;
 use voicehub_runtime::kafka::ProduceError;
 use voicehub_spool::{Entry, Seq};
 
 use crate::outbox::SpoolState;
 use crate::publisher::Publisher;
-use voicehub_model::record_codec;
 
 /// First pause after a failure; doubled up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);

@@ -18,12 +18,12 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 use voicehub_model::record::Record;
+use voicehub_model::record_codec;
 use voicehub_runtime::kafka::ProduceError;
 use voicehub_spool::{Spool, SpoolError};
 
 use crate::metrics::SpoolMetrics;
 use crate::publisher::Publisher;
-use voicehub_model::record_codec;
 
 /// Why a record is not durable.
 #[derive(Debug, thiserror::Error)]

@@ -102,21 +102,12 @@ async fn every_acknowledged_webhook_is_on_its_topic_at_volume_through_a_broker_p
     // Go on once an event is produced directly.
     let mut warm = 0;
     loop {
-        let before = metric_value(
-            &app.metrics().await,
-            "voicehub_ingress_spool_appended_records_total",
-            &[],
-        );
+        let before = appended(&app).await;
         deliver(&app, &format!("warm-up-{warm}"), "warm-up")
             .await
             .unwrap();
         warm += 1;
-        let after = metric_value(
-            &app.metrics().await,
-            "voicehub_ingress_spool_appended_records_total",
-            &[],
-        );
-        if after == before {
+        if appended(&app).await == before {
             break;
         }
         assert!(warm < 100, "the spool never disengaged");
@@ -143,21 +134,14 @@ async fn every_acknowledged_webhook_is_on_its_topic_at_volume_through_a_broker_p
             .collect::<Vec<_>>()
             .await
     };
-    let appended = async || {
-        metric_value(
-            &app.metrics().await,
-            "voicehub_ingress_spool_appended_records_total",
-            &[],
-        )
-    };
     let pausing = async {
         while done.load(Ordering::Relaxed) < attempts * 3 / 10 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let before = appended().await;
+        let before = appended(&app).await;
         app.broker.freeze().unwrap();
         tokio::time::sleep(PAUSE).await;
-        let during = appended().await - before;
+        let during = appended(&app).await - before;
         app.broker.thaw().unwrap();
         during
     };
@@ -215,6 +199,15 @@ async fn every_acknowledged_webhook_is_on_its_topic_at_volume_through_a_broker_p
         spooled_during_the_freeze > 0.0,
         "the freeze spooled nothing: the fallback was not exercised"
     );
+}
+
+/// Records the spool has taken so far.
+async fn appended(app: &TestApp) -> f64 {
+    metric_value(
+        &app.metrics().await,
+        "voicehub_ingress_spool_appended_records_total",
+        &[],
+    )
 }
 
 fn event_of(record: &voicehub_testkit::ConsumedRecord) -> Option<String> {
