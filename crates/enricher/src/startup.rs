@@ -18,7 +18,7 @@ use voicehub_runtime::{FaultHook, reload};
 use crate::consumer_watch::BrokerWatch;
 use crate::fetch::{self, Access, ApiKey, SharedKey};
 use crate::metrics::EnricherMetrics;
-use crate::pipeline::{ConsumerStats, Ended, InputConsumer, OwnedConsumer, Pipeline, Worker};
+use crate::pipeline::{Ended, InputConsumer, InputContext, OwnedConsumer, Pipeline, Worker};
 use crate::settings::{EnricherSettings, SourceSettings};
 
 /// The readiness check that passes while consuming.
@@ -343,7 +343,7 @@ impl ConsumerFactory {
         let brokers = Arc::new(BrokerWatch::default());
         let consumer: InputConsumer = self
             .config
-            .create_with_context(ConsumerStats {
+            .create_with_context(InputContext {
                 metrics: self.metrics.clone(),
                 topic: self.topic.clone(),
                 revoked: revoked_tx,
