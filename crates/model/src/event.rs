@@ -153,21 +153,117 @@ pub struct UnroutedValue {
     pub rest: Extra,
 }
 
-/// A parsed webhook, one variant per documented event type plus the unknown ones.
-#[derive(Debug, Clone, PartialEq)]
-pub enum WebhookEvent {
-    /// See [`CallStatusChanged`].
-    CallStatusChanged(Event<CallStatusChanged>),
-    /// See [`RecordingsAvailable`].
-    RecordingsAvailable(Event<RecordingsAvailable>),
-    /// See [`AnalysisResultReady`].
-    AnalysisResultReady(Event<AnalysisResultReady>),
-    /// See [`CallStudioJobStatusChanged`].
-    CallStudioJobStatusChanged(Event<CallStudioJobStatusChanged>),
-    /// See [`CallStudioJobAnalysisResultReady`].
-    CallStudioJobAnalysisResultReady(Event<CallStudioJobAnalysisResultReady>),
-    /// Any other `eventType`.
-    Unrouted(UnroutedEvent),
+macro_rules! define_webhook_event {
+    ($(($kind:ident, $topic:ident, $stem:literal)),* $(,)?) => {
+        /// A parsed webhook, one variant per documented event type plus the unknown ones.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum WebhookEvent {
+            $(#[doc = concat!("See [`", stringify!($kind), "`].")] $kind(Event<$kind>),)*
+            /// Any other `eventType`.
+            Unrouted(UnroutedEvent),
+        }
+
+        /// The event of `kind`, its envelope read already.
+        fn typed_event(
+            kind: EventKind,
+            members: Members<'_>,
+            event_type: String,
+            event_id: String,
+        ) -> Result<WebhookEvent, ParseError> {
+            Ok(match kind {
+                $(EventKind::$kind => WebhookEvent::$kind(typed(members, event_type, event_id)?),)*
+                EventKind::Unrouted => {
+                    WebhookEvent::Unrouted(UnroutedEvent::new(members, event_type, event_id))
+                }
+            })
+        }
+
+        impl WebhookEvent {
+            /// Which documented type this is (or [`EventKind::Unrouted`]).
+            pub fn kind(&self) -> EventKind {
+                match self {
+                    $(Self::$kind(_) => EventKind::$kind,)*
+                    Self::Unrouted(_) => EventKind::Unrouted,
+                }
+            }
+
+            /// The plain `eventType`.
+            pub fn event_type(&self) -> &str {
+                match self {
+                    $(Self::$kind(e) => &e.event_type,)*
+                    Self::Unrouted(e) => &e.event_type,
+                }
+            }
+
+            /// The `eventId`.
+            pub fn event_id(&self) -> &str {
+                match self {
+                    $(Self::$kind(e) => &e.event_id,)*
+                    Self::Unrouted(e) => &e.event_id,
+                }
+            }
+
+            /// When the event happened; for an unrouted event, its `timestamp` if it parses.
+            pub fn time(&self) -> Option<Timestamp> {
+                match self {
+                    $(Self::$kind(e) => Some(e.timestamp),)*
+                    Self::Unrouted(e) => e.time(),
+                }
+            }
+
+            /// The call or job the event is about (CloudEvents `subject`), when there is one.
+            pub fn subject(&self) -> Option<&str> {
+                match self {
+                    $(Self::$kind(e) => e.payload.subject(),)*
+                    Self::Unrouted(e) => e.subject(),
+                }
+            }
+        }
+
+        /// Serialises as the normalised JSON value: a known event's fields, or an unrouted
+        /// event's body as it came. One dispatch for [`WebhookEvent::to_value`] and the
+        /// record's bytes.
+        impl Serialize for WebhookEvent {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                match self {
+                    $(Self::$kind(e) => e.serialize(serializer),)*
+                    Self::Unrouted(e) => e.body.serialize(serializer),
+                }
+            }
+        }
+    };
+}
+
+with_event_types!(define_webhook_event);
+
+impl UnroutedEvent {
+    fn new(members: Members<'_>, event_type: String, event_id: String) -> Self {
+        let mut body: Extra = members
+            .into_iter()
+            .map(|(name, value)| (name.into_owned(), value))
+            .collect();
+        // Kept whole, with the plain type name.
+        body.insert("eventType".into(), Value::String(event_type.clone()));
+        Self {
+            event_type,
+            event_id,
+            body,
+        }
+    }
+
+    fn time(&self) -> Option<Timestamp> {
+        self.body
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .and_then(|text| Timestamp::parse(text).ok())
+    }
+
+    fn subject(&self) -> Option<&str> {
+        ["callId", "jobId"]
+            .iter()
+            .find_map(|field| self.body.get(*field).and_then(Value::as_str))
+            .filter(|id| check_id(id).is_ok())
+    }
 }
 
 /// The prefix VoiceHub's docs print before event type names (TypeScript notation).
@@ -213,36 +309,12 @@ fn from_members(members: Members<'_>) -> Result<WebhookEvent, ParseError> {
     check_id(event_id).map_err(|detail| ParseError::invalid("eventId", detail))?;
     let event_id = event_id.to_owned();
 
-    Ok(match EventKind::from_event_type(&event_type) {
-        EventKind::CallStatusChanged => {
-            WebhookEvent::CallStatusChanged(typed(members, event_type, event_id)?)
-        }
-        EventKind::RecordingsAvailable => {
-            WebhookEvent::RecordingsAvailable(typed(members, event_type, event_id)?)
-        }
-        EventKind::AnalysisResultReady => {
-            WebhookEvent::AnalysisResultReady(typed(members, event_type, event_id)?)
-        }
-        EventKind::CallStudioJobStatusChanged => {
-            WebhookEvent::CallStudioJobStatusChanged(typed(members, event_type, event_id)?)
-        }
-        EventKind::CallStudioJobAnalysisResultReady => {
-            WebhookEvent::CallStudioJobAnalysisResultReady(typed(members, event_type, event_id)?)
-        }
-        EventKind::Unrouted => {
-            let mut body: Extra = members
-                .into_iter()
-                .map(|(name, value)| (name.into_owned(), value))
-                .collect();
-            // Kept whole, with the plain type name.
-            body.insert("eventType".into(), Value::String(event_type.clone()));
-            WebhookEvent::Unrouted(UnroutedEvent {
-                event_type,
-                event_id,
-                body,
-            })
-        }
-    })
+    typed_event(
+        EventKind::from_event_type(&event_type),
+        members,
+        event_type,
+        event_id,
+    )
 }
 
 fn required_string<'a>(members: &'a Members<'_>, field: &str) -> Result<&'a str, ParseError> {
@@ -289,6 +361,9 @@ fn typed<P: Payload>(
 /// together), without `flatten`, which buffers every field and copies the unknown ones again.
 trait Payload: Sized {
     fn read<'a>(fields: impl Iterator<Item = (Cow<'a, str>, Value)>) -> Result<Self, ParseError>;
+
+    /// The call or job the event is about (its Kafka key and CloudEvents `subject`).
+    fn subject(&self) -> Option<&str>;
 }
 
 /// Walks `fields` in order: each is offered to `documented`, which reads it (`None`) or hands
@@ -344,6 +419,10 @@ impl Payload for CallStatusChanged {
             extra,
         })
     }
+
+    fn subject(&self) -> Option<&str> {
+        Some(&self.call_id)
+    }
 }
 
 impl Payload for RecordingsAvailable {
@@ -362,6 +441,10 @@ impl Payload for RecordingsAvailable {
             recordings,
             extra,
         })
+    }
+
+    fn subject(&self) -> Option<&str> {
+        Some(&self.call_id)
     }
 }
 
@@ -384,6 +467,10 @@ impl Payload for AnalysisResultReady {
             extra,
         })
     }
+
+    fn subject(&self) -> Option<&str> {
+        Some(&self.call_id)
+    }
 }
 
 impl Payload for CallStudioJobStatusChanged {
@@ -405,6 +492,10 @@ impl Payload for CallStudioJobStatusChanged {
             extra,
         })
     }
+
+    fn subject(&self) -> Option<&str> {
+        Some(&self.job_id)
+    }
 }
 
 impl Payload for CallStudioJobAnalysisResultReady {
@@ -419,78 +510,13 @@ impl Payload for CallStudioJobAnalysisResultReady {
         })?;
         Ok(Self { job_id, extra })
     }
+
+    fn subject(&self) -> Option<&str> {
+        self.job_id.as_deref()
+    }
 }
 
 impl WebhookEvent {
-    /// Which documented type this is (or [`EventKind::Unrouted`]).
-    pub fn kind(&self) -> EventKind {
-        match self {
-            Self::CallStatusChanged(_) => EventKind::CallStatusChanged,
-            Self::RecordingsAvailable(_) => EventKind::RecordingsAvailable,
-            Self::AnalysisResultReady(_) => EventKind::AnalysisResultReady,
-            Self::CallStudioJobStatusChanged(_) => EventKind::CallStudioJobStatusChanged,
-            Self::CallStudioJobAnalysisResultReady(_) => {
-                EventKind::CallStudioJobAnalysisResultReady
-            }
-            Self::Unrouted(_) => EventKind::Unrouted,
-        }
-    }
-
-    /// The plain `eventType`.
-    pub fn event_type(&self) -> &str {
-        match self {
-            Self::CallStatusChanged(e) => &e.event_type,
-            Self::RecordingsAvailable(e) => &e.event_type,
-            Self::AnalysisResultReady(e) => &e.event_type,
-            Self::CallStudioJobStatusChanged(e) => &e.event_type,
-            Self::CallStudioJobAnalysisResultReady(e) => &e.event_type,
-            Self::Unrouted(e) => &e.event_type,
-        }
-    }
-
-    /// The `eventId`.
-    pub fn event_id(&self) -> &str {
-        match self {
-            Self::CallStatusChanged(e) => &e.event_id,
-            Self::RecordingsAvailable(e) => &e.event_id,
-            Self::AnalysisResultReady(e) => &e.event_id,
-            Self::CallStudioJobStatusChanged(e) => &e.event_id,
-            Self::CallStudioJobAnalysisResultReady(e) => &e.event_id,
-            Self::Unrouted(e) => &e.event_id,
-        }
-    }
-
-    /// When the event happened; for an unrouted event, its `timestamp` if it parses.
-    pub fn time(&self) -> Option<Timestamp> {
-        match self {
-            Self::CallStatusChanged(e) => Some(e.timestamp),
-            Self::RecordingsAvailable(e) => Some(e.timestamp),
-            Self::AnalysisResultReady(e) => Some(e.timestamp),
-            Self::CallStudioJobStatusChanged(e) => Some(e.timestamp),
-            Self::CallStudioJobAnalysisResultReady(e) => Some(e.timestamp),
-            Self::Unrouted(e) => e
-                .body
-                .get("timestamp")
-                .and_then(Value::as_str)
-                .and_then(|text| Timestamp::parse(text).ok()),
-        }
-    }
-
-    /// The call or job the event is about (CloudEvents `subject`), when there is one.
-    pub fn subject(&self) -> Option<&str> {
-        match self {
-            Self::CallStatusChanged(e) => Some(&e.payload.call_id),
-            Self::RecordingsAvailable(e) => Some(&e.payload.call_id),
-            Self::AnalysisResultReady(e) => Some(&e.payload.call_id),
-            Self::CallStudioJobStatusChanged(e) => Some(&e.payload.job_id),
-            Self::CallStudioJobAnalysisResultReady(e) => e.payload.job_id.as_deref(),
-            Self::Unrouted(e) => ["callId", "jobId"]
-                .iter()
-                .find_map(|field| e.body.get(*field).and_then(Value::as_str))
-                .filter(|id| check_id(id).is_ok()),
-        }
-    }
-
     /// The Kafka key: the call or job id, so that one call's events stay in one partition in
     /// order; the event id when the event names neither.
     pub fn key(&self) -> &str {
@@ -525,21 +551,6 @@ impl WebhookEvent {
     fn value_bytes(&self) -> Vec<u8> {
         // As in `to_value`: this cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
-    }
-}
-
-/// Serialises as the normalised JSON value: a known event's fields, or an unrouted event's
-/// body as it came. One dispatch for [`WebhookEvent::to_value`] and the record's bytes.
-impl Serialize for WebhookEvent {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::CallStatusChanged(e) => e.serialize(serializer),
-            Self::RecordingsAvailable(e) => e.serialize(serializer),
-            Self::AnalysisResultReady(e) => e.serialize(serializer),
-            Self::CallStudioJobStatusChanged(e) => e.serialize(serializer),
-            Self::CallStudioJobAnalysisResultReady(e) => e.serialize(serializer),
-            Self::Unrouted(e) => e.body.serialize(serializer),
-        }
     }
 }
 

@@ -13,6 +13,25 @@
 //!    [`enriched::AnalysisEnriched`] is the enricher's output record.
 //! 4. [`record::DeadLetter`] is what either stage writes when it cannot process something.
 
+/// The documented VoiceHub event types: each with its topic's configuration key and the
+/// stem of its default topic name (`voicehub.<stem>`) and schema file (`<stem>.json`).
+///
+/// The one list of them: [`EventKind`], [`WebhookEvent`], [`Topics`] and the record schemas
+/// are generated from it (`with_event_types!(a_macro)` calls `a_macro!` with the list).
+/// Adding an event type is a line here plus its payload type in `event.rs` (see
+/// CONTRIBUTING.md).
+macro_rules! with_event_types {
+    ($then:ident) => {
+        $then! {
+            (CallStatusChanged, call_status_changed, "call-status-changed.v1"),
+            (RecordingsAvailable, recordings_available, "recordings-available.v1"),
+            (AnalysisResultReady, analysis_result_ready, "analysis-result-ready.v1"),
+            (CallStudioJobStatusChanged, call_studio_job_status_changed, "call-studio-job-status-changed.v1"),
+            (CallStudioJobAnalysisResultReady, call_studio_analysis_result_ready, "call-studio-analysis-result-ready.v1"),
+        }
+    };
+}
+
 pub mod analysis;
 pub mod enriched;
 mod error;

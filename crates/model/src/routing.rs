@@ -2,90 +2,98 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The documented event types, plus one bucket for every other type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    /// `CallStatusChanged`
-    CallStatusChanged,
-    /// `RecordingsAvailable`
-    RecordingsAvailable,
-    /// `AnalysisResultReady`
-    AnalysisResultReady,
-    /// `CallStudioJobStatusChanged`
-    CallStudioJobStatusChanged,
-    /// `CallStudioJobAnalysisResultReady`
-    CallStudioJobAnalysisResultReady,
-    /// Any other `eventType`.
-    Unrouted,
+macro_rules! define_routing {
+    ($(($kind:ident, $topic:ident, $stem:literal)),* $(,)?) => {
+        /// The documented event types, plus one bucket for every other type.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum EventKind {
+            $(#[doc = concat!("`", stringify!($kind), "`")] $kind,)*
+            /// Any other `eventType`.
+            Unrouted,
+        }
+
+        impl EventKind {
+            /// Every kind, in a stable order.
+            pub const ALL: [Self; [$(stringify!($kind)),*].len() + 1] =
+                [$(Self::$kind,)* Self::Unrouted];
+
+            /// The event type name; `unrouted` for the bucket. A closed set: safe as a metric
+            /// label.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$kind => stringify!($kind),)*
+                    Self::Unrouted => "unrouted",
+                }
+            }
+        }
+
+        /// Topic names, one per record type (`[kafka.topics]` in the configuration).
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct Topics {
+            $(#[doc = concat!("`", stringify!($kind), "` events.")] pub $topic: String,)*
+            /// Enriched analyses (the enricher's output).
+            pub analysis_enriched: String,
+            /// Events of an unknown type.
+            pub unrouted: String,
+            /// Authenticated input that could not be processed, from either stage.
+            pub dead_letter: String,
+        }
+
+        impl Default for Topics {
+            fn default() -> Self {
+                Self {
+                    $($topic: concat!("voicehub.", $stem).into(),)*
+                    analysis_enriched: "voicehub.analysis-enriched.v1".into(),
+                    unrouted: "voicehub.unrouted.v1".into(),
+                    dead_letter: "voicehub.dead-letter.v1".into(),
+                }
+            }
+        }
+
+        impl Topics {
+            /// The topic for an event of this kind.
+            pub fn for_kind(&self, kind: EventKind) -> &str {
+                match kind {
+                    $(EventKind::$kind => &self.$topic,)*
+                    EventKind::Unrouted => &self.unrouted,
+                }
+            }
+
+            /// Every topic with its configuration key.
+            pub fn all(&self) -> [(&'static str, &str); [$(stringify!($kind)),*].len() + 3] {
+                [
+                    $((stringify!($topic), &self.$topic),)*
+                    ("analysis_enriched", &self.analysis_enriched),
+                    ("unrouted", &self.unrouted),
+                    ("dead_letter", &self.dead_letter),
+                ]
+            }
+
+            /// The same names with `suffix` appended: topics of their own, for a test or a run
+            /// on a shared broker.
+            pub fn with_suffix(&self, suffix: &str) -> Self {
+                let with = |name: &String| format!("{name}{suffix}");
+                Self {
+                    $($topic: with(&self.$topic),)*
+                    analysis_enriched: with(&self.analysis_enriched),
+                    unrouted: with(&self.unrouted),
+                    dead_letter: with(&self.dead_letter),
+                }
+            }
+        }
+    };
 }
 
-impl EventKind {
-    /// Every kind, in a stable order.
-    pub const ALL: [Self; 6] = [
-        Self::CallStatusChanged,
-        Self::RecordingsAvailable,
-        Self::AnalysisResultReady,
-        Self::CallStudioJobStatusChanged,
-        Self::CallStudioJobAnalysisResultReady,
-        Self::Unrouted,
-    ];
+with_event_types!(define_routing);
 
+impl EventKind {
     /// Classifies a plain `eventType` (exact, case-sensitive match, as documented).
     pub fn from_event_type(event_type: &str) -> Self {
         Self::ALL
             .into_iter()
             .find(|kind| kind.as_str() == event_type)
             .unwrap_or(Self::Unrouted)
-    }
-
-    /// The event type name; `unrouted` for the bucket. A closed set: safe as a metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::CallStatusChanged => "CallStatusChanged",
-            Self::RecordingsAvailable => "RecordingsAvailable",
-            Self::AnalysisResultReady => "AnalysisResultReady",
-            Self::CallStudioJobStatusChanged => "CallStudioJobStatusChanged",
-            Self::CallStudioJobAnalysisResultReady => "CallStudioJobAnalysisResultReady",
-            Self::Unrouted => "unrouted",
-        }
-    }
-}
-
-/// Topic names, one per record type (`[kafka.topics]` in the configuration).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Topics {
-    /// `CallStatusChanged` events.
-    pub call_status_changed: String,
-    /// `RecordingsAvailable` events.
-    pub recordings_available: String,
-    /// `AnalysisResultReady` events (the enricher's input).
-    pub analysis_result_ready: String,
-    /// `CallStudioJobStatusChanged` events.
-    pub call_studio_job_status_changed: String,
-    /// `CallStudioJobAnalysisResultReady` events.
-    pub call_studio_analysis_result_ready: String,
-    /// Enriched analyses (the enricher's output).
-    pub analysis_enriched: String,
-    /// Events of an unknown type.
-    pub unrouted: String,
-    /// Authenticated input that could not be processed, from either stage.
-    pub dead_letter: String,
-}
-
-impl Default for Topics {
-    fn default() -> Self {
-        Self {
-            call_status_changed: "voicehub.call-status-changed.v1".into(),
-            recordings_available: "voicehub.recordings-available.v1".into(),
-            analysis_result_ready: "voicehub.analysis-result-ready.v1".into(),
-            call_studio_job_status_changed: "voicehub.call-studio-job-status-changed.v1".into(),
-            call_studio_analysis_result_ready: "voicehub.call-studio-analysis-result-ready.v1"
-                .into(),
-            analysis_enriched: "voicehub.analysis-enriched.v1".into(),
-            unrouted: "voicehub.unrouted.v1".into(),
-            dead_letter: "voicehub.dead-letter.v1".into(),
-        }
     }
 }
 
@@ -102,54 +110,6 @@ pub struct InvalidTopic {
 }
 
 impl Topics {
-    /// The topic for an event of this kind.
-    pub fn for_kind(&self, kind: EventKind) -> &str {
-        match kind {
-            EventKind::CallStatusChanged => &self.call_status_changed,
-            EventKind::RecordingsAvailable => &self.recordings_available,
-            EventKind::AnalysisResultReady => &self.analysis_result_ready,
-            EventKind::CallStudioJobStatusChanged => &self.call_studio_job_status_changed,
-            EventKind::CallStudioJobAnalysisResultReady => &self.call_studio_analysis_result_ready,
-            EventKind::Unrouted => &self.unrouted,
-        }
-    }
-
-    /// Every topic with its configuration key.
-    pub fn all(&self) -> [(&'static str, &str); 8] {
-        [
-            ("call_status_changed", &self.call_status_changed),
-            ("recordings_available", &self.recordings_available),
-            ("analysis_result_ready", &self.analysis_result_ready),
-            (
-                "call_studio_job_status_changed",
-                &self.call_studio_job_status_changed,
-            ),
-            (
-                "call_studio_analysis_result_ready",
-                &self.call_studio_analysis_result_ready,
-            ),
-            ("analysis_enriched", &self.analysis_enriched),
-            ("unrouted", &self.unrouted),
-            ("dead_letter", &self.dead_letter),
-        ]
-    }
-
-    /// The same names with `suffix` appended: topics of their own, for a test or a run on a
-    /// shared broker.
-    pub fn with_suffix(&self, suffix: &str) -> Self {
-        let with = |name: &String| format!("{name}{suffix}");
-        Self {
-            call_status_changed: with(&self.call_status_changed),
-            recordings_available: with(&self.recordings_available),
-            analysis_result_ready: with(&self.analysis_result_ready),
-            call_studio_job_status_changed: with(&self.call_studio_job_status_changed),
-            call_studio_analysis_result_ready: with(&self.call_studio_analysis_result_ready),
-            analysis_enriched: with(&self.analysis_enriched),
-            unrouted: with(&self.unrouted),
-            dead_letter: with(&self.dead_letter),
-        }
-    }
-
     /// Checks every name against Kafka's rules (1 to 249 of `[a-zA-Z0-9._-]`, not `.`/`..`).
     pub fn validate(&self) -> Result<(), InvalidTopic> {
         let all = self.all();

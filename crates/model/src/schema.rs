@@ -8,36 +8,21 @@ use schemars::{JsonSchema, Schema};
 
 use crate::analysis::AnalysisResult;
 use crate::enriched::AnalysisEnriched;
-use crate::event::{
-    AnalysisResultReady, CallStatusChanged, CallStudioJobAnalysisResultReady,
-    CallStudioJobStatusChanged, Event, RecordingsAvailable, UnroutedValue,
-};
+use crate::event::{Event, UnroutedValue};
+
+macro_rules! event_schemas {
+    ($(($kind:ident, $topic:ident, $stem:literal)),* $(,)?) => {
+        vec![$((
+            concat!($stem, ".json"),
+            root::<Event<crate::event::$kind>>(concat!(stringify!($kind), " record value")),
+        ),)*]
+    };
+}
 
 /// Every schema, by file name.
 pub fn all() -> Vec<(&'static str, Schema)> {
-    vec![
-        (
-            "call-status-changed.v1.json",
-            root::<Event<CallStatusChanged>>("CallStatusChanged record value"),
-        ),
-        (
-            "recordings-available.v1.json",
-            root::<Event<RecordingsAvailable>>("RecordingsAvailable record value"),
-        ),
-        (
-            "analysis-result-ready.v1.json",
-            root::<Event<AnalysisResultReady>>("AnalysisResultReady record value"),
-        ),
-        (
-            "call-studio-job-status-changed.v1.json",
-            root::<Event<CallStudioJobStatusChanged>>("CallStudioJobStatusChanged record value"),
-        ),
-        (
-            "call-studio-analysis-result-ready.v1.json",
-            root::<Event<CallStudioJobAnalysisResultReady>>(
-                "CallStudioJobAnalysisResultReady record value",
-            ),
-        ),
+    let mut all = with_event_types!(event_schemas);
+    all.extend([
         (
             "analysis-enriched.v1.json",
             root::<AnalysisEnriched>("AnalysisEnriched record value"),
@@ -50,7 +35,8 @@ pub fn all() -> Vec<(&'static str, Schema)> {
             "analysis-result.json",
             root::<AnalysisResult>("VoiceHub analysis result (as fetched)"),
         ),
-    ]
+    ]);
+    all
 }
 
 fn root<T: JsonSchema>(title: &str) -> Schema {
