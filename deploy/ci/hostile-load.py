@@ -1,5 +1,5 @@
 """Hostile but legal load on the ingress, reported as one JSON line (used by
-deploy/ci/memory-limit.sh and crates/devstack/burst-rss.sh).
+deploy/ci/memory-limit.sh and scripts/memory/burst-rss.sh).
 
     hostile-load.py flood PORT PID CONNECTIONS HOLD_S
         CONNECTIONS opened at once that send nothing: each tries HOLD_S seconds to connect, then

@@ -6,7 +6,7 @@
 //! panics under a consumer group; its memory engine skips the rest of a batch when a fetch
 //! starts inside it). `VOICEHUB_ACCOUNTING_RECORDS` sets the number of inputs (default
 //! 50,000); `VOICEHUB_ACCOUNTING_BROKER=tansu-memory|tansu-sqlite` runs it against tansu;
-//! `crates/devstack/accounting.sh` runs it longer.
+//! `scripts/reliability/accounting.sh` runs it longer.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

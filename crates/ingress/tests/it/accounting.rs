@@ -4,7 +4,7 @@
 //!
 //! Against Apache Kafka of its own (`TestBroker::kafka_of_its_own`: the pause freezes the
 //! broker process). `VOICEHUB_ACCOUNTING_RECORDS` sets the number of distinct events (default
-//! 50,000); `crates/devstack/accounting.sh` runs it longer.
+//! 50,000); `scripts/reliability/accounting.sh` runs it longer.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};

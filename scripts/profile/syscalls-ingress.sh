@@ -6,7 +6,7 @@
 # perf counts the system calls (syscall tracepoints) and /proc gives each thread's user +
 # system time.
 #
-#   crates/devstack/syscalls-ingress.sh SECONDS TARGET...
+#   scripts/profile/syscalls-ingress.sh SECONDS TARGET...
 #
 # TARGET: bare | bare-keyed | bare-contract, or the path of a voicehub-ingress binary (as in
 # alternate-ingress.sh). Needs perf (Debian linux-perf) and permission to trace.
@@ -20,7 +20,7 @@ seconds=$1
 shift
 secret=bench-secret
 warmup=${BENCH_WARMUP:-20}
-. crates/devstack/script-lib.sh
+. scripts/lib.sh
 prepare_targets "$@"
 
 calls=(write writev sendto sendmsg recvfrom recvmsg read futex epoll_wait epoll_pwait poll ppoll

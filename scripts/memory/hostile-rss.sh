@@ -4,12 +4,12 @@
 # 401), and hundreds of slowloris connections held open at once (each must be cut off).
 # Bounded memory shows as RSS that stops growing between rounds. Not in CI.
 #
-#   crates/devstack/hostile-rss.sh [requests per round=100000]
+#   scripts/memory/hostile-rss.sh [requests per round=100000]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 per_round=${1:-100000}
 
-. crates/devstack/script-lib.sh
+. scripts/lib.sh
 require_free_ports 18680 19690 19692
 build_release voicehub-ingress voicehub-devstack
 start_broker 19692

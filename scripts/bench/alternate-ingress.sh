@@ -7,7 +7,7 @@
 # first, so no round runs on a cold JVM. Prints one line per target per round, then each
 # target's means and standard deviations.
 #
-#   crates/devstack/alternate-ingress.sh ROUNDS SECONDS TARGET...
+#   scripts/bench/alternate-ingress.sh ROUNDS SECONDS TARGET...
 #
 # TARGET: bare | bare-keyed | bare-contract (the bare bridges of bench-ingress.sh), or the path
 # of a voicehub-ingress binary (run with its defaults, spool off), e.g. two builds to compare.
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/../.."
 rounds=$1 seconds=$2
 shift 2
 secret=bench-secret
-. crates/devstack/script-lib.sh
+. scripts/lib.sh
 prepare_targets "$@"
 
 start_broker 19392 kafka

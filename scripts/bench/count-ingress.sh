@@ -12,7 +12,7 @@
 # keeps each target's profile as PATH.TARGET and that of its warm-up-only run as
 # PATH.TARGET.base (for callgrind_annotate: the difference is the COUNT webhooks' own).
 #
-#   crates/devstack/count-ingress.sh [count=5000] [BIN_DIR=target/release]
+#   scripts/bench/count-ingress.sh [count=5000] [BIN_DIR=target/release]
 #
 # BIN_DIR holds the voicehub-ingress to count (and the bare bridges' voicehub-load, if it has
 # one; otherwise target/release's).
@@ -23,7 +23,7 @@ count=${1:-5000}
 export BENCH_BIN=${2:-target/release}
 targets=" ${COUNT_TARGETS:-bare bare-keyed bare-contract ingress} "
 secret=bench-secret
-. crates/devstack/script-lib.sh
+. scripts/lib.sh
 require_free_ports 18380 19390 19392 19393
 load_tool=target/release/voicehub-load
 [[ -x $load_tool ]] || build_release voicehub-devstack

@@ -4,7 +4,7 @@
 # folded into a flame graph (SVG) and a text summary of where the time goes (self time by
 # function, and the share of a few groups: allocator, JSON, Kafka client, logging, metrics).
 #
-#   crates/devstack/profile-ingress.sh OUT_PREFIX [seconds=12]
+#   scripts/profile/profile-ingress.sh OUT_PREFIX [seconds=12]
 #
 # The ingress is loaded for BENCH_WARMUP seconds first (default 20, as in bench-ingress.sh: a
 # fresh Kafka is slow while its JVM compiles, and the deduplication table fills).
@@ -18,7 +18,7 @@ seconds=${2:-12}
 secret=bench-secret
 warmup=${BENCH_WARMUP:-20}
 export BENCH_BIN=${BENCH_BIN:-target/profiling}
-. crates/devstack/script-lib.sh
+. scripts/lib.sh
 require_free_ports 18380 19390 19392 19393
 # BENCH_BIN=DIR profiles DIR/voicehub-ingress as it is (an earlier build kept aside).
 if [[ $BENCH_BIN == target/profiling ]]; then

@@ -5,7 +5,7 @@
 # the interval, the p99 of the Kafka acknowledgement alone (both from the ingress's
 # histograms), enriched records and dead letters. Not in CI.
 #
-#   crates/devstack/soak.sh [minutes=10] [calls per second=20] [sample seconds=30]
+#   scripts/memory/soak.sh [minutes=10] [calls per second=20] [sample seconds=30]
 #
 # Prints a CSV on stdout, then a summary line; the simulator's report at the end.
 set -euo pipefail
@@ -14,7 +14,7 @@ minutes=${1:-10}
 rate=${2:-20}
 every=${3:-30}
 
-. crates/devstack/script-lib.sh
+. scripts/lib.sh
 require_free_ports 18580 18582 19590 19591 19592
 build_release voicehub-ingress voicehub-enricher voicehub-devstack voicehub-simulator
 start_broker 19592

@@ -12,7 +12,7 @@
 # eventIds), CPU per 1,000 webhooks at 64 (the target process's user + system time), and peak
 # RSS. Prints a Markdown table, then the ingress's ratios to each bare bridge.
 #
-#   crates/devstack/bench-ingress.sh [seconds=20] [broker=kafka|sqlite|memory]
+#   scripts/bench/bench-ingress.sh [seconds=20] [broker=kafka|sqlite|memory]
 #
 # BENCH_TARGETS="bare ingress" measures a subset (default: all five). BENCH_WARMUP=SECONDS is
 # each target's warm-up at 64 connections before it is measured (default 20).
@@ -24,7 +24,7 @@ secret=bench-secret
 targets=" ${BENCH_TARGETS:-ceiling bare bare-keyed bare-contract ingress} "
 warmup=${BENCH_WARMUP:-20}
 
-. crates/devstack/script-lib.sh
+. scripts/lib.sh
 require_free_ports 18380 18381 18382 19390 19392 19393
 build_release voicehub-ingress voicehub-devstack
 field() { python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['$2'], 2))" "$1"; }

@@ -1,4 +1,4 @@
-# Shared by this folder's benchmark and measurement scripts; sourced, not run. Gives them:
+# Shared by the benchmark and measurement scripts under scripts/; sourced, not run. Gives them:
 # $bin (release binaries), $work (a temporary directory, removed at exit) and a trap that stops
 # every process whose pid was added to `pids`.
 

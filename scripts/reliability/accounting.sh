@@ -5,7 +5,7 @@
 # second compilation). Prints each test's report; the figures in docs/reliability.md come from
 # here.
 #
-#   crates/devstack/accounting.sh [RECORDS]   (default 200000 per test)
+#   scripts/reliability/accounting.sh [RECORDS]   (default 200000 per test)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 records=${1:-200000}

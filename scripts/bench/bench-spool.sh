@@ -7,7 +7,7 @@
 # absorbs the difference), the mean fsync batch and fsync latency, and what was still spooled
 # at the end and how long it took to drain. Prints a Markdown table for docs/benchmarks.md.
 #
-#   crates/devstack/bench-spool.sh [concurrency=32] [seconds=20] [broker=sqlite|memory|kafka]
+#   scripts/bench/bench-spool.sh [concurrency=32] [seconds=20] [broker=sqlite|memory|kafka]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 concurrency=${1:-32}
@@ -15,7 +15,7 @@ seconds=${2:-20}
 storage=${3:-sqlite}
 secret=bench-secret
 
-. crates/devstack/script-lib.sh
+. scripts/lib.sh
 require_free_ports 18380 19390 19392 19393 18480 19490 19492 19493 18580 19590 19592 19593
 build_release voicehub-ingress voicehub-devstack
 field() { python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['$2'], 2))" "$1"; }

@@ -3,7 +3,7 @@
 # 20 ms, at the default concurrency (consumer.max_in_flight, or IN_FLIGHT=N), and the enricher's
 # peak RSS.
 #
-#   crates/devstack/bench-enricher.sh [records=5000] [api delay ms=20] [broker=kafka|sqlite]
+#   scripts/bench/bench-enricher.sh [records=5000] [api delay ms=20] [broker=kafka|sqlite]
 #
 # The input topic is filled first (through the ingress), then the enricher starts on it, so
 # the rate is the enricher's alone; it is measured from its first to its last record.
@@ -15,7 +15,7 @@ storage=${3:-kafka}
 in_flight=${IN_FLIGHT:-$(sed -n 's/^max_in_flight = \([0-9]*\)$/\1/p' deploy/config/enricher.toml)}
 enricher_extra=$(printf '[consumer]\nmax_in_flight = %s\n' "$in_flight")
 
-. crates/devstack/script-lib.sh
+. scripts/lib.sh
 require_free_ports 18480 18482 19490 19491 19492 19493
 build_release voicehub-ingress voicehub-enricher voicehub-devstack
 enriched() {

@@ -5,12 +5,12 @@
 # with its default (32 MiB). Prints the answers by status and the RSS before, at peak and idle
 # a minute later. Not in CI.
 #
-#   crates/devstack/burst-rss.sh [webhooks=400]
+#   scripts/memory/burst-rss.sh [webhooks=400]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 count=${1:-400}
 
-. crates/devstack/script-lib.sh
+. scripts/lib.sh
 require_free_ports 18780 19790 19792
 build_release voicehub-ingress
 start_broker 19792 kafka
