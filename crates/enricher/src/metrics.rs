@@ -5,7 +5,7 @@ use prometheus::{
     Registry,
 };
 use voicehub_runtime::kafka::ProduceError;
-use voicehub_runtime::metrics::LATENCY_BUCKETS;
+use voicehub_runtime::metrics::{LATENCY_BUCKETS, registered};
 
 /// Reasons of `voicehub_enricher_dead_letters_total`: the fetch failures that are not retried
 /// (see `FetchError::reason`), then the pipeline's own.
@@ -77,98 +77,124 @@ impl EnricherMetrics {
     /// Creates and registers every metric.
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            let metric = IntCounterVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(metric.clone()))?;
-            Ok::<_, prometheus::Error>(metric)
+            registered(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
         };
-        let fetch_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "voicehub_enricher_fetch_duration_seconds",
-                "Analysis fetch attempts by result class.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["result"],
+        let fetch_duration = registered(
+            registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "voicehub_enricher_fetch_duration_seconds",
+                    "Analysis fetch attempts by result class.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["result"],
+            )?,
         )?;
-        registry.register(Box::new(fetch_duration.clone()))?;
-        let enrichment_latency = Histogram::with_opts(
-            HistogramOpts::new(
-                "voicehub_enricher_enrichment_latency_seconds",
-                "From the ingress receiving the webhook to the enriched record acknowledged.",
-            )
-            // Up to the retry budget: an analysis can take minutes to become ready.
-            .buckets(vec![
-                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
-            ]),
+        let enrichment_latency = registered(
+            registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "voicehub_enricher_enrichment_latency_seconds",
+                    "From the ingress receiving the webhook to the enriched record acknowledged.",
+                )
+                // Up to the retry budget: an analysis can take minutes to become ready.
+                .buckets(vec![
+                    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+                ]),
+            )?,
         )?;
-        registry.register(Box::new(enrichment_latency.clone()))?;
-        let in_flight = IntGauge::new(
-            "voicehub_enricher_in_flight_records",
-            "Records being processed now.",
+        let in_flight = registered(
+            registry,
+            IntGauge::new(
+                "voicehub_enricher_in_flight_records",
+                "Records being processed now.",
+            )?,
         )?;
-        registry.register(Box::new(in_flight.clone()))?;
-        let backlog_bytes = IntGauge::new(
-            "voicehub_enricher_backlog_bytes",
-            "Received records waiting for a processing slot, in bytes.",
+        let backlog_bytes = registered(
+            registry,
+            IntGauge::new(
+                "voicehub_enricher_backlog_bytes",
+                "Received records waiting for a processing slot, in bytes.",
+            )?,
         )?;
-        registry.register(Box::new(backlog_bytes.clone()))?;
-        let fetching_paused = IntGauge::new(
-            "voicehub_enricher_fetching_paused",
-            "1 while fetching is paused because the backlog is full.",
+        let fetching_paused = registered(
+            registry,
+            IntGauge::new(
+                "voicehub_enricher_fetching_paused",
+                "1 while fetching is paused because the backlog is full.",
+            )?,
         )?;
-        registry.register(Box::new(fetching_paused.clone()))?;
-        let fetch_pauses = IntCounter::new(
-            "voicehub_enricher_fetch_pauses_total",
-            "Times fetching paused because the backlog was full.",
+        let fetch_pauses = registered(
+            registry,
+            IntCounter::new(
+                "voicehub_enricher_fetch_pauses_total",
+                "Times fetching paused because the backlog was full.",
+            )?,
         )?;
-        registry.register(Box::new(fetch_pauses.clone()))?;
-        let input_offset_gaps = IntCounter::new(
-            "voicehub_enricher_input_offset_gaps_total",
-            "Input offsets skipped between two records received from a partition: records \
+        let input_offset_gaps = registered(
+            registry,
+            IntCounter::new(
+                "voicehub_enricher_input_offset_gaps_total",
+                "Input offsets skipped between two records received from a partition: records \
              never received (normal only on compacted or transactional topics).",
+            )?,
         )?;
-        registry.register(Box::new(input_offset_gaps.clone()))?;
-        let redelivered = IntCounter::new(
-            "voicehub_enricher_redelivered_records_total",
-            "Input records received again from a partition (at or below an offset already \
+        let redelivered = registered(
+            registry,
+            IntCounter::new(
+                "voicehub_enricher_redelivered_records_total",
+                "Input records received again from a partition (at or below an offset already \
              received since it was assigned), processed again.",
+            )?,
         )?;
-        registry.register(Box::new(redelivered.clone()))?;
-        let consumer_lag = IntGaugeVec::new(
-            Opts::new(
-                "voicehub_enricher_consumer_lag",
-                "Records between the committed offset and the end of each input partition.",
-            ),
-            &["partition"],
+        let consumer_lag = registered(
+            registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "voicehub_enricher_consumer_lag",
+                    "Records between the committed offset and the end of each input partition.",
+                ),
+                &["partition"],
+            )?,
         )?;
-        registry.register(Box::new(consumer_lag.clone()))?;
-        let commit_errors = IntCounter::new(
-            "voicehub_enricher_commit_errors_total",
-            "Failed offset commits.",
+        let commit_errors = registered(
+            registry,
+            IntCounter::new(
+                "voicehub_enricher_commit_errors_total",
+                "Failed offset commits.",
+            )?,
         )?;
-        registry.register(Box::new(commit_errors.clone()))?;
-        let broker_reachable = IntGauge::new(
-            "voicehub_enricher_broker_reachable",
-            "1 while the Kafka cluster answers metadata requests (readiness check `broker`).",
+        let broker_reachable = registered(
+            registry,
+            IntGauge::new(
+                "voicehub_enricher_broker_reachable",
+                "1 while the Kafka cluster answers metadata requests (readiness check `broker`).",
+            )?,
         )?;
-        registry.register(Box::new(broker_reachable.clone()))?;
-        let consumer_rebuilds = IntCounter::new(
-            "voicehub_enricher_consumer_rebuilds_total",
-            "Input consumers replaced because they had known no broker for 30 s (a librdkafka \
+        let consumer_rebuilds = registered(
+            registry,
+            IntCounter::new(
+                "voicehub_enricher_consumer_rebuilds_total",
+                "Input consumers replaced because they had known no broker for 30 s (a librdkafka \
              client that lost its broker list never recovers alone).",
+            )?,
         )?;
-        registry.register(Box::new(consumer_rebuilds.clone()))?;
-        let refused_topics = IntGauge::new(
-            "voicehub_enricher_kafka_refused_topics",
-            "Topics the enricher reads or writes that the cluster refuses to its principal or \
+        let refused_topics = registered(
+            registry,
+            IntGauge::new(
+                "voicehub_enricher_kafka_refused_topics",
+                "Topics the enricher reads or writes that the cluster refuses to its principal or \
              does not have (readiness check kafka_permissions).",
+            )?,
         )?;
-        registry.register(Box::new(refused_topics.clone()))?;
-        let consumer_refused = IntGauge::new(
-            "voicehub_enricher_consumer_refused",
-            "1 while the cluster refuses the consumer its group or topic (readiness check \
+        let consumer_refused = registered(
+            registry,
+            IntGauge::new(
+                "voicehub_enricher_consumer_refused",
+                "1 while the cluster refuses the consumer its group or topic (readiness check \
              consumer_authorized).",
+            )?,
         )?;
-        registry.register(Box::new(consumer_refused.clone()))?;
         let metrics = Self {
             records: counter(
                 "voicehub_enricher_records_total",

@@ -15,7 +15,7 @@ use prometheus::{
 };
 use voicehub_model::{EventKind, ParseError};
 use voicehub_runtime::kafka::ProduceError;
-use voicehub_runtime::metrics::LATENCY_BUCKETS;
+use voicehub_runtime::metrics::{LATENCY_BUCKETS, registered};
 
 use crate::error::Outcome;
 
@@ -124,32 +124,30 @@ impl IngressMetrics {
     /// Creates and registers every metric.
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            let metric = IntCounterVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(metric.clone()))?;
-            Ok::<_, prometheus::Error>(metric)
+            registered(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
         };
-        let gauge = |name: &str, help: &str| {
-            let metric = IntGauge::new(name, help)?;
-            registry.register(Box::new(metric.clone()))?;
-            Ok::<_, prometheus::Error>(metric)
-        };
-        let request_duration = RequestDurations::new(HistogramVec::new(
-            HistogramOpts::new(
-                "voicehub_ingress_request_duration_seconds",
-                "Webhook request handling time, body read to answer, by outcome.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["outcome"],
+        let gauge = |name: &str, help: &str| registered(registry, IntGauge::new(name, help)?);
+        let request_duration = RequestDurations::new(registered(
+            registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "voicehub_ingress_request_duration_seconds",
+                    "Webhook request handling time, body read to answer, by outcome.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["outcome"],
+            )?,
         )?);
-        registry.register(Box::new(request_duration.family.clone()))?;
-        let produce_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "voicehub_ingress_produce_duration_seconds",
-                "Time from produce to the broker's acknowledgement (acks=all), successes only.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
+        let produce_duration = registered(
+            registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "voicehub_ingress_produce_duration_seconds",
+                    "Time from produce to the broker's acknowledgement (acks=all), successes only.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            )?,
         )?;
-        registry.register(Box::new(produce_duration.clone()))?;
         let produce_errors = counter(
             "voicehub_ingress_produce_errors_total",
             "Produces that got no acknowledgement, by reason.",
@@ -198,12 +196,13 @@ impl IngressMetrics {
                 &["source"],
             )?,
             producer_replacements: {
-                let metric = IntCounter::new(
-                    "voicehub_ingress_producer_replacements_total",
-                    "Producers replaced after entering a fatal state (e.g. fenced).",
-                )?;
-                registry.register(Box::new(metric.clone()))?;
-                metric
+                registered(
+                    registry,
+                    IntCounter::new(
+                        "voicehub_ingress_producer_replacements_total",
+                        "Producers replaced after entering a fatal state (e.g. fenced).",
+                    )?,
+                )?
             },
             producer_queue: gauge(
                 "voicehub_ingress_producer_queue_messages",
@@ -376,14 +375,7 @@ impl SourceMetrics {
 
 impl SpoolMetrics {
     fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        fn add<M: prometheus::core::Collector + Clone + 'static>(
-            registry: &Registry,
-            metric: M,
-        ) -> Result<M, prometheus::Error> {
-            registry.register(Box::new(metric.clone()))?;
-            Ok(metric)
-        }
-        let undeliverable = add(
+        let undeliverable = registered(
             registry,
             IntCounterVec::new(
                 Opts::new(
@@ -399,7 +391,7 @@ impl SpoolMetrics {
             undeliverable.with_label_values(&[reason]);
         }
         Ok(Self {
-            mode: add(
+            mode: registered(
                 registry,
                 IntGaugeVec::new(
                     Opts::new(
@@ -409,49 +401,49 @@ impl SpoolMetrics {
                     &["mode"],
                 )?,
             )?,
-            records: add(
+            records: registered(
                 registry,
                 IntGauge::new(
                     "voicehub_ingress_spool_records",
                     "Records in the spool not yet acknowledged by Kafka.",
                 )?,
             )?,
-            bytes: add(
+            bytes: registered(
                 registry,
                 IntGauge::new(
                     "voicehub_ingress_spool_bytes",
                     "Bytes on disk of the records not yet acknowledged by Kafka.",
                 )?,
             )?,
-            max_bytes: add(
+            max_bytes: registered(
                 registry,
                 IntGauge::new(
                     "voicehub_ingress_spool_max_bytes",
                     "The spool's byte bound; appends beyond it are refused with 503.",
                 )?,
             )?,
-            oldest_age: add(
+            oldest_age: registered(
                 registry,
                 Gauge::new(
                     "voicehub_ingress_spool_oldest_record_age_seconds",
                     "Age of the oldest record not yet acknowledged by Kafka (0 when empty).",
                 )?,
             )?,
-            appended: add(
+            appended: registered(
                 registry,
                 IntCounter::new(
                     "voicehub_ingress_spool_appended_records_total",
                     "Records made durable in the spool (each answered 2xx).",
                 )?,
             )?,
-            forwarded: add(
+            forwarded: registered(
                 registry,
                 IntCounter::new(
                     "voicehub_ingress_spool_forwarded_records_total",
                     "Spooled records acknowledged by Kafka.",
                 )?,
             )?,
-            fallbacks: add(
+            fallbacks: registered(
                 registry,
                 IntCounter::new(
                     "voicehub_ingress_spool_fallbacks_total",
@@ -459,7 +451,7 @@ impl SpoolMetrics {
                      spool.fallback_after_ms (the direct delivery may land too: a duplicate).",
                 )?,
             )?,
-            torn: add(
+            torn: registered(
                 registry,
                 IntCounter::new(
                     "voicehub_ingress_spool_torn_records_total",
@@ -467,7 +459,7 @@ impl SpoolMetrics {
                 )?,
             )?,
             undeliverable,
-            fsync_duration: add(
+            fsync_duration: registered(
                 registry,
                 Histogram::with_opts(
                     HistogramOpts::new(
@@ -477,7 +469,7 @@ impl SpoolMetrics {
                     .buckets(LATENCY_BUCKETS.to_vec()),
                 )?,
             )?,
-            fsync_batch: add(
+            fsync_batch: registered(
                 registry,
                 Histogram::with_opts(
                     HistogramOpts::new(

@@ -91,7 +91,7 @@ impl AdminServer {
             "voicehub_ready",
             "1 when every readiness check passes (what /readyz answers), else 0.",
         )
-        .and_then(|gauge| registry.register(Box::new(gauge.clone())).map(|()| gauge))
+        .and_then(|gauge| crate::metrics::registered(&registry, gauge))
         .map_err(std::io::Error::other)?;
         let listener = TcpListener::bind(listen)?;
         let port = listener.local_addr()?.port();

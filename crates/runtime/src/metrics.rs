@@ -3,6 +3,7 @@
 //! Each service builds one registry and registers every metric of its own into it; nothing is
 //! registered globally, so tests that run several services in one process stay apart.
 
+use prometheus::core::Collector;
 use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::BRIDGE_VERSION;
@@ -21,18 +22,29 @@ pub fn registry(service: &'static str) -> Result<Registry, prometheus::Error> {
     registry.register(Box::new(
         prometheus::process_collector::ProcessCollector::for_self(),
     ))?;
-    let build_info = IntGaugeVec::new(
-        Opts::new(
-            "voicehub_build_info",
-            "Always 1; labels say which service and version this is.",
-        ),
-        &["service", "version"],
+    let build_info = registered(
+        &registry,
+        IntGaugeVec::new(
+            Opts::new(
+                "voicehub_build_info",
+                "Always 1; labels say which service and version this is.",
+            ),
+            &["service", "version"],
+        )?,
     )?;
     build_info
         .with_label_values(&[service, BRIDGE_VERSION])
         .set(1);
-    registry.register(Box::new(build_info))?;
     Ok(registry)
+}
+
+/// `metric`, registered in `registry`: every metric of the services is registered this way.
+pub fn registered<M: Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> Result<M, prometheus::Error> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
 }
 
 /// The registry in the Prometheus text format.
