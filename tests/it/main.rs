@@ -4,6 +4,7 @@
 
 mod broker_bounce;
 mod cloudevents_binding;
+mod docs;
 mod end_to_end;
 mod harness;
 mod process;

@@ -394,6 +394,14 @@ mod tests {
             KafkaSettings::default().message_timeout_ms
         );
         assert_eq!(settings.kafka.topics, voicehub_model::Topics::default());
+        // Every topic spelled out, so that a new event type's topic is in the reference.
+        let text = std::fs::read_to_string(shipped()).unwrap();
+        for (key, name) in settings.kafka.topics.all() {
+            assert!(
+                text.contains(&format!("\n{key} = \"{name}\"\n")),
+                "topics.{key}"
+            );
+        }
         assert_eq!(settings.sources["default"].secret_files.len(), 2);
         let spool = SpoolSettings::default();
         assert_eq!(settings.spool.mode, spool.mode);
