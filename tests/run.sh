@@ -24,6 +24,12 @@ cargo fmt --all -- --check
 echo "--- cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "--- the operator CLI builds without the HTTP stack"
+if cargo tree -p voicehub-operator -e normal --locked | grep -q actix; then
+  echo "voicehub-operator depends on actix: a crate it uses turned on voicehub-runtime's admin feature" >&2
+  exit 1
+fi
+
 echo "--- Apache Kafka for the broker-backed tests (deploy/ci/kafka.sh)"
 kafka_dir=$(mktemp -d)
 cluster_dir=$(mktemp -d)

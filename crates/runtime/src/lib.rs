@@ -7,12 +7,14 @@
 //!   deadline, and topic provisioning.
 //! - [`failure_log`]: produce and consume failures logged once per cause and topic a minute.
 //! - [`metrics`]: a per-service Prometheus registry (never the global one).
-//! - [`admin`]: the admin HTTP server (`/metrics`, `/livez`, `/readyz`) and readiness flags.
+//! - [`admin`] (feature `admin`, on by default): the admin HTTP server (`/metrics`, `/livez`,
+//!   `/readyz`); [`readiness`]: the checks `/readyz` answers.
 //! - [`permissions`]: whether the cluster lets the service use its topics, as readiness.
 //! - [`reload`]: credentials mounted as files, re-read while running.
 //! - [`telemetry`]: structured logging, written by a thread of its own.
 //! - [`shutdown`]: the termination signal.
 
+#[cfg(feature = "admin")]
 pub mod admin;
 pub mod allocator;
 pub mod failure_log;
@@ -21,6 +23,7 @@ pub mod kafka;
 mod log_writer;
 pub mod metrics;
 pub mod permissions;
+pub mod readiness;
 pub mod reload;
 pub mod settings;
 pub mod shutdown;

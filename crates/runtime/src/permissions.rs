@@ -18,7 +18,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tracing::{error, info, warn};
 
-use crate::admin::Readiness;
+use crate::readiness::Readiness;
 use crate::settings::KafkaSettings;
 
 /// The readiness check.
