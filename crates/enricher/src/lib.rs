@@ -2,6 +2,7 @@
 //! and republish it enriched. Delivery semantics: see [`pipeline`].
 
 pub mod consumer_watch;
+pub mod dead_letter;
 pub mod fetch;
 pub mod metrics;
 pub mod pipeline;

@@ -7,23 +7,7 @@ use prometheus::{
 use voicehub_runtime::kafka::ProduceError;
 use voicehub_runtime::metrics::{LATENCY_BUCKETS, registered};
 
-/// Reasons of `voicehub_enricher_dead_letters_total`: the fetch failures that are not retried
-/// (see `FetchError::reason`), then the pipeline's own.
-pub const DEAD_LETTER_REASONS: [&str; 13] = [
-    "unauthorized",
-    "disallowed_url",
-    "redirected",
-    "client_error",
-    "too_large",
-    "invalid_analysis",
-    "retries_exhausted",
-    "unknown_source",
-    "unexpected_record",
-    "invalid_record",
-    "enriched_too_large",
-    "dead_letter_too_large",
-    "internal_error",
-];
+use crate::dead_letter::DeadLetterReason;
 
 /// The enricher's metrics.
 #[derive(Debug, Clone)]
@@ -239,8 +223,8 @@ impl EnricherMetrics {
         };
         // Every label value starts at 0: the series exist before the first increase, so an
         // alert's increase() sees it (and a sum over them is not empty).
-        for reason in DEAD_LETTER_REASONS {
-            metrics.dead_letters.with_label_values(&[reason]);
+        for reason in DeadLetterReason::ALL {
+            metrics.dead_letters.with_label_values(&[reason.as_str()]);
         }
         for reason in ProduceError::REASONS {
             metrics.produce_errors.with_label_values(&[reason]);

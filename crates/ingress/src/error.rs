@@ -132,76 +132,37 @@ impl ResponseError for WebhookError {
     }
 }
 
-/// The `outcome` label of a webhook request: a 200's (`accepted`, `duplicate`, `unrouted`), or
-/// the `error` code of any other answer's body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// 200: produced and acknowledged (or spooled).
-    Accepted,
-    /// 200: a recently accepted `eventId`.
-    Duplicate,
-    /// 200: an unknown `eventType`, produced to the unrouted topic.
-    Unrouted,
-    /// 404
-    UnknownSource,
-    /// 401
-    Unauthorized,
-    /// 413
-    PayloadTooLarge,
-    /// 408
-    RequestTimeout,
-    /// 400: the body could not be read.
-    BadRequest,
-    /// 400: dead-lettered.
-    InvalidPayload,
-    /// 503: no acknowledgement in time.
-    Unavailable,
-    /// 503
-    SpoolFull,
-    /// 503
-    Overloaded,
-    /// 503
-    Draining,
-    /// 500
-    InternalError,
-}
-
-impl Outcome {
-    /// Every outcome, in declaration order (`ALL[o as usize] == o`).
-    pub const ALL: [Self; 14] = [
-        Self::Accepted,
-        Self::Duplicate,
-        Self::Unrouted,
-        Self::UnknownSource,
-        Self::Unauthorized,
-        Self::PayloadTooLarge,
-        Self::RequestTimeout,
-        Self::BadRequest,
-        Self::InvalidPayload,
-        Self::Unavailable,
-        Self::SpoolFull,
-        Self::Overloaded,
-        Self::Draining,
-        Self::InternalError,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Accepted => "accepted",
-            Self::Duplicate => "duplicate",
-            Self::Unrouted => "unrouted",
-            Self::UnknownSource => "unknown_source",
-            Self::Unauthorized => "unauthorized",
-            Self::PayloadTooLarge => "payload_too_large",
-            Self::RequestTimeout => "request_timeout",
-            Self::BadRequest => "bad_request",
-            Self::InvalidPayload => "invalid_payload",
-            Self::Unavailable => "unavailable",
-            Self::SpoolFull => "spool_full",
-            Self::Overloaded => "overloaded",
-            Self::Draining => "draining",
-            Self::InternalError => "internal_error",
-        }
+voicehub_model::closed_enum! {
+    /// The `outcome` label of a webhook request: a 200's (`accepted`, `duplicate`, `unrouted`),
+    /// or the `error` code of any other answer's body.
+    pub enum Outcome {
+        /// 200: produced and acknowledged (or spooled).
+        Accepted => "accepted",
+        /// 200: a recently accepted `eventId`.
+        Duplicate => "duplicate",
+        /// 200: an unknown `eventType`, produced to the unrouted topic.
+        Unrouted => "unrouted",
+        /// 404
+        UnknownSource => "unknown_source",
+        /// 401
+        Unauthorized => "unauthorized",
+        /// 413
+        PayloadTooLarge => "payload_too_large",
+        /// 408
+        RequestTimeout => "request_timeout",
+        /// 400: the body could not be read.
+        BadRequest => "bad_request",
+        /// 400: dead-lettered.
+        InvalidPayload => "invalid_payload",
+        /// 503: no acknowledgement in time.
+        Unavailable => "unavailable",
+        /// 503
+        SpoolFull => "spool_full",
+        /// 503
+        Overloaded => "overloaded",
+        /// 503
+        Draining => "draining",
+        /// 500
+        InternalError => "internal_error",
     }
 }

@@ -33,6 +33,7 @@ macro_rules! with_event_types {
 }
 
 pub mod analysis;
+mod closed_enum;
 pub mod enriched;
 mod error;
 pub mod event;

@@ -22,6 +22,7 @@ use voicehub_runtime::{BRIDGE_VERSION, FaultHook};
 
 use super::input::{Input, received_at, source_name};
 use super::{Outcome, cancelled_within};
+use crate::dead_letter::DeadLetterReason;
 use crate::fetch::{self, Access, BodyBudget, Reservation};
 use crate::metrics::EnricherMetrics;
 use crate::settings::{FetchSettings, RetrySettings};
@@ -84,8 +85,14 @@ impl Worker {
                     "record task panicked; dead-lettering the record"
                 );
                 let source = source_name(&input);
-                self.dead_letter(&input, source, "internal_error", &text, &mut stop)
-                    .await
+                self.dead_letter(
+                    &input,
+                    source,
+                    DeadLetterReason::InternalError,
+                    &text,
+                    &mut stop,
+                )
+                .await
             }
         };
         match outcome {
@@ -105,7 +112,13 @@ impl Worker {
         let Some((source, access)) = self.sources.get_key_value(source_name) else {
             let error = format!("no source `{source_name}` is configured in the enricher");
             return self
-                .dead_letter(input, source_name, "unknown_source", &error, stop)
+                .dead_letter(
+                    input,
+                    source_name,
+                    DeadLetterReason::UnknownSource,
+                    &error,
+                    stop,
+                )
                 .await;
         };
         let parsed = parse_webhook(&input.payload);
@@ -117,12 +130,24 @@ impl Worker {
             Ok(other) => {
                 let error = format!("expected AnalysisResultReady, got {}", other.event_type());
                 return self
-                    .dead_letter(input, source, "unexpected_record", &error, stop)
+                    .dead_letter(
+                        input,
+                        source,
+                        DeadLetterReason::UnexpectedRecord,
+                        &error,
+                        stop,
+                    )
                     .await;
             }
             Err(error) => {
                 return self
-                    .dead_letter(input, source, "invalid_record", &error.to_string(), stop)
+                    .dead_letter(
+                        input,
+                        source,
+                        DeadLetterReason::InvalidRecord,
+                        &error.to_string(),
+                        stop,
+                    )
                     .await;
             }
         };
@@ -162,8 +187,14 @@ impl Worker {
                      message size limit even compressed",
                     enriched.value.len()
                 );
-                self.dead_letter(input, source, "enriched_too_large", &error, stop)
-                    .await
+                self.dead_letter(
+                    input,
+                    source,
+                    DeadLetterReason::EnrichedTooLarge,
+                    &error,
+                    stop,
+                )
+                .await
             }
         }
     }
@@ -227,12 +258,18 @@ impl Worker {
                         self.retry.budget()
                     );
                     return Err(self
-                        .dead_letter(input, source, "retries_exhausted", &text, stop)
+                        .dead_letter(
+                            input,
+                            source,
+                            DeadLetterReason::RetriesExhausted,
+                            &text,
+                            stop,
+                        )
                         .await);
                 }
                 Err(error) => {
                     return Err(self
-                        .dead_letter(input, source, error.reason(), &error.to_string(), stop)
+                        .dead_letter(input, source, (&error).into(), &error.to_string(), stop)
                         .await);
                 }
             }
@@ -243,10 +280,11 @@ impl Worker {
         &self,
         input: &Input,
         source: &str,
-        reason: &'static str,
+        reason: DeadLetterReason,
         error: &str,
         stop: &mut watch::Receiver<bool>,
     ) -> Outcome {
+        let reason = reason.as_str();
         let record = DeadLetter {
             stage: Stage::Enricher,
             reason,
@@ -284,7 +322,7 @@ impl Worker {
                 );
                 self.metrics
                     .dead_letters
-                    .with_label_values(&["dead_letter_too_large"])
+                    .with_label_values(&[DeadLetterReason::DeadLetterTooLarge.as_str()])
                     .inc();
                 Outcome::DeadLettered
             }

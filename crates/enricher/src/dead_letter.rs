@@ -1,0 +1,82 @@
+//! Why the enricher dead-letters a record: its `ce_deadletterreason` header and the `reason`
+//! label of `voicehub_enricher_dead_letters_total` (every value has a series from the start).
+
+use crate::fetch::FetchError;
+
+voicehub_model::closed_enum! {
+    /// Why a record was dead-lettered.
+    pub enum DeadLetterReason {
+        /// The analysis API refused the key (401, 403).
+        Unauthorized => "unauthorized",
+        /// The analysis URL is not on the source's allow-list.
+        DisallowedUrl => "disallowed_url",
+        /// The analysis API answered a redirect (never followed).
+        Redirected => "redirected",
+        /// Any other 4xx.
+        ClientError => "client_error",
+        /// The analysis is larger than `fetch.max_body_bytes`.
+        TooLarge => "too_large",
+        /// The analysis is not valid.
+        InvalidAnalysis => "invalid_analysis",
+        /// Retryable failures until the retry budget ran out.
+        RetriesExhausted => "retries_exhausted",
+        /// No source of that name is configured in the enricher.
+        UnknownSource => "unknown_source",
+        /// A record other than `AnalysisResultReady` on the input topic.
+        UnexpectedRecord => "unexpected_record",
+        /// The input record does not parse.
+        InvalidRecord => "invalid_record",
+        /// The enriched record is too large for the broker.
+        EnrichedTooLarge => "enriched_too_large",
+        /// The dead letter itself is too large for the broker (counted; the input skipped).
+        DeadLetterTooLarge => "dead_letter_too_large",
+        /// The enricher failed on the record (a panic: a bug).
+        InternalError => "internal_error",
+    }
+}
+
+impl From<&FetchError> for DeadLetterReason {
+    /// The reason a fetch failure ends in: its own, or, for one that another attempt may
+    /// cure, running out of retries.
+    fn from(error: &FetchError) -> Self {
+        match error {
+            FetchError::Unauthorized(_) => Self::Unauthorized,
+            FetchError::Disallowed(_) => Self::DisallowedUrl,
+            FetchError::Redirected(_) => Self::Redirected,
+            FetchError::ClientError(_) => Self::ClientError,
+            FetchError::TooLarge { .. } => Self::TooLarge,
+            FetchError::Invalid(_) => Self::InvalidAnalysis,
+            FetchError::NotReady
+            | FetchError::RateLimited(_)
+            | FetchError::ServerError(_)
+            | FetchError::Timeout
+            | FetchError::Connect(_) => Self::RetriesExhausted,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::StatusCode;
+
+    use super::*;
+
+    #[test]
+    fn a_final_fetch_failure_is_dead_lettered_under_its_own_reason() {
+        let finals = [
+            FetchError::Unauthorized(StatusCode::UNAUTHORIZED),
+            FetchError::Disallowed("x".into()),
+            FetchError::Redirected(StatusCode::FOUND),
+            FetchError::ClientError(StatusCode::BAD_REQUEST),
+            FetchError::TooLarge { limit: 1 },
+        ];
+        for error in finals {
+            assert!(!error.is_retryable(), "{error}");
+            assert_eq!(DeadLetterReason::from(&error).as_str(), error.reason());
+        }
+        assert_eq!(
+            DeadLetterReason::from(&FetchError::Timeout),
+            DeadLetterReason::RetriesExhausted
+        );
+    }
+}
