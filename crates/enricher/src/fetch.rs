@@ -111,10 +111,7 @@ pub enum FetchError {
     Connect(String),
     /// The body is larger than allowed.
     #[error("analysis larger than {limit} bytes")]
-    TooLarge {
-        /// The limit.
-        limit: usize,
-    },
+    TooLarge { limit: usize },
     /// The body is not an analysis.
     #[error("analysis is not valid: {0}")]
     Invalid(ParseError),

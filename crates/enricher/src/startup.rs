@@ -56,7 +56,6 @@ pub enum StartupError {
     /// The admin listener could not be bound.
     #[error("binding {address}: {error}")]
     Bind {
-        /// The address.
         address: String,
         /// The I/O error.
         #[source]
@@ -180,7 +179,6 @@ impl Application {
         })
     }
 
-    /// The admin port.
     pub fn admin_port(&self) -> u16 {
         self.admin.port()
     }

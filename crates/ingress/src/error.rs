@@ -23,10 +23,7 @@ pub enum WebhookError {
     WrongSecret,
     /// 413: the body is over the limit.
     #[error("the body exceeds {limit} bytes")]
-    TooLarge {
-        /// The limit.
-        limit: usize,
-    },
+    TooLarge { limit: usize },
     /// 408: the body did not arrive in time.
     #[error("the body was not received within {0:?}")]
     BodyTimeout(Duration),

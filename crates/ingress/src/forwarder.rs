@@ -34,7 +34,6 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 /// The forwarder's settings.
 #[derive(Debug, Clone)]
 pub struct Forwarder {
-    /// The spool.
     pub spool: Arc<SpoolState>,
     /// The producer.
     pub publisher: Publisher,

@@ -39,7 +39,6 @@ pub enum StoreError {
     TooLarge {
         /// The record's size.
         bytes: usize,
-        /// The limit.
         limit: usize,
     },
 }
@@ -75,7 +74,6 @@ pub struct SpoolState {
     appending: AtomicUsize,
     /// Size of the last append refused as full or stale (0: none since it had room again).
     refused_bytes: AtomicUsize,
-    /// Metrics.
     pub metrics: SpoolMetrics,
 }
 
@@ -145,7 +143,6 @@ pub struct Outbox {
 /// How the outbox spools (`fallback` or `always`).
 #[derive(Debug, Clone)]
 pub struct Spooling {
-    /// The spool.
     pub state: Arc<SpoolState>,
     /// `fallback` mode: how long Kafka gets before a record is spooled; `None` in `always`.
     pub fallback_after: Option<Duration>,

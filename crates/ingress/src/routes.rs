@@ -47,7 +47,6 @@ pub struct AppState {
     pub body_budget_wait: Duration,
     /// Set on SIGTERM: new requests get 503.
     pub draining: AtomicBool,
-    /// Metrics.
     pub metrics: IngressMetrics,
     /// Largest body accepted.
     pub max_body_bytes: usize,

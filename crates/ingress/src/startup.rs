@@ -61,7 +61,6 @@ pub enum StartupError {
     /// A listener could not be bound.
     #[error("binding {address}: {error}")]
     Bind {
-        /// The address.
         address: String,
         /// The I/O error.
         #[source]
@@ -224,7 +223,6 @@ impl Application {
         self.port
     }
 
-    /// The admin port.
     pub fn admin_port(&self) -> u16 {
         self.admin.port()
     }

@@ -52,7 +52,6 @@ impl Timestamp {
         Self::new(at).ok_or_else(|| invalid("is outside the years 0000 to 9999 in UTC"))
     }
 
-    /// The instant.
     pub fn instant(&self) -> OffsetDateTime {
         self.0
     }

@@ -35,7 +35,6 @@ pub enum ReadError {
     /// No record came for a partition that has not reached its end.
     #[error("partition {partition} stalled at offset {position} (its end was {end})")]
     Stalled {
-        /// The partition.
         partition: i32,
         /// Where reading stands.
         position: i64,

@@ -37,10 +37,7 @@ enum Command {
     #[command(subcommand)]
     Spool(SpoolCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    Completions {
-        /// The shell.
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Subcommand)]

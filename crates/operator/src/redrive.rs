@@ -212,7 +212,6 @@ pub enum Event<'a> {
     Left {
         /// Where it is.
         location: String,
-        /// Why.
         why: &'a str,
     },
 }

@@ -68,7 +68,6 @@ pub struct SpoolReport {
 pub struct Left {
     /// The file (or spool entry).
     pub what: String,
-    /// Why.
     pub why: String,
 }
 

@@ -35,7 +35,6 @@ pub enum TestkitError {
     /// Creating a topic failed (other than because it exists).
     #[error("creating topic {topic}: {detail}")]
     CreateTopic {
-        /// The topic.
         topic: String,
         /// The broker's answer.
         detail: String,

@@ -18,7 +18,6 @@ use crate::metrics::EnricherMetrics;
 /// the loop when partitions are revoked.
 #[derive(Debug)]
 pub struct InputContext {
-    /// Metrics.
     pub metrics: EnricherMetrics,
     /// The input topic.
     pub topic: String,

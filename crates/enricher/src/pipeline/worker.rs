@@ -46,7 +46,6 @@ pub struct Worker {
     pub retry: RetrySettings,
     /// How long one produce may wait for its acknowledgement before it is retried.
     pub produce_deadline: Duration,
-    /// Metrics.
     pub metrics: EnricherMetrics,
     /// Produce failures logged once per cause and topic a minute.
     pub failures: voicehub_runtime::failure_log::FailureLog,

@@ -108,7 +108,6 @@ macro_rules! define_webhook_event {
                 }
             }
 
-            /// The `eventId`.
             pub fn event_id(&self) -> &str {
                 match self {
                     $(Self::$kind(e) => &e.event_id,)*

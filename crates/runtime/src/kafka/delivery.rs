@@ -100,9 +100,7 @@ pub fn is_unauthorized(code: RDKafkaErrorCode) -> bool {
 /// Where an acknowledged record was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delivered {
-    /// Partition.
     pub partition: i32,
-    /// Offset.
     pub offset: i64,
 }
 

@@ -20,7 +20,6 @@ pub enum ProvisionError {
     /// The broker refused a topic.
     #[error("creating topic {topic}: {code}")]
     Topic {
-        /// The topic.
         topic: String,
         /// The broker's error code.
         code: RDKafkaErrorCode,
