@@ -44,6 +44,8 @@ pub struct EnricherMetrics {
     pub produce_errors: IntCounterVec,
     /// `voicehub_enricher_broker_reachable`: 1 while the cluster answers metadata requests.
     pub broker_reachable: IntGauge,
+    /// `voicehub_enricher_api_key_reloads_total{source}`: re-reads that changed the key.
+    pub api_key_reloads: IntCounterVec,
     /// `voicehub_enricher_api_key_reload_errors_total{source}`
     pub api_key_reload_errors: IntCounterVec,
     /// `voicehub_enricher_consumer_rebuilds_total`: consumers replaced after knowing no
@@ -212,6 +214,11 @@ impl EnricherMetrics {
                 &["reason"],
             )?,
             broker_reachable,
+            api_key_reloads: counter(
+                "voicehub_enricher_api_key_reloads_total",
+                "Re-reads of an API key file that changed the key in use (a rotation applied).",
+                &["source"],
+            )?,
             api_key_reload_errors: counter(
                 "voicehub_enricher_api_key_reload_errors_total",
                 "Re-reads of an API key file that failed (the previous key stays in use).",

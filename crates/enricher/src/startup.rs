@@ -224,6 +224,7 @@ impl Application {
                 "API key",
                 source,
                 every,
+                self.metrics.api_key_reloads.clone(),
                 self.metrics.api_key_reload_errors.clone(),
                 move || read_key_file(&path).map(|fresh| key.replace(fresh)),
             ));

@@ -42,6 +42,8 @@ pub struct IngressMetrics {
     auth_accepted: IntCounterVec,
     /// `voicehub_ingress_dead_letters_total{reason}`
     pub dead_letters: IntCounterVec,
+    /// `voicehub_ingress_secret_reloads_total{source}`: re-reads that changed the secrets.
+    pub secret_reloads: IntCounterVec,
     /// `voicehub_ingress_secret_reload_errors_total{source}`
     pub secret_reload_errors: IntCounterVec,
     /// `voicehub_ingress_producer_queue_messages`
@@ -190,6 +192,11 @@ impl IngressMetrics {
                 "Authenticated bodies written to the dead-letter topic, by reason.",
                 &["reason"],
             )?,
+            secret_reloads: counter(
+                "voicehub_ingress_secret_reloads_total",
+                "Re-reads of secret files that changed the active secrets (a rotation applied).",
+                &["source"],
+            )?,
             secret_reload_errors: counter(
                 "voicehub_ingress_secret_reload_errors_total",
                 "Failed re-reads of secret files (the previous secrets stay active).",
@@ -233,6 +240,7 @@ impl IngressMetrics {
     /// `increase()` sees the first failure, and a ratio has its denominator before the first
     /// success).
     pub fn source(&self, source: &str) -> SourceMetrics {
+        self.secret_reloads.with_label_values(&[source]);
         self.secret_reload_errors.with_label_values(&[source]);
         let accepted = ChildrenByIndex::new();
         accepted.get(0, || {

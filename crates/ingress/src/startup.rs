@@ -303,6 +303,7 @@ impl Application {
                     "webhook secrets",
                     name.clone(),
                     Duration::from_millis(source.secret_reload_ms),
+                    state.metrics.secret_reloads.clone(),
                     state.metrics.secret_reload_errors.clone(),
                     move || secrets.reload(),
                 ));

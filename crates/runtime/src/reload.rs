@@ -9,19 +9,22 @@ use tracing::{info, warn};
 
 /// Calls `reload` every `every` (the first time one interval after the start: the files were
 /// just read) until the task is dropped. `reload` re-reads the files and returns whether
-/// anything changed; on an error the previous value stays in use, the error is logged
-/// (never the contents: `reload`'s error must not carry them) and counted in
-/// `errors{source}`, which starts at 0 so that an alert sees its first increase.
+/// anything changed: a change is logged and counted in `reloads{source}`; on an error the
+/// previous value stays in use, the error is logged (never the contents: `reload`'s error
+/// must not carry them) and counted in `errors{source}`. Both start at 0, so that an alert
+/// (or a test waiting for a rotation to apply) sees the first increase.
 pub async fn reload_forever<E, F>(
     what: &'static str,
     source: String,
     every: Duration,
+    reloads: IntCounterVec,
     errors: IntCounterVec,
     reload: F,
 ) where
     E: Display + Send + 'static,
     F: Fn() -> Result<bool, E> + Clone + Send + 'static,
 {
+    let changes = reloads.with_label_values(&[&source]);
     let failures = errors.with_label_values(&[&source]);
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -31,7 +34,10 @@ pub async fn reload_forever<E, F>(
         // File reads block; a slow volume must not stall the runtime's other tasks.
         let read = reload.clone();
         match tokio::task::spawn_blocking(read).await {
-            Ok(Ok(true)) => info!(source = %source, what, "reloaded"),
+            Ok(Ok(true)) => {
+                changes.inc();
+                info!(source = %source, what, "reloaded");
+            }
             Ok(Ok(false)) => {}
             Ok(Err(error)) => {
                 failures.inc();
@@ -57,12 +63,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn failures_count_per_source_from_zero_and_the_loop_goes_on() {
         let errors = IntCounterVec::new(Opts::new("errors_total", "e"), &["source"]).unwrap();
+        let reloads = IntCounterVec::new(Opts::new("reloads_total", "r"), &["source"]).unwrap();
         let calls = Arc::new(AtomicU32::new(0));
         let counted = calls.clone();
         let task = tokio::spawn(reload_forever(
             "secret",
             "default".into(),
             Duration::from_secs(1),
+            reloads.clone(),
             errors.clone(),
             move || match counted.fetch_add(1, Ordering::SeqCst) {
                 0 => Err("unreadable"),
@@ -80,6 +88,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(errors.with_label_values(&["default"]).get(), 1);
+        assert_eq!(reloads.with_label_values(&["default"]).get(), 1);
         task.abort();
     }
 }

@@ -110,6 +110,7 @@ async fn analyses_dead_lettered_for_a_revoked_key_are_enriched_once_after_a_redr
         .await
         .unwrap();
     let stop = enricher.shutdown_trigger();
+    let metrics_url = format!("http://127.0.0.1:{}/metrics", enricher.admin_port());
     let task = tokio::spawn(enricher.run_until_stopped());
     let producer = producer(&kafka);
     let mut originals = HashMap::new();
@@ -136,7 +137,7 @@ async fn analyses_dead_lettered_for_a_revoked_key_are_enriched_once_after_a_redr
     // Act: the key is restored; a re-drive stopped at a limit, one interrupted, then one to the
     // end, then once more.
     std::fs::write(key.path(), "new-key\n").unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    key_reloaded(&metrics_url).await;
     let filter = Filter {
         reasons: vec!["unauthorized".into()],
         ..Filter::default()
@@ -394,4 +395,25 @@ async fn raw_bodies_parse_after_a_parser_change_and_what_still_fails_or_is_forge
             .len(),
         5
     );
+}
+
+/// Waits until the enricher has taken the rewritten key file in (its reload counter moved).
+async fn key_reloaded(metrics_url: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let scrape = voicehub_testkit::metrics::scrape(metrics_url).await;
+        let reloads = voicehub_testkit::metrics::metric_value(
+            &scrape,
+            "voicehub_enricher_api_key_reloads_total",
+            &[("source", SOURCE)],
+        );
+        if reloads >= 1.0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the enricher never reloaded its key file"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
