@@ -25,7 +25,8 @@ echo "--- cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "--- the operator CLI builds without the HTTP stack"
-if cargo tree -p voicehub-operator -e normal --locked | grep -q actix; then
+operator_tree=$(cargo tree -p voicehub-operator -e normal --locked)
+if grep -q actix <<<"$operator_tree"; then
   echo "voicehub-operator depends on actix: a crate it uses turned on voicehub-runtime's admin feature" >&2
   exit 1
 fi

@@ -30,16 +30,14 @@ fn metric_names() -> Vec<String> {
         .iter()
         .flat_map(|file| {
             let text = std::fs::read_to_string(file).expect("a readable source file");
-            text.split('"')
-                .skip(1)
-                .step_by(2)
-                .filter(|literal| {
-                    literal.starts_with("voicehub_")
-                        && literal
-                            .bytes()
-                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            text.match_indices("\"voicehub_")
+                .filter_map(|(at, _)| {
+                    let rest = &text[at + 1..];
+                    let name = &rest[..rest.find('"')?];
+                    name.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                        .then(|| name.to_owned())
                 })
-                .map(str::to_owned)
                 .collect::<Vec<_>>()
         })
         .collect();

@@ -69,6 +69,7 @@ mod tests {
             FetchError::Redirected(StatusCode::FOUND),
             FetchError::ClientError(StatusCode::BAD_REQUEST),
             FetchError::TooLarge { limit: 1 },
+            FetchError::Invalid(voicehub_model::ParseError::NotAnObject("array")),
         ];
         for error in finals {
             assert!(!error.is_retryable(), "{error}");

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
 use tracing::{error, info, warn};
-use voicehub_runtime::admin::{AdminServer, Readiness};
+use voicehub_runtime::admin::AdminServer;
 use voicehub_runtime::kafka::{self, RecoveringProducer};
 use voicehub_runtime::permissions::TopicPermissions;
+use voicehub_runtime::readiness::Readiness;
 use voicehub_runtime::settings::{KafkaSettings, SettingsError};
 pub use voicehub_runtime::shutdown::ShutdownTrigger;
 use voicehub_runtime::{FaultHook, reload};

@@ -11,9 +11,9 @@ use rdkafka::ClientContext;
 use rdkafka::statistics::Statistics;
 use tracing::{info, warn};
 use voicehub_model::record::Record;
-use voicehub_runtime::admin::Readiness;
 use voicehub_runtime::failure_log::FailureLog;
 use voicehub_runtime::kafka::{self, Delivered, ProduceError, RecoveringProducer};
+use voicehub_runtime::readiness::Readiness;
 use voicehub_runtime::settings::KafkaSettings;
 
 use crate::metrics::IngressMetrics;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
-use voicehub_runtime::admin::Readiness;
+use voicehub_runtime::readiness::Readiness;
 use voicehub_spool::SpoolError;
 
 use crate::metrics::IngressMetrics;

@@ -18,7 +18,7 @@
 ///
 /// The one list of them: [`EventKind`], [`WebhookEvent`], [`Topics`] and the record schemas
 /// are generated from it (`with_event_types!(a_macro)` calls `a_macro!` with the list).
-/// Adding an event type is a line here plus its payload type in `event.rs` (see
+/// Adding an event type is a line here plus its payload type in `event/payloads.rs` (see
 /// CONTRIBUTING.md).
 macro_rules! with_event_types {
     ($then:ident) => {

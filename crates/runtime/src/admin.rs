@@ -8,7 +8,7 @@ use prometheus::{IntGauge, Registry};
 use serde::Serialize;
 use tracing::{error, info};
 
-pub use crate::readiness::Readiness;
+use crate::readiness::Readiness;
 
 #[derive(Debug, Clone)]
 struct State {

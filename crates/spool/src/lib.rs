@@ -191,16 +191,16 @@ impl Spool {
             segments,
             next_seq,
             acked,
-            recovery,
+            recovery: found,
         } = recovery::recover(&options.dir)?;
-        if recovery.damaged > 0 {
-            observer.damaged(recovery.damaged);
+        if found.damaged > 0 {
+            observer.damaged(found.damaged);
         }
         let bytes = segments.values().map(Segment::bytes).sum();
         info!(
-            records = recovery.records,
-            torn = recovery.torn,
-            damaged = recovery.damaged,
+            records = found.records,
+            torn = found.torn,
+            damaged = found.damaged,
             "spool opened"
         );
         let state = Arc::new(Mutex::new(State {
@@ -209,7 +209,7 @@ impl Spool {
             segments,
             next_seq,
             bytes,
-            records: recovery.records,
+            records: found.records,
             syncs: (0, 0),
         }));
         let (appends, receiver) = mpsc::channel();
@@ -231,7 +231,7 @@ impl Spool {
                 persisted_watermark: Arc::new(Mutex::new(acked)),
                 _lock: Arc::new(lock),
             },
-            recovery,
+            found,
         ))
     }
 

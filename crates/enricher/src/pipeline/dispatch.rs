@@ -49,7 +49,7 @@ pub struct Pipeline {
     /// The consumer group (for what is logged).
     pub group: String,
     /// Fails [`GROUP_CHECK`] while the cluster refuses the consumer.
-    pub readiness: voicehub_runtime::admin::Readiness,
+    pub readiness: voicehub_runtime::readiness::Readiness,
     /// Set while the cluster refuses the consumer: the consumer's assignment count then.
     pub refused_at_assignment: Option<u64>,
 }

@@ -1,8 +1,9 @@
 use std::collections::HashMap;
 
 use prometheus::{IntCounter, Opts};
-use voicehub_runtime::admin::{AdminServer, Readiness};
+use voicehub_runtime::admin::AdminServer;
 use voicehub_runtime::metrics;
+use voicehub_runtime::readiness::Readiness;
 
 struct Running {
     base: String,
