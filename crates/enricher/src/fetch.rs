@@ -333,6 +333,8 @@ mod tests {
         for forged in [
             "http://voicehub.dataqueue.ai/api/v1/x",
             "https://voicehub.dataqueue.ai.evil.example/x",
+            "https://evilvoicehub.dataqueue.ai/x",
+            "https://evil.voicehub.dataqueue.ai/x",
             "https://evil.example/voicehub.dataqueue.ai",
             "https://voicehub.dataqueue.ai@evil.example/x",
             "https://user:pass@voicehub.dataqueue.ai/x",

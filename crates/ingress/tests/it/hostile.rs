@@ -163,7 +163,10 @@ async fn a_body_trickled_byte_by_byte_is_cut_off_with_408_and_writes_nothing() {
     )
     .await;
 
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "not a 408 within the body timeout: {answer:?}"
+    );
     assert!(answer.contains("\"error\":\"request_timeout\""), "{answer}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     assert!(app.all_records().await.is_empty());

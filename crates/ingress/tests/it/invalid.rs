@@ -26,7 +26,11 @@ async fn unusable_bodies_are_400_and_dead_lettered_with_their_reason() {
     }
 
     let dead = app.broker.read_all(&app.topics.dead_letter).await.unwrap();
-    assert_eq!(dead.len(), cases.len());
+    assert_eq!(
+        dead.len(),
+        cases.len(),
+        "dead letters of the unusable bodies"
+    );
     for (body, reason) in cases {
         let record = dead
             .iter()
@@ -178,7 +182,7 @@ async fn a_panic_on_the_request_path_is_a_json_500_and_a_dead_letter() {
     assert_eq!(error["error"], "internal_error");
     assert_eq!(fine.status(), 200, "the ingress serves on");
     let dead = app.broker.read_all(&app.topics.dead_letter).await.unwrap();
-    assert_eq!(dead.len(), 1);
+    assert_eq!(dead.len(), 1, "dead letters of the panicking body");
     assert_eq!(
         dead[0].header("ce_deadletterreason"),
         Some("internal_error")
