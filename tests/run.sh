@@ -47,7 +47,10 @@ cargo nextest run --workspace --all-targets --locked --profile "$profile" -E "no
 deploy/ci/kafka.sh stop "$kafka_dir"
 
 echo "--- the secured three-node cluster (deploy/ci/kafka-cluster.sh) and its tests"
-VOICEHUB_TEST_SECURE_KAFKA=$(deploy/ci/kafka-cluster.sh start 41000 "$cluster_dir")
+# Below the ephemeral port range (32768-60999): the fault tests restart nodes on their ports,
+# and a client socket holding one of them as its local port meanwhile made a restart fail
+# with "Address already in use".
+VOICEHUB_TEST_SECURE_KAFKA=$(deploy/ci/kafka-cluster.sh start 19000 "$cluster_dir")
 export VOICEHUB_TEST_SECURE_KAFKA
 cargo nextest run --workspace --all-targets --locked --profile "$profile" -E "$secured"
 deploy/ci/kafka-cluster.sh stop "$cluster_dir"

@@ -19,6 +19,9 @@
 #
 # Node N (1-3) listens on BASEPORT+10N+0 SASL_SSL (clients: SCRAM-SHA-512, PLAIN), +1 SSL with
 # client certificates (clients: mTLS), +2 SSL (brokers among themselves), +3 SSL (controllers).
+# Keep BASEPORT below the ephemeral port range (/proc/sys/net/ipv4/ip_local_port_range, from
+# 32768 by default): a node that `resume` starts again rebinds its ports, and a client socket
+# that got one of them as its local port while the node was down makes that fail.
 # DIR then holds what clients need:
 #   ca.pem                      the CA every listener's certificate is signed by (IP SAN 127.0.0.1)
 #   bootstrap.sasl, bootstrap.mtls   the bootstrap lists, comma-separated

@@ -6,7 +6,8 @@
 #   scripts/bench/bench-enricher.sh [records=5000] [api delay ms=20] [broker=kafka|sqlite]
 #
 # The input topic is filled first (through the ingress), then the enricher starts on it, so
-# the rate is the enricher's alone; it is measured from its first to its last record.
+# the rate is the enricher's alone; it and the enricher's CPU time (user + system) are
+# measured from its first to its last record. BENCH_BIN=DIR runs the binaries of another build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 records=${1:-5000}
@@ -39,11 +40,16 @@ while :; do
   done_now=$(enriched || true)
   done_now=${done_now:-0}
   now=$(date +%s.%N)
-  if [ -z "$first_at" ] && [ "${done_now%.*}" -gt 0 ]; then first_at=$now; first_count=${done_now%.*}; fi
+  if [ -z "$first_at" ] && [ "${done_now%.*}" -gt 0 ]; then
+    first_at=$now first_count=${done_now%.*}
+    read -r user0 sys0 _ <<<"$(cpu_split "$enricher")"
+  fi
   [ "${done_now%.*}" -ge "$filled" ] && break
   sleep 0.1
 done
+read -r user1 sys1 _ <<<"$(cpu_split "$enricher")"
 rate=$(python3 -c "print(round(($filled - $first_count) / ($now - $first_at), 1))")
+cpu=$(python3 -c "print(round(($user1 + $sys1 - $user0 - $sys0) * 1e6 / max($filled - $first_count, 1), 1))")
 ceiling=$(python3 -c "print(round($in_flight / ($delay / 1000), 1))")
 
 cat <<TABLE
@@ -52,5 +58,6 @@ cat <<TABLE
 | records enriched ($storage broker) | $filled |
 | enriched records/s ($in_flight in flight, API answering in $delay ms) | $rate |
 | ceiling for $in_flight in flight at $delay ms per fetch | $ceiling |
+| enricher CPU ms per 1,000 records (user + system) | $cpu |
 | enricher peak RSS (VmHWM) | $(peak_rss_mib "$enricher") MiB |
 TABLE
