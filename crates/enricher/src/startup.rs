@@ -208,11 +208,14 @@ impl Application {
         let admin_task = tokio::spawn(self.admin.run());
         // Dropped (and so aborted) when the enricher stops.
         let mut background = tokio::task::JoinSet::new();
-        background.spawn(probe_broker(
+        // Awaited at the end, not aborted: its checks hold Kafka clients on blocking threads,
+        // which would outlive an abort and keep connecting after the stop.
+        let probe = tokio::spawn(probe_broker(
             self.producer.clone(),
             self.readiness.clone(),
             self.metrics.broker_reachable.clone(),
             self.permissions,
+            self.shutdown.subscribe(),
         ));
         for key_file in self.key_files {
             let KeyFile {
@@ -265,6 +268,7 @@ impl Application {
             self.readiness.set(CONSUMING_CHECK, true);
         }
         self.readiness.set(CONSUMING_CHECK, false);
+        let _ = probe.await;
         let producer = self.producer.producer();
         let flush_timeout = self.drain_timeout;
         let flushed = tokio::task::spawn_blocking(move || {
@@ -377,13 +381,17 @@ async fn probe_broker(
     readiness: Readiness,
     reachable: prometheus::IntGauge,
     permissions: TopicPermissions,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut interval = tokio::time::interval(PROBE_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failures = PROBE_FAILURES;
     let mut next_permissions = tokio::time::Instant::now();
     loop {
-        interval.tick().await;
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
         if tokio::time::Instant::now() >= next_permissions
             && let Some(next) = permissions.check(PROBE_INTERVAL).await
         {

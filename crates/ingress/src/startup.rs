@@ -262,24 +262,29 @@ impl Application {
             .into_iter()
             .map(str::to_owned)
             .collect();
-        match TopicPermissions::new(
+        let permissions = match TopicPermissions::new(
             &settings.kafka,
             topics,
             readiness.clone(),
             state.metrics.refused_topics.clone(),
         ) {
-            Ok(permissions) => {
-                background.spawn(probe_broker(state.clone(), Some(permissions)));
-            }
+            Ok(permissions) => Some(permissions),
             Err(error) => {
                 // The producer was made with the same properties: not expected.
                 error!(
                     error = &error as &dyn std::error::Error,
                     "no client to check topic permissions with; not checking them"
                 );
-                background.spawn(probe_broker(state.clone(), None));
+                None
             }
-        }
+        };
+        // Awaited at the end, not aborted: its checks hold Kafka clients on blocking threads,
+        // which would outlive an abort and keep connecting after the stop.
+        let probe = tokio::spawn(probe_broker(
+            state.clone(),
+            permissions,
+            shutdown.subscribe(),
+        ));
         if provision_later {
             background.spawn(provision_until_done(settings.clone()));
         }
@@ -320,6 +325,7 @@ impl Application {
         if let Some(result) = server_result {
             error!("webhook server stopped by itself");
             background.abort_all();
+            probe.abort();
             if let Some(forwarder) = forwarder {
                 forwarder.abort();
             }
@@ -350,6 +356,7 @@ impl Application {
         // started, so that the spool's directory lock is released when this returns (a
         // successor may open it; bounded: a stuck disk must not stall the exit).
         background.shutdown().await;
+        let _ = probe.await;
         if let Some(spool) = state.outbox.spool() {
             let deadline = Instant::now() + Duration::from_secs(2);
             while spool.spool.handles() > 1 && Instant::now() < deadline {
@@ -434,11 +441,18 @@ fn copy_header_values(headers: &mut actix_web::http::header::HeaderMap) {
 
 /// Every [`PROBE_INTERVAL`] the broker's health, and (first, then as the last answer says)
 /// whether the cluster lets the ingress use its topics.
-async fn probe_broker(state: web::Data<AppState>, permissions: Option<TopicPermissions>) {
+async fn probe_broker(
+    state: web::Data<AppState>,
+    permissions: Option<TopicPermissions>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut interval = tokio::time::interval(PROBE_INTERVAL);
     let mut next_permissions = tokio::time::Instant::now();
     loop {
-        interval.tick().await;
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
         if let Some(permissions) = &permissions
             && tokio::time::Instant::now() >= next_permissions
             && let Some(next) = permissions.check(PROBE_INTERVAL).await
