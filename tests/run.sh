@@ -14,6 +14,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 profile=${NEXTEST_PROFILE:-default}
+# A suite run gains nothing from incremental caches (CI starts from a clean checkout) and they
+# cost gigabytes of disk beside the build itself: off unless asked for.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
 echo "--- prerequisites (deploy/prerequisites.sh test)"
 deploy/prerequisites.sh test
@@ -62,7 +65,9 @@ echo "--- alert rules: the chart's rendering, promtool tests, runbooks (deploy/c
 deploy/ci/check-alerts.sh
 
 echo "--- binaries (for the deployment checks)"
-cargo build --workspace --bins --locked
+# The same target selection as the tests, so the binaries they built are reused: `--bins` alone
+# resolves dependency features without the dev-dependencies and builds the world a second time.
+cargo build --workspace --all-targets --locked
 
 echo "--- Helm chart"
 deploy/ci/check-chart.sh target/debug

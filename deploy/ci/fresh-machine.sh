@@ -50,7 +50,7 @@ done
 tail -40 /tmp/run.log >&2; echo "not ready within 30 minutes" >&2; exit 1
 EOF
 chmod +x "$work/fresh-run.sh"
-printf 'FROM voicehub-ci/rust:bookworm\nCOPY . /src\nWORKDIR /src\nRUN ./fresh-run.sh\n' \
+printf 'FROM voicehub-ci/rust:bookworm\nCOPY . /src\nWORKDIR /src\nRUN ./fresh-run.sh && rm -rf /src/target\n' \
   >"$work/Dockerfile"
 
 start=$SECONDS
@@ -61,4 +61,5 @@ DOCKER_BUILDKIT=1 /usr/bin/docker build --no-cache --progress=plain -t voicehub-
   exit 1
 }
 docker image rm voicehub-ci/fresh:local >/dev/null
+docker builder prune -f >/dev/null # its build cache would keep the layers (gigabytes) for nothing
 echo "  on minbase Debian with only Rust: \`$command\` installed its prerequisites, built, was ready, stopped cleanly ($((SECONDS - start)) s)"
