@@ -50,6 +50,8 @@ mutations=(
   "enricher backlog: no bound|crates/enricher/src/pipeline/dispatch.rs|if !paused && backlog.bytes >= self.max_backlog_bytes {|if !paused && backlog.bytes >= self.max_backlog_bytes * 1000 {|test(=flow_control::a_full_backlog_pauses_fetching_and_everything_is_enriched_once_it_drains)|never paused"
   "produce latency alert: fires on any latency|helm/voicehub-bridge/templates/prometheusrule.yaml|[5m]))) > {{ \$t.produceLatencyP99Seconds }}|[5m]))) > 0|alerts|VoiceHubProduceLatencyHigh, time: 30m"
   "ingress body budget: bodies reserve nothing|crates/ingress/src/body_budget.rs|let units = u32::try_from(bytes.div_ceil(UNIT).max(1)).ok()?;|let units = u32::from(bytes > usize::MAX);|test(=hostile::bodies_beyond_the_in_flight_byte_budget_get_503_before_they_are_read)|the slow body never reserved"
+  "enricher backlog: no bound, judged by the process's memory|crates/enricher/src/pipeline/dispatch.rs|if !paused && backlog.bytes >= self.max_backlog_bytes {|if !paused && backlog.bytes >= self.max_backlog_bytes * 1000 {|test(=intake::a_stalled_enricher_takes_in_no_more_than_its_backlog_bound)|it took in more than its backlog bound"
+  "enricher: no bound on what a rebalance redoes|crates/enricher/src/pipeline/dispatch.rs|backlog.pop(\|partition\| tracker.uncommitted(partition) < limit)|backlog.pop(\|_\| true)|test(=restart::a_partition_held_back_starts_no_more_than_its_bound_and_its_successor_redoes_only_those)|records started behind a hanging one"
 )
 
 if find . -name '*.unmutated' -not -path './target/*' | grep -q .; then

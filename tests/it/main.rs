@@ -7,6 +7,7 @@ mod cloudevents_binding;
 mod docs;
 mod end_to_end;
 mod harness;
+mod intake;
 mod process;
 mod process_crash;
 mod secured;

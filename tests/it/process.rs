@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use voicehub_model::Topics;
 use voicehub_simulator::AnalysisApi;
+use voicehub_testkit::TestBroker;
 
 use crate::harness::{SecretFiles, until_ready};
 
@@ -45,6 +46,17 @@ pub fn topic_lines(topics: &Topics) -> String {
         .iter()
         .map(|(key, name)| format!("{key} = \"{name}\"\n"))
         .collect()
+}
+
+/// The `[kafka]` section for `broker` (topics created by the services, 3 partitions) and an
+/// info-level `[log]`.
+pub fn kafka_toml(broker: &TestBroker) -> String {
+    let topics = topic_lines(&broker.topics());
+    format!(
+        "[kafka]\nbootstrap_servers = \"{}\"\n[kafka.provision]\ncreate_topics = true\n\
+         partitions = 3\nreplication_factor = 1\n[kafka.topics]\n{topics}[log]\nlevel = \"info\"\n",
+        broker.bootstrap_servers()
+    )
 }
 
 /// A binary of this workspace, built next to the test binaries (cargo builds a package's
@@ -190,6 +202,11 @@ impl Service {
             child.kill().unwrap();
             child.wait().unwrap();
         }
+    }
+
+    /// Its process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn is_running(&mut self) -> bool {

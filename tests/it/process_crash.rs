@@ -12,20 +12,11 @@ use voicehub_testkit::{TestBroker, free_port};
 use crate::harness::{
     API_KEY, Accounting, SECRET, SecretFiles, lines_containing, voicehub_traffic,
 };
-use crate::process::{Service, enricher_toml, ingress_toml, topic_lines};
+use crate::process::{Service, enricher_toml, ingress_toml, kafka_toml};
 
 fn now_ms() -> i64 {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     i64::try_from(since.as_millis()).unwrap()
-}
-
-fn kafka_toml(broker: &TestBroker) -> String {
-    let topics = topic_lines(&broker.topics());
-    format!(
-        "[kafka]\nbootstrap_servers = \"{}\"\n[kafka.provision]\ncreate_topics = true\n\
-         partitions = 3\nreplication_factor = 1\n[kafka.topics]\n{topics}[log]\nlevel = \"info\"\n",
-        broker.bootstrap_servers()
-    )
 }
 
 #[tokio::test(flavor = "multi_thread")]

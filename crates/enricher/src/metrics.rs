@@ -36,6 +36,12 @@ pub struct EnricherMetrics {
     pub input_offset_gaps: IntCounter,
     /// `voicehub_enricher_redelivered_records_total`: inputs received again (processed again).
     pub redelivered: IntCounter,
+    /// `voicehub_enricher_uncommitted_limit_reached_total`: times a partition reached
+    /// `consumer.max_uncommitted_per_partition`.
+    pub uncommitted_limit_reached: IntCounter,
+    /// `voicehub_enricher_partition_revocations_total{partition}`: input partitions revoked
+    /// from this instance by rebalances.
+    pub partition_revocations: IntCounterVec,
     /// `voicehub_enricher_consumer_lag{partition}` (librdkafka statistics)
     pub consumer_lag: IntGaugeVec,
     /// `voicehub_enricher_commit_errors_total`
@@ -133,6 +139,14 @@ impl EnricherMetrics {
              received since it was assigned), processed again.",
             )?,
         )?;
+        let uncommitted_limit_reached = registered(
+            registry,
+            IntCounter::new(
+                "voicehub_enricher_uncommitted_limit_reached_total",
+                "Times a partition reached consumer.max_uncommitted_per_partition records started \
+             and not committable (it starts no more until its oldest finishes).",
+            )?,
+        )?;
         let consumer_lag = registered(
             registry,
             IntGaugeVec::new(
@@ -205,6 +219,13 @@ impl EnricherMetrics {
             fetch_pauses,
             input_offset_gaps,
             redelivered,
+            uncommitted_limit_reached,
+            partition_revocations: counter(
+                "voicehub_enricher_partition_revocations_total",
+                "Input partitions revoked from this instance by rebalances, by partition (its \
+                 next owner redoes at most consumer.max_uncommitted_per_partition records).",
+                &["partition"],
+            )?,
             consumer_lag,
             commit_errors,
             produce_errors: counter(

@@ -50,6 +50,10 @@ pub struct ConsumerSettings {
     /// Received records waiting for a free slot, in bytes; at this bound fetching pauses until
     /// half of it has been taken. librdkafka's own prefetch queue is bounded to half of it too.
     pub max_backlog_bytes: usize,
+    /// Records of one partition started and not yet committable (in flight, or finished
+    /// behind a slower one) at most; at the bound that partition waits for its oldest. What
+    /// a rebalance makes the next owner process again, per partition that moves.
+    pub max_uncommitted_per_partition: usize,
     /// `session.timeout.ms`.
     pub session_timeout_ms: u64,
     /// `max.poll.interval.ms`.
@@ -67,6 +71,7 @@ impl Default for ConsumerSettings {
             group_id: "voicehub-enricher".into(),
             max_in_flight: 96,
             max_backlog_bytes: 8 * 1024 * 1024,
+            max_uncommitted_per_partition: 1_000,
             session_timeout_ms: 10_000,
             max_poll_interval_ms: 300_000,
             commit_interval_ms: 1_000,
@@ -182,6 +187,12 @@ impl EnricherSettings {
         if self.consumer.max_in_flight == 0 {
             return Err(SettingsError::invalid(
                 "consumer.max_in_flight",
+                "must be above 0",
+            ));
+        }
+        if self.consumer.max_uncommitted_per_partition == 0 {
+            return Err(SettingsError::invalid(
+                "consumer.max_uncommitted_per_partition",
                 "must be above 0",
             ));
         }

@@ -159,6 +159,7 @@ impl Application {
             }),
             max_in_flight: settings.consumer.max_in_flight,
             max_backlog_bytes: settings.consumer.max_backlog_bytes,
+            max_uncommitted_per_partition: settings.consumer.max_uncommitted_per_partition,
             drain_timeout: Duration::from_millis(settings.consumer.drain_timeout_ms),
             revoked,
             group: settings.consumer.group_id.clone(),

@@ -48,6 +48,12 @@ impl OffsetTracker {
         self.stored.remove(&partition);
     }
 
+    /// Records of `partition` started and not yet committable: in flight, or finished after
+    /// one still in flight. A rebalance makes the partition's next owner process them again.
+    pub fn uncommitted(&self, partition: i32) -> usize {
+        self.partitions.get(&partition).map_or(0, BTreeMap::len)
+    }
+
     /// Records started and not finished.
     pub fn in_flight(&self) -> usize {
         self.partitions
@@ -136,8 +142,14 @@ mod tests {
         }
         assert_eq!(tracker.finished(0, 11), None, "10 is still running");
         assert_eq!(tracker.finished(0, 12), None);
+        assert_eq!(
+            tracker.uncommitted(0),
+            4,
+            "two in flight, two finished behind 10"
+        );
         assert_eq!(tracker.finished(0, 10), Some(12));
         assert_eq!(tracker.in_flight(), 1);
+        assert_eq!(tracker.uncommitted(0), 1);
         assert_eq!(tracker.finished(0, 13), Some(13));
         assert_eq!(tracker.in_flight(), 0);
     }

@@ -76,6 +76,10 @@ impl ConsumerContext for InputContext {
             for element in partitions.elements_for_topic(&self.topic) {
                 let _ = self.revoked.send((element.partition(), revocation));
                 self.metrics.forget_partition(element.partition());
+                self.metrics
+                    .partition_revocations
+                    .with_label_values(&[&element.partition().to_string()])
+                    .inc();
             }
             info!(partitions = partitions.count(), "partitions revoked");
         }

@@ -42,6 +42,9 @@ pub struct Pipeline {
     pub max_in_flight: usize,
     /// Received records waiting for a slot, in bytes, before fetching pauses.
     pub max_backlog_bytes: usize,
+    /// Records of one partition started and not yet committable (in flight, or finished
+    /// behind one in flight) at most: what a rebalance makes the next owner redo.
+    pub max_uncommitted_per_partition: usize,
     /// Bound on finishing in-flight records at shutdown.
     pub drain_timeout: Duration,
     /// Partitions revoked by rebalances (from [`InputContext`]).
@@ -81,6 +84,10 @@ impl Pipeline {
     /// fetched again on resume), and pausing at every crossing of a single bound refetched the
     /// same records over and over; against a broker slow to answer fetches, consumption
     /// stopped altogether.
+    ///
+    /// A partition with `max_uncommitted_per_partition` records started and not committable
+    /// (a slow record holds back its partition's commit) starts no more until its oldest
+    /// finishes; the other partitions go on. That bounds what a rebalance redoes.
     pub async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Ended {
         let mut ended = Ended::Stopped;
         // A new consumer (after a wedge) starts unpaused.
@@ -103,10 +110,15 @@ impl Pipeline {
                 &mut backlog,
             );
             while tasks.len() < self.max_in_flight {
-                let Some(input) = backlog.pop() else {
+                let limit = self.max_uncommitted_per_partition;
+                let Some(input) = backlog.pop(|partition| tracker.uncommitted(partition) < limit)
+                else {
                     break;
                 };
                 tracker.started(input.partition, input.offset);
+                if tracker.uncommitted(input.partition) == limit {
+                    self.worker.metrics.uncommitted_limit_reached.inc();
+                }
                 self.worker.metrics.in_flight.inc();
                 tasks.spawn(self.worker.clone().process(input, task_stop.clone()));
             }

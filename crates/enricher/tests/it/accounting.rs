@@ -68,6 +68,30 @@ async fn finished(admin_ports: &[u16]) -> f64 {
     total
 }
 
+/// `consumer.max_uncommitted_per_partition` in this test: below what a partition piles up
+/// behind a record retried for a second or more (300 to 450 records without the bound), above
+/// what it needs to keep pace otherwise (64 slows this test to a third of its rate).
+const MAX_UNCOMMITTED: usize = 200;
+/// Input partitions.
+const PARTITIONS: i32 = 4;
+
+/// Input partitions revoked so far from the instance with this admin port, by partition.
+async fn revocations(admin_port: u16) -> BTreeMap<i32, usize> {
+    let scrape =
+        voicehub_testkit::metrics::scrape(&format!("http://127.0.0.1:{admin_port}/metrics")).await;
+    (0..PARTITIONS)
+        .map(|partition| {
+            let label = partition.to_string();
+            let count = metric_value(
+                &scrape,
+                "voicehub_enricher_partition_revocations_total",
+                &[("partition", label.as_str())],
+            );
+            (partition, count as usize)
+        })
+        .collect()
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -91,8 +115,10 @@ async fn every_input_is_enriched_or_dead_lettered_once_at_volume_through_pauses_
         // About 600 inputs: fetching pauses every few hundred records.
         s.consumer.max_backlog_bytes = 256 * 1024;
         s.consumer.commit_interval_ms = 500;
+        // The bound on what a rebalance redoes, engaged (see the constant) and checked below.
+        s.consumer.max_uncommitted_per_partition = MAX_UNCOMMITTED;
         s.consumer.group_id = format!("accounting-{run}");
-        s.kafka.provision.partitions = 4;
+        s.kafka.provision.partitions = PARTITIONS;
         s.kafka.topics = s.kafka.topics.with_suffix(&format!(".accounting-{run}"));
     };
     let mut enricher = spawn_enricher_against(broker, customise, None).await;
@@ -112,7 +138,7 @@ async fn every_input_is_enriched_or_dead_lettered_once_at_volume_through_pauses_
         ));
     }
     let started = Instant::now();
-    enricher.send_many(&inputs).await;
+    let landed = enricher.send_many(&inputs).await;
     let produced_in = started.elapsed();
     eprintln!("accounting: {total} inputs produced in {produced_in:.1?}");
 
@@ -125,6 +151,7 @@ async fn every_input_is_enriched_or_dead_lettered_once_at_volume_through_pauses_
     // report; longer runs (the script) get proportionally more.
     let deadline = Instant::now() + Duration::from_secs(40 + total as u64 / 300);
     let (mut outage_done, mut joined, mut left) = (false, false, false);
+    let mut second_revocations = BTreeMap::new();
     let mut reported = Instant::now();
     while !left {
         let done = finished(&ports).await / total as f64;
@@ -151,6 +178,7 @@ async fn every_input_is_enriched_or_dead_lettered_once_at_volume_through_pauses_
             joined = true;
         } else if joined && done >= 0.6 {
             let instance = second.take().unwrap();
+            second_revocations = revocations(instance.admin_port).await;
             events.push(("second instance stopped", now_ms()));
             instance.trigger.trigger();
             instance.task.await.unwrap().unwrap();
@@ -203,7 +231,15 @@ async fn every_input_is_enriched_or_dead_lettered_once_at_volume_through_pauses_
     let gaps = metric_value(&scrape, "voicehub_enricher_input_offset_gaps_total", &[]);
     let redelivered = metric_value(&scrape, "voicehub_enricher_redelivered_records_total", &[]);
 
-    let report = reconcile(&expect, &outputs, &events);
+    let mut report = reconcile(&expect, &outputs, &events);
+    // What each partition moving may redo: its revocations on either instance. Not the second
+    // instance's own as it leaves (after its last scrape): it drains and commits first, so
+    // those redo nothing.
+    let mut moves = revocations(enricher.admin_port).await;
+    for (partition, count) in second_revocations {
+        *moves.entry(partition).or_default() += count;
+    }
+    report.check_redo_bound(&landed, &outputs, &moves);
     println!(
         "enricher accounting: {total} inputs (produced in {produced_in:.1?}), all read back in \
          {elapsed:.1?}; first instance: fetch paused {pauses} times, input offsets skipped \
@@ -240,11 +276,19 @@ struct Report {
     /// Duplicates by cause (a membership change), and those no cause explains.
     duplicates: BTreeMap<String, usize>,
     unexplained: Vec<String>,
+    /// Per input partition: the runs of `MAX_UNCOMMITTED` offsets its redone inputs span, and
+    /// the number of times it moved.
+    redo_spans: BTreeMap<i32, (usize, usize)>,
+    /// Partitions whose redone inputs exceed the bound.
+    over_bound: Vec<String>,
 }
 
 impl Report {
     fn is_clean(&self) -> bool {
-        self.missing.is_empty() && self.wrong_outcome.is_empty() && self.unexplained.is_empty()
+        self.missing.is_empty()
+            && self.wrong_outcome.is_empty()
+            && self.unexplained.is_empty()
+            && self.over_bound.is_empty()
     }
 }
 
@@ -265,6 +309,14 @@ impl std::fmt::Display for Report {
             writeln!(f, "    {count} reprocessed after: {cause}")?;
         }
         writeln!(f, "  duplicates unexplained: {}", self.unexplained.len())?;
+        writeln!(
+            f,
+            "  redone runs of {MAX_UNCOMMITTED} offsets / moves, by partition: {:?}",
+            self.redo_spans
+        )?;
+        for over in &self.over_bound {
+            writeln!(f, "  over the bound: {over}")?;
+        }
         let sample = |v: &[String]| v.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
         if !self.missing.is_empty() {
             writeln!(f, "  missing (first 10): {}", sample(&self.missing))?;
@@ -364,4 +416,55 @@ fn reconcile(expect: &[Expect], outputs: &[ConsumedRecord], events: &[(&str, i64
         }
     }
     report
+}
+
+impl Report {
+    /// Checks the documented bound on what a rebalance redoes: a partition that moves is
+    /// redone from its last commit, over at most `MAX_UNCOMMITTED` records started and not
+    /// committable there. So the offsets of each partition's duplicated inputs must fit in as
+    /// many spans of `MAX_UNCOMMITTED` offsets as the partition moved (`moves`).
+    fn check_redo_bound(
+        &mut self,
+        landed: &[voicehub_runtime::kafka::Delivered],
+        outputs: &[ConsumedRecord],
+        moves: &BTreeMap<i32, usize>,
+    ) {
+        let mut copies: HashMap<String, usize> = HashMap::new();
+        for record in outputs {
+            if let Some(input) = input_of(record) {
+                *copies.entry(input).or_default() += 1;
+            }
+        }
+        let mut redone: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+        for (i, delivered) in landed.iter().enumerate() {
+            if copies.get(&format!("e{i}")).is_some_and(|n| *n > 1) {
+                redone
+                    .entry(delivered.partition)
+                    .or_default()
+                    .push(delivered.offset);
+            }
+        }
+        for (partition, mut offsets) in redone {
+            offsets.sort_unstable();
+            // The fewest spans of MAX_UNCOMMITTED offsets covering them (greedy is optimal).
+            let mut spans = Vec::new();
+            for offset in offsets {
+                if spans
+                    .last()
+                    .is_none_or(|start: &i64| offset >= start + MAX_UNCOMMITTED as i64)
+                {
+                    spans.push(offset);
+                }
+            }
+            let allowed = moves.get(&partition).copied().unwrap_or(0);
+            self.redo_spans.insert(partition, (spans.len(), allowed));
+            if spans.len() > allowed {
+                self.over_bound.push(format!(
+                    "partition {partition}: redone inputs span {} runs of {MAX_UNCOMMITTED} \
+                     offsets (starting at {spans:?}), it moved at most {allowed} times",
+                    spans.len()
+                ));
+            }
+        }
+    }
 }

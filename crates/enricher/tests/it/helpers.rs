@@ -221,6 +221,7 @@ pub async fn spawn_enricher_against(
             group_id: broker.name("enricher-test"),
             max_in_flight: 4,
             max_backlog_bytes: 64 * 1024,
+            max_uncommitted_per_partition: 1_000,
             session_timeout_ms: 6_000,
             max_poll_interval_ms: 7_000,
             commit_interval_ms: 200,
@@ -366,7 +367,8 @@ impl TestEnricher {
 
     /// Produces many `AnalysisResultReady` records at once (all enqueued, then every
     /// acknowledgement awaited): for volume.
-    pub async fn send_many(&self, events: &[(String, String, String)]) {
+    /// Produces `(event id, call id, analysis URL)` inputs; returns where each landed.
+    pub async fn send_many(&self, events: &[(String, String, String)]) -> Vec<kafka::Delivered> {
         // tansu takes a few thousand records a second: give deliveries time.
         let settings = KafkaSettings {
             message_timeout_ms: 300_000,
@@ -374,6 +376,7 @@ impl TestEnricher {
         };
         let producer =
             kafka::create_producer(&settings, rdkafka::client::DefaultClientContext).unwrap();
+        let mut landed = Vec::with_capacity(events.len());
         for chunk in events.chunks(2_000) {
             let deliveries: Vec<_> = chunk
                 .iter()
@@ -383,9 +386,10 @@ impl TestEnricher {
                 })
                 .collect();
             for delivery in deliveries {
-                kafka::delivered(delivery).await.unwrap();
+                landed.push(kafka::delivered(delivery).await.unwrap());
             }
         }
+        landed
     }
 
     async fn produce_event(

@@ -289,3 +289,79 @@ async fn a_consumer_that_knows_no_broker_is_replaced_and_nothing_is_lost() {
         "a new consumer is rebuilt only once wedged itself"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partition_held_back_starts_no_more_than_its_bound_and_its_successor_redoes_only_those() {
+    // One call: one partition. Its first record hangs; 30 quick ones follow. With at most 8
+    // records started and not committable, 7 behind the hanging one are done, then the
+    // partition waits. Stopped, the hanging one is abandoned (a short drain): a successor
+    // redoes it and those 7, no more.
+    const BOUND: usize = 8;
+    let mut enricher = spawn_enricher_with(|s| {
+        s.consumer.max_in_flight = 64;
+        s.consumer.max_uncommitted_per_partition = BOUND;
+        s.consumer.drain_timeout_ms = 500;
+        s.fetch.timeout_ms = 30_000;
+        s.retry.max_elapsed_ms = 60_000;
+    })
+    .await;
+    let hang = Reply {
+        delay: Duration::from_secs(60),
+        ..Reply::analysis()
+    };
+    enricher.api.script("/r/hang", vec![hang]);
+    let (hang_url, quick_url) = (enricher.api.url("/r/hang"), enricher.api.url("/r/x"));
+    let ids: Vec<String> = (1..=30).map(|i| format!("e{i}")).collect();
+    let mut events = vec![("e0", "c1", hang_url.as_str())];
+    events.extend(ids.iter().map(|id| (id.as_str(), "c1", quick_url.as_str())));
+    enricher.send_events(&events).await;
+
+    enricher.enriched(BOUND - 1).await;
+    // The rest would follow within this window if the bound did not hold.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = enricher.api.seen("/r/x").len();
+    assert_eq!(
+        started,
+        BOUND - 1,
+        "{started} records started behind a hanging one: the partition's bound is {BOUND}"
+    );
+    let scrape = enricher.metrics().await;
+    assert_eq!(
+        metric_value(
+            &scrape,
+            "voicehub_enricher_uncommitted_limit_reached_total",
+            &[]
+        ),
+        1.0
+    );
+
+    enricher.api.script("/r/hang", vec![Reply::analysis()]);
+    assert!(enricher.stop().await.is_ok());
+    enricher.restart().await;
+
+    // Each of the 31 once, and a second copy (same ce_id) of the 7 done behind the hanging one.
+    enricher.enriched(31 + BOUND - 1).await;
+    // A further redo would come within this window.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let records = enricher.enriched(31 + BOUND - 1).await;
+    let mut copies: std::collections::BTreeMap<String, usize> = Default::default();
+    for record in &records {
+        *copies
+            .entry(
+                record.json()["eventId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+            .or_default() += 1;
+    }
+    let twice: HashSet<&str> = copies
+        .iter()
+        .filter(|(_, n)| **n == 2)
+        .map(|(id, _)| id.as_str())
+        .collect();
+    let expected: HashSet<&str> = ids[..BOUND - 1].iter().map(String::as_str).collect();
+    assert_eq!(copies.len(), 31, "{copies:?}");
+    assert_eq!(twice, expected, "{copies:?}");
+    assert_eq!(records.len(), 31 + BOUND - 1, "{copies:?}");
+}
