@@ -173,11 +173,7 @@ async fn a_hanging_fetch_does_not_delay_the_others_in_its_partition() {
         s.retry.max_elapsed_ms = 10_000;
     })
     .await;
-    let hang = Reply {
-        delay: Duration::from_secs(60),
-        ..Reply::analysis()
-    };
-    enricher.api.script("/r/hang", vec![hang]);
+    enricher.api.script("/r/hang", vec![Reply::hanging()]);
     let urls: Vec<String> = ["/r/hang", "/r/0", "/r/1", "/r/2"]
         .iter()
         .map(|path| enricher.api.url(path))

@@ -45,6 +45,14 @@ impl Reply {
             ..Self::status(200)
         }
     }
+
+    /// The analysis, a minute late: longer than any test waits.
+    pub fn hanging() -> Self {
+        Self {
+            delay: Duration::from_secs(60),
+            ..Self::analysis()
+        }
+    }
 }
 
 /// A request the stand-in saw.

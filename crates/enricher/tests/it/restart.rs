@@ -47,11 +47,7 @@ async fn aborted_mid_stream_a_successor_redoes_the_unfinished_with_the_same_ids(
         s.retry.max_elapsed_ms = 60_000;
     })
     .await;
-    let hang = Reply {
-        delay: Duration::from_secs(60),
-        ..Reply::analysis()
-    };
-    enricher.api.script("/r/hang", vec![hang]);
+    enricher.api.script("/r/hang", vec![Reply::hanging()]);
     let slow = Reply {
         delay: Duration::from_millis(700),
         ..Reply::analysis()
@@ -305,11 +301,7 @@ async fn a_partition_held_back_starts_no_more_than_its_bound_and_its_successor_r
         s.retry.max_elapsed_ms = 60_000;
     })
     .await;
-    let hang = Reply {
-        delay: Duration::from_secs(60),
-        ..Reply::analysis()
-    };
-    enricher.api.script("/r/hang", vec![hang]);
+    enricher.api.script("/r/hang", vec![Reply::hanging()]);
     let (hang_url, quick_url) = (enricher.api.url("/r/hang"), enricher.api.url("/r/x"));
     let ids: Vec<String> = (1..=30).map(|i| format!("e{i}")).collect();
     let mut events = vec![("e0", "c1", hang_url.as_str())];
