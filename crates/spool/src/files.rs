@@ -1,8 +1,13 @@
 //! The spool's files besides its segments: the acknowledgement watermark and the records set
 //! aside in `undeliverable/`. Each write is made durable with its directory entry (file fsync,
 //! then directory fsync), so that a crash right after never loses or resurrects one.
+//!
+//! Every file the spool creates is readable by its owner only (0600), every directory it
+//! creates enterable by its owner only (0700): the records are webhook bodies, personal data.
 
+use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use tracing::warn;
@@ -33,7 +38,11 @@ pub(crate) fn write_watermark(dir: &Path, watermark: Seq) -> Result<(), SpoolErr
     let temporary = dir.join(format!("{WATERMARK_FILE}.tmp"));
     let path = dir.join(WATERMARK_FILE);
     let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&temporary)?;
+        let mut file = private_file()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&temporary)?;
         file.write_all(watermark.to_string().as_bytes())?;
         file.sync_all()?;
         std::fs::rename(&temporary, &path)?;
@@ -47,8 +56,12 @@ pub(crate) fn set_aside(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf,
     let aside = dir.join(UNDELIVERABLE_DIR);
     let path = aside.join(name);
     let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(&aside)?;
-        let mut file = std::fs::File::create(&path)?;
+        private_dirs(&aside)?;
+        let mut file = private_file()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         sync_dir(&aside)?;
@@ -58,7 +71,20 @@ pub(crate) fn set_aside(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf,
     Ok(path)
 }
 
+/// Options for a file of the spool: created 0600 (before the umask).
+pub(crate) fn private_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.mode(0o600);
+    options
+}
+
+/// Creates `dir` and any missing parent, each created 0700 (before the umask). Directories
+/// that exist keep their mode: a mounted volume's root may not be ours to change.
+pub(crate) fn private_dirs(dir: &Path) -> std::io::Result<()> {
+    DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
 /// Makes the directory's entries (a created, renamed or removed file) durable.
 pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
+    File::open(dir)?.sync_all()
 }

@@ -185,7 +185,7 @@ impl Spool {
         options: Options,
         observer: impl Observer,
     ) -> Result<(Self, Recovery), SpoolError> {
-        std::fs::create_dir_all(&options.dir).map_err(SpoolError::io(&options.dir))?;
+        files::private_dirs(&options.dir).map_err(SpoolError::io(&options.dir))?;
         let lock = recovery::lock_dir(&options.dir)?;
         let Recovered {
             segments,

@@ -80,7 +80,7 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
 /// Takes the directory's lock file: one process per spool directory.
 pub(crate) fn lock_dir(dir: &Path) -> Result<std::fs::File, SpoolError> {
     let lock_path = dir.join("LOCK");
-    let lock = std::fs::OpenOptions::new()
+    let lock = crate::files::private_file()
         .create(true)
         .truncate(false)
         .write(true)

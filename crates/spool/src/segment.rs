@@ -131,7 +131,7 @@ impl Segment {
     /// A new, empty, active segment whose first record will be `first_seq`.
     pub(crate) fn create(dir: &Path, first_seq: Seq) -> Result<Self, SpoolError> {
         let path = dir.join(format!("{first_seq:020}.seg"));
-        let file = OpenOptions::new()
+        let file = crate::files::private_file()
             .create_new(true)
             .append(true)
             .open(&path)

@@ -1,5 +1,7 @@
 //! The spool's tests: appends, reads, acknowledgements, and recovery from crashes and damage.
 
+use std::os::unix::fs::PermissionsExt;
+
 use super::*;
 
 fn options(dir: &Path) -> Options {
@@ -275,6 +277,47 @@ async fn a_set_aside_record_is_kept_durably_and_acknowledged() {
 
     assert_eq!(std::fs::read(path).unwrap(), b"too big for Kafka");
     assert_eq!(spool.depth().records, 0);
+}
+
+#[tokio::test]
+async fn every_file_and_directory_the_spool_creates_is_its_owners_alone() {
+    // Under a umask that would let others read (as 0022 does).
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("spool").join("ingress-0");
+    let (spool, _) = Spool::open(options(&dir)).unwrap();
+    for _ in 0..20 {
+        spool.append(vec![1; 100]).await.unwrap();
+    }
+    spool.acknowledge(0).unwrap();
+    spool.persist_acknowledgements().unwrap();
+    let entry = spool.read(1, 1).unwrap().remove(0);
+    spool.set_aside(&entry, "too_large").unwrap();
+
+    let mut seen = Vec::new();
+    let mut pending = vec![parent.path().join("spool")];
+    while let Some(path) = pending.pop() {
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        let name = path
+            .strip_prefix(parent.path())
+            .unwrap()
+            .display()
+            .to_string();
+        if path.is_dir() {
+            assert_eq!(mode, 0o700, "{name}: {mode:o}");
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            assert_eq!(mode, 0o600, "{name}: {mode:o}");
+        }
+        seen.push(name);
+    }
+    seen.sort();
+    // Segments, the watermark, the lock and a record set aside: each kind was looked at.
+    for kind in [".seg", "ACKED", "LOCK", "undeliverable/"] {
+        assert!(
+            seen.iter().any(|name| name.contains(kind)),
+            "{kind}: {seen:?}"
+        );
+    }
 }
 
 #[tokio::test]
