@@ -281,8 +281,9 @@ pub const CONTRACT_PRODUCER_PROPERTIES: &[&str] = &[
 /// under `http.max_body_bytes`.
 pub const PRODUCER_MESSAGE_MAX_BYTES: usize = 100_000_000;
 
-/// `[kafka]`: the broker connection and the topics.
-#[derive(Debug, Clone, Deserialize)]
+/// `[kafka]`: the broker connection and the topics. Its `Debug` shows no property value that
+/// may be a secret.
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaSettings {
     /// Comma-separated `host:port` list of brokers.
@@ -308,6 +309,52 @@ pub struct KafkaSettings {
     /// contract's producer settings cannot be overridden here.
     #[serde(deserialize_with = "dotted_properties")]
     pub properties: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            bootstrap_servers,
+            client_id,
+            message_timeout_ms,
+            linger_ms,
+            compression,
+            statistics_interval_ms,
+            topics,
+            provision,
+            properties,
+        } = self;
+        let properties: BTreeMap<&str, &str> = properties
+            .iter()
+            .map(|(name, value)| {
+                let shown = if may_be_secret(name) {
+                    "(secret, not shown)"
+                } else {
+                    value.as_str()
+                };
+                (name.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaSettings")
+            .field("bootstrap_servers", bootstrap_servers)
+            .field("client_id", client_id)
+            .field("message_timeout_ms", message_timeout_ms)
+            .field("linger_ms", linger_ms)
+            .field("compression", compression)
+            .field("statistics_interval_ms", statistics_interval_ms)
+            .field("topics", topics)
+            .field("provision", provision)
+            .field("properties", &properties)
+            .finish()
+    }
+}
+
+/// Whether a librdkafka property may hold a secret (passwords, private keys, OAuth client
+/// secrets and configurations): never shown, in `Debug` or the startup report.
+pub(crate) fn may_be_secret(name: &str) -> bool {
+    ["password", "secret", ".pem", "oauthbearer.config", "jaas"]
+        .iter()
+        .any(|part| name.contains(part))
 }
 
 impl Default for KafkaSettings {
@@ -611,6 +658,30 @@ mod tests {
 
     fn property<'a>(s: &'a Sample, name: &str) -> Option<&'a str> {
         s.kafka.properties.get(name).map(String::as_str)
+    }
+
+    #[test]
+    fn debug_output_shows_every_property_but_no_secret_value() {
+        let mut kafka = KafkaSettings::default();
+        for (name, value) in [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.password", "hunter2-password"),
+            ("ssl.key.password", "hunter2-key"),
+            ("ssl.key.pem", "hunter2-pem"),
+            ("sasl.oauthbearer.client.secret", "hunter2-oauth"),
+        ] {
+            kafka.properties.insert(name.into(), value.into());
+        }
+        let shown = format!("{kafka:?} {kafka:#?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        for expected in [
+            "SASL_SSL",
+            "sasl.password",
+            "(secret, not shown)",
+            "bootstrap_servers",
+        ] {
+            assert!(shown.contains(expected), "{expected}: {shown}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 
-use crate::settings::{CONTRACT_PRODUCER_PROPERTIES, KafkaSettings, PropertyOrigin};
+use crate::settings::{CONTRACT_PRODUCER_PROPERTIES, KafkaSettings, PropertyOrigin, may_be_secret};
 
 /// Connection properties shared by every client: brokers, client id, extra properties.
 ///
@@ -123,14 +123,6 @@ const SETTING_PROPERTIES: &[(&str, &str)] = &[
     ("compression.type", "kafka.compression"),
     ("statistics.interval.ms", "kafka.statistics_interval_ms"),
 ];
-
-/// Whether a librdkafka property may hold a secret (passwords, private keys, OAuth client
-/// secrets and configurations).
-fn may_be_secret(name: &str) -> bool {
-    ["password", "secret", ".pem", "oauthbearer.config", "jaas"]
-        .iter()
-        .any(|part| name.contains(part))
-}
 
 /// Creates a producer with the contract's settings and the given context (for statistics).
 pub fn create_producer<C: ClientContext + 'static>(
