@@ -87,7 +87,8 @@ impl Pipeline {
     ///
     /// A partition with `max_uncommitted_per_partition` records started and not committable
     /// (a slow record holds back its partition's commit) starts no more until its oldest
-    /// finishes; the other partitions go on. That bounds what a rebalance redoes.
+    /// finishes; the other partitions go on (until its waiting records fill the backlog to the
+    /// pause). That bounds what a rebalance redoes.
     pub async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Ended {
         let mut ended = Ended::Stopped;
         // A new consumer (after a wedge) starts unpaused.

@@ -373,9 +373,9 @@ impl TestEnricher {
         }
     }
 
-    /// Produces many `AnalysisResultReady` records at once (all enqueued, then every
-    /// acknowledgement awaited): for volume.
-    /// Produces `(event id, call id, analysis URL)` inputs; returns where each landed.
+    /// Produces many `AnalysisResultReady` records, `(event id, call id, analysis URL)`, at
+    /// once (all enqueued, then every acknowledgement awaited): for volume. Returns where each
+    /// landed.
     pub async fn send_many(&self, events: &[(String, String, String)]) -> Vec<kafka::Delivered> {
         // tansu takes a few thousand records a second: give deliveries time.
         let settings = KafkaSettings {
