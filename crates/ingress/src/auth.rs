@@ -1,10 +1,13 @@
 //! Webhook secrets: loaded from environment variables and files, compared in constant time,
 //! file-based ones re-read periodically so a rotated Kubernetes Secret applies without a
-//! restart.
+//! restart. A file emptied or deleted since disables its slot (the way to revoke a leaked
+//! secret at once); at startup every configured secret must be there.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
+
+use tracing::warn;
 
 use crate::settings::SourceSettings;
 
@@ -56,7 +59,8 @@ pub enum AuthOutcome {
 pub struct SourceSecrets {
     env: Vec<Secret>,
     files: Vec<PathBuf>,
-    file_secrets: RwLock<Vec<Secret>>,
+    /// Per file, its secret; `None` while the file is empty or gone (the slot disabled).
+    file_secrets: RwLock<Vec<Option<Secret>>>,
 }
 
 impl SourceSecrets {
@@ -73,7 +77,7 @@ impl SourceSecrets {
         let file_secrets = settings
             .secret_files
             .iter()
-            .map(|path| read_secret_file(path))
+            .map(|path| read_secret_file(path).map(Some))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Arc::new(Self {
             env,
@@ -87,21 +91,55 @@ impl SourceSecrets {
         !self.files.is_empty()
     }
 
-    /// Re-reads the secret files. All or nothing: if one cannot be read, the previous secrets
-    /// stay active. Returns whether anything changed.
+    /// Re-reads the secret files. A file that is empty or gone disables its slot (logged);
+    /// any other failure to read one keeps every previous secret active (all or nothing).
+    /// Returns whether anything changed.
     pub fn reload(&self) -> Result<bool, SecretError> {
         let fresh = self
             .files
             .iter()
-            .map(|path| read_secret_file(path))
+            .map(|path| match read_secret_file(path) {
+                Ok(secret) => Ok(Some(secret)),
+                Err(SecretError::EmptyFile(_)) => Ok(None),
+                Err(SecretError::File { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    Ok(None)
+                }
+                Err(error) => Err(error),
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let mut current = self
             .file_secrets
             .write()
             .unwrap_or_else(PoisonError::into_inner);
+        for (slot, (path, (was, now))) in self
+            .files
+            .iter()
+            .zip(current.iter().zip(&fresh))
+            .enumerate()
+        {
+            if was.is_some() && now.is_none() {
+                warn!(
+                    path = %path.display(),
+                    slot = self.env.len() + slot,
+                    "webhook secret file empty or gone: its secret is no longer accepted"
+                );
+            }
+        }
         let changed = *current != fresh;
         *current = fresh;
         Ok(changed)
+    }
+
+    /// Secret files that are empty or gone since startup (their slots accept nothing).
+    pub fn disabled(&self) -> usize {
+        self.file_secrets
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|secret| secret.is_none())
+            .count()
     }
 
     /// Checks a presented secret against every active one. The comparison takes the same time
@@ -115,7 +153,11 @@ impl SourceSecrets {
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         let mut matched = None;
-        for (slot, secret) in self.env.iter().chain(files.iter()).enumerate() {
+        let files = files.iter().map(Option::as_ref);
+        for (slot, secret) in self.env.iter().map(Some).chain(files).enumerate() {
+            let Some(secret) = secret else {
+                continue;
+            };
             if constant_time_eq(&secret.0, presented) && matched.is_none() {
                 matched = Some(slot);
             }
@@ -204,10 +246,12 @@ mod tests {
     }
 
     #[test]
-    fn a_rotated_file_applies_on_reload_and_a_broken_one_keeps_the_old_secret() {
+    fn a_rotated_file_applies_on_reload_and_an_emptied_or_deleted_one_disables_its_slot() {
         let mut file = tempfile::NamedTempFile::new().unwrap();
+        let mut other = tempfile::NamedTempFile::new().unwrap();
         write(&mut file, "first");
-        let secrets = SourceSecrets::load(&source(&[file.path()])).unwrap();
+        write(&mut other, "other");
+        let secrets = SourceSecrets::load(&source(&[file.path(), other.path()])).unwrap();
 
         write(&mut file, "second");
         assert!(secrets.reload().unwrap());
@@ -217,10 +261,48 @@ mod tests {
             AuthOutcome::Accepted { slot: 0 }
         );
 
+        // Emptied: the leaked secret is refused at once, the other slot keeps its number.
         write(&mut file, "  \n");
-        assert!(matches!(secrets.reload(), Err(SecretError::EmptyFile(_))));
+        assert!(secrets.reload().unwrap());
+        assert_eq!(secrets.check(Some(b"second")), AuthOutcome::Mismatch);
+        assert_eq!(secrets.check(Some(b"")), AuthOutcome::Mismatch);
         assert_eq!(
-            secrets.check(Some(b"second")),
+            secrets.check(Some(b"other")),
+            AuthOutcome::Accepted { slot: 1 }
+        );
+        assert_eq!(secrets.disabled(), 1);
+
+        // Written again: accepted again.
+        write(&mut file, "third");
+        assert!(secrets.reload().unwrap());
+        assert_eq!(
+            secrets.check(Some(b"third")),
+            AuthOutcome::Accepted { slot: 0 }
+        );
+        assert_eq!(secrets.disabled(), 0);
+
+        // Deleted: the same.
+        let path = other.path().to_owned();
+        other.close().unwrap();
+        assert!(secrets.reload().unwrap());
+        assert_eq!(secrets.check(Some(b"other")), AuthOutcome::Mismatch);
+        assert_eq!(secrets.disabled(), 1);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_keeps_every_previous_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "kept").unwrap();
+        let secrets = SourceSecrets::load(&source(&[&path])).unwrap();
+
+        // A directory where the file was: a read error that is neither "empty" nor "gone".
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        assert!(matches!(secrets.reload(), Err(SecretError::File { .. })));
+        assert_eq!(
+            secrets.check(Some(b"kept")),
             AuthOutcome::Accepted { slot: 0 }
         );
     }

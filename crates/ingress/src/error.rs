@@ -9,12 +9,17 @@ use serde::Serialize;
 use voicehub_model::ParseError;
 
 /// Why a webhook was not accepted. The variant decides the status code; the body is
-/// `{"error": <code>, "detail": <text>}`.
+/// `{"error": <code>, "detail": <text>}`, the code being the `outcome` label (except for an
+/// unknown source, answered as `unauthorized`).
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
-    /// 404: no source of that name.
+    /// No source of that name. Answered exactly as a wrong (or, without the header, missing)
+    /// secret, so that nobody can list the configured sources; counted as `unknown_source`.
     #[error("no source of that name is configured")]
-    UnknownSource,
+    UnknownSource {
+        /// Whether the request had an `x-webhook-secret` header.
+        secret_given: bool,
+    },
     /// 401: no `x-webhook-secret` header.
     #[error("the x-webhook-secret header is missing")]
     MissingSecret,
@@ -70,7 +75,7 @@ impl WebhookError {
     /// The `outcome` metric label; its value is also the `error` code of the body.
     pub fn outcome(&self) -> Outcome {
         match self {
-            Self::UnknownSource => Outcome::UnknownSource,
+            Self::UnknownSource { .. } => Outcome::UnknownSource,
             Self::MissingSecret | Self::WrongSecret => Outcome::Unauthorized,
             Self::TooLarge { .. } | Self::RecordTooLarge => Outcome::PayloadTooLarge,
             Self::BodyTimeout(_) => Outcome::RequestTimeout,
@@ -104,8 +109,9 @@ struct ErrorBody<'a> {
 impl ResponseError for WebhookError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::UnknownSource => StatusCode::NOT_FOUND,
-            Self::MissingSecret | Self::WrongSecret => StatusCode::UNAUTHORIZED,
+            Self::UnknownSource { .. } | Self::MissingSecret | Self::WrongSecret => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::TooLarge { .. } | Self::RecordTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::BodyRead(_) | Self::Invalid(_) => StatusCode::BAD_REQUEST,
@@ -118,13 +124,20 @@ impl ResponseError for WebhookError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status_code());
-        if let Some(seconds) = self.retry_after() {
+        let shown = match self {
+            Self::UnknownSource { secret_given: true } => &Self::WrongSecret,
+            Self::UnknownSource {
+                secret_given: false,
+            } => &Self::MissingSecret,
+            other => other,
+        };
+        let mut response = HttpResponse::build(shown.status_code());
+        if let Some(seconds) = shown.retry_after() {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds)));
         }
         response.json(ErrorBody {
-            error: self.outcome().as_str(),
-            detail: self.to_string(),
+            error: shown.outcome().as_str(),
+            detail: shown.to_string(),
         })
     }
 }
@@ -139,7 +152,8 @@ voicehub_model::closed_enum! {
         Duplicate => "duplicate",
         /// 200: an unknown `eventType`, produced to the unrouted topic.
         Unrouted => "unrouted",
-        /// 404
+        /// 401, as `unauthorized` (the answer does not tell an unknown source from a wrong
+        /// secret; the metric does)
         UnknownSource => "unknown_source",
         /// 401
         Unauthorized => "unauthorized",

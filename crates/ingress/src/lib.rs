@@ -14,7 +14,7 @@
 //! Authenticated bodies that cannot be used get 400 and go to the dead-letter topic; if even
 //! that cannot be written, 503, so nothing authenticated disappears.
 //!
-//! The request path, in order: source (404) → secret (401) → draining / load shedding (503)
+//! The request path, in order: source (unknown: 401, as a wrong secret) → secret (401) → draining / load shedding (503)
 //! → body limit (413) → body byte budget (503, [`body_budget`]) → body timeout (408) → parse (400 + dead letter) → deduplicate (200
 //! duplicate) → outbox: produce, or spool, and wait until durable (200, or 503).
 

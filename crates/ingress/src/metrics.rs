@@ -46,6 +46,9 @@ pub struct IngressMetrics {
     pub secret_reloads: IntCounterVec,
     /// `voicehub_ingress_secret_reload_errors_total{source}`
     pub secret_reload_errors: IntCounterVec,
+    /// `voicehub_ingress_secret_files_disabled{source}`: secret files empty or gone (their
+    /// slots accept nothing).
+    pub secret_files_disabled: IntGaugeVec,
     /// `voicehub_ingress_producer_queue_messages`
     pub producer_queue: IntGauge,
     /// `voicehub_ingress_producer_replacements_total`
@@ -202,6 +205,17 @@ impl IngressMetrics {
                 "Failed re-reads of secret files (the previous secrets stay active).",
                 &["source"],
             )?,
+            secret_files_disabled: registered(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "voicehub_ingress_secret_files_disabled",
+                        "Webhook secret files found empty or gone at the last re-read: their \
+                         secrets are no longer accepted.",
+                    ),
+                    &["source"],
+                )?,
+            )?,
             producer_replacements: {
                 registered(
                     registry,
@@ -242,6 +256,7 @@ impl IngressMetrics {
     pub fn source(&self, source: &str) -> SourceMetrics {
         self.secret_reloads.with_label_values(&[source]);
         self.secret_reload_errors.with_label_values(&[source]);
+        self.secret_files_disabled.with_label_values(&[source]);
         let accepted = ChildrenByIndex::new();
         accepted.get(0, || {
             self.auth_accepted.with_label_values(&[source, SLOTS[0]])

@@ -110,7 +110,9 @@ async fn handle(
     };
     let result = match configured {
         Some((_, configured)) => process(source, configured, request, body, state, &mut info).await,
-        None => Err(WebhookError::UnknownSource),
+        None => Err(WebhookError::UnknownSource {
+            secret_given: request.headers().contains_key(SECRET_HEADER),
+        }),
     };
     let (outcome, response) = match result {
         Ok(outcome) => (

@@ -305,13 +305,21 @@ impl Application {
             let configured = state.sources.get(name);
             if let Some(secrets) = configured.map(|c| &c.secrets).filter(|s| s.has_files()) {
                 let secrets = secrets.clone();
+                let disabled = state
+                    .metrics
+                    .secret_files_disabled
+                    .with_label_values(&[name]);
                 background.spawn(reload::reload_forever(
                     "webhook secrets",
                     name.clone(),
                     Duration::from_millis(source.secret_reload_ms),
                     state.metrics.secret_reloads.clone(),
                     state.metrics.secret_reload_errors.clone(),
-                    move || secrets.reload(),
+                    move || {
+                        let reloaded = secrets.reload();
+                        disabled.set(i64::try_from(secrets.disabled()).unwrap_or(i64::MAX));
+                        reloaded
+                    },
                 ));
             }
         }

@@ -1,6 +1,8 @@
 use serde_json::Value;
 use voicehub_model::parse_webhook;
 
+use voicehub_testkit::metrics::metric_value;
+
 use crate::helpers::{SECRET, fixture, spawn_app, status_event};
 
 const EXAMPLES: &[&str] = &[
@@ -115,23 +117,48 @@ async fn an_unknown_event_type_goes_to_the_unrouted_topic_untouched() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_unknown_source_is_404_and_writes_nothing() {
+async fn an_unknown_source_is_answered_as_a_wrong_secret_and_writes_nothing() {
     let app = spawn_app().await;
+    // What a wrong and a missing secret get on the configured source.
+    let answer = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        let headers: Vec<String> = response
+            .headers()
+            .keys()
+            .map(|name| name.to_string())
+            .filter(|name| name != "date")
+            .collect();
+        (status, headers, response.text().await.unwrap())
+    };
+    let wrong = answer(
+        app.post("/webhooks/voicehub", Some("not-the-secret"), b"{}".to_vec())
+            .await,
+    )
+    .await;
+    let missing = answer(app.post("/webhooks/voicehub", None, b"{}".to_vec()).await).await;
+    assert_eq!(wrong.0, 401);
+    assert_ne!(wrong.2, missing.2);
 
-    let response = app
-        .post(
-            "/webhooks/voicehub/..%2F..%2Fetc",
-            Some(SECRET),
-            b"{}".to_vec(),
-        )
-        .await;
-    assert_eq!(response.status(), 404);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error"], "unknown_source");
-    let other = app
-        .post("/webhooks/voicehub/nope", Some(SECRET), b"{}".to_vec())
-        .await;
-    assert_eq!(other.status(), 404);
+    // An unknown source cannot be told from them, whatever secret it is sent.
+    for path in [
+        "/webhooks/voicehub/..%2F..%2Fetc",
+        "/webhooks/voicehub/nope",
+    ] {
+        for secret in [Some(SECRET), Some("not-the-secret")] {
+            let response = answer(app.post(path, secret, b"{}".to_vec()).await).await;
+            assert_eq!(response, wrong, "{path} with a secret");
+        }
+        let response = answer(app.post(path, None, b"{}".to_vec()).await).await;
+        assert_eq!(response, missing, "{path} without one");
+    }
 
+    // The metric tells them apart, under the source label `unknown`.
+    let scrape = app.metrics().await;
+    let unknown = metric_value(
+        &scrape,
+        "voicehub_ingress_requests_total",
+        &[("source", "unknown"), ("outcome", "unknown_source")],
+    );
+    assert_eq!(unknown, 6.0);
     assert!(app.all_records().await.is_empty());
 }

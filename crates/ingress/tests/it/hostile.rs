@@ -19,7 +19,11 @@ async fn path_tricks_in_the_source_name_find_no_source_and_write_nothing() {
         "/webhooks/voicehub/default/extra",
     ] {
         let status = app.post(path, Some(SECRET), body.clone()).await.status();
-        assert!(status == 404 || status == 405, "{path}: {status}");
+        // 401 as for a wrong secret (a source name that is not one), or no such route.
+        assert!(
+            [401, 404, 405].contains(&status.as_u16()),
+            "{path}: {status}"
+        );
     }
 
     assert!(app.all_records().await.is_empty());
