@@ -52,6 +52,8 @@ mutations=(
   "ingress body budget: bodies reserve nothing|crates/ingress/src/body_budget.rs|let units = u32::try_from(bytes.div_ceil(UNIT).max(1)).ok()?;|let units = u32::from(bytes > usize::MAX);|test(=hostile::bodies_beyond_the_in_flight_byte_budget_get_503_before_they_are_read)|the slow body never reserved"
   "enricher backlog: no bound, judged by the process's memory|crates/enricher/src/pipeline/dispatch.rs|if !paused && backlog.bytes >= self.max_backlog_bytes {|if !paused && backlog.bytes >= self.max_backlog_bytes * 1000 {|test(=intake::a_stalled_enricher_takes_in_no_more_than_its_backlog_bound)|it took in more than its backlog bound"
   "enricher: no bound on what a rebalance redoes|crates/enricher/src/pipeline/dispatch.rs|backlog.pop(\|partition\| tracker.uncommitted(partition) < limit)|backlog.pop(\|_\| true)|test(=restart::a_partition_held_back_starts_no_more_than_its_bound_and_its_successor_redoes_only_those)|records started behind a hanging one"
+  "ingress: no limit on requests in flight|crates/ingress/src/startup.rs|in_flight: Semaphore::new(settings.http.max_in_flight),|in_flight: Semaphore::new(Semaphore::MAX_PERMITS),|test(=hostile::a_request_beyond_the_in_flight_limit_gets_503_and_the_held_ones_are_answered)|a request beyond http.max_in_flight was taken in"
+  "enricher: a refused group leaves it ready|crates/enricher/src/pipeline/dispatch.rs|self.readiness.set(GROUP_CHECK, false);|let _ = GROUP_CHECK;|test(=secured::an_enricher_refused_its_group_says_so_is_unready_and_heals_once_granted)|enricher /readyz still 200"
 )
 
 if find . -name '*.unmutated' -not -path './target/*' | grep -q .; then

@@ -327,7 +327,7 @@ impl std::fmt::Display for Report {
         writeln!(f, "  duplicates unexplained: {}", self.unexplained.len())?;
         writeln!(
             f,
-            "  redone runs of {MAX_UNCOMMITTED} offsets / moves, by partition: {:?}",
+            "  redone runs of {MAX_UNCOMMITTED} offsets / revocations, by partition: {:?}",
             self.redo_spans
         )?;
         for over in &self.over_bound {

@@ -358,3 +358,88 @@ async fn reserved(app: &crate::helpers::TestApp) -> f64 {
         &[],
     )
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_beyond_the_in_flight_limit_gets_503_and_the_held_ones_are_answered() {
+    // Arrange: two requests at most; two slow senders hold both (headers sent, body not yet).
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.http.max_in_flight = 2;
+        s.http.body_timeout_ms = 30_000;
+    })
+    .await;
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for i in 0..2 {
+        let body = status_event(&format!("held-{i}"), "c1").to_string();
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let head = post_head(SECRET, &format!("content-length: {}\r\n", body.len()));
+        stream.write_all(head.as_bytes()).await.unwrap();
+        held.push((stream, body));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let scrape = app.metrics().await;
+        let in_flight = metric_value(&scrape, "voicehub_ingress_in_flight_requests", &[]);
+        if in_flight == 2.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow senders never held their slots ({in_flight} in flight)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // Act
+    let refused = app
+        .post(
+            "/webhooks/voicehub",
+            Some(SECRET),
+            status_event("refused", "c2").to_string().into_bytes(),
+        )
+        .await;
+
+    // Assert: 503 overloaded with Retry-After; the held ones are answered 200 once their bodies
+    // arrive, and a request after them is taken again; only the three accepted are written.
+    assert_eq!(
+        refused.status(),
+        503,
+        "a request beyond http.max_in_flight was taken in"
+    );
+    crate::helpers::assert_retry_later(refused, "overloaded").await;
+    for (mut stream, body) in held {
+        stream.write_all(body.as_bytes()).await.unwrap();
+        let mut answer = [0u8; 12];
+        stream.read_exact(&mut answer).await.unwrap();
+        assert_eq!(
+            &answer,
+            b"HTTP/1.1 200",
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    let after = app
+        .post(
+            "/webhooks/voicehub",
+            Some(SECRET),
+            status_event("after", "c2").to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(after.status(), 200);
+    let records = app
+        .broker
+        .wait_for_records(
+            &app.topics.call_status_changed,
+            3,
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = records
+        .iter()
+        .filter_map(|r| r.json()["eventId"].as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["after", "held-0", "held-1"]);
+}
