@@ -52,7 +52,7 @@ pub struct ConsumerSettings {
     pub max_backlog_bytes: usize,
     /// Records of one partition started and not yet committable (in flight, or finished
     /// behind a slower one) at most; at the bound that partition waits for its oldest. What
-    /// a rebalance makes the next owner process again, per partition that moves.
+    /// a rebalance makes the next owner process again, per partition revoked.
     pub max_uncommitted_per_partition: usize,
     /// `session.timeout.ms`.
     pub session_timeout_ms: u64,

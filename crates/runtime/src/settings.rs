@@ -326,14 +326,7 @@ impl fmt::Debug for KafkaSettings {
         } = self;
         let properties: BTreeMap<&str, &str> = properties
             .iter()
-            .map(|(name, value)| {
-                let shown = if may_be_secret(name) {
-                    "(secret, not shown)"
-                } else {
-                    value.as_str()
-                };
-                (name.as_str(), shown)
-            })
+            .map(|(name, value)| (name.as_str(), shown_value(name, value)))
             .collect();
         f.debug_struct("KafkaSettings")
             .field("bootstrap_servers", bootstrap_servers)
@@ -349,12 +342,14 @@ impl fmt::Debug for KafkaSettings {
     }
 }
 
-/// Whether a librdkafka property may hold a secret (passwords, private keys, OAuth client
-/// secrets and configurations): never shown, in `Debug` or the startup report.
-pub(crate) fn may_be_secret(name: &str) -> bool {
-    ["password", "secret", ".pem", "oauthbearer.config", "jaas"]
+/// A librdkafka property's value as it may be shown (in `Debug` or the startup report): not at
+/// all when the property may hold a secret (passwords, private keys, OAuth client secrets and
+/// configurations).
+pub(crate) fn shown_value<'a>(name: &str, value: &'a str) -> &'a str {
+    let secret = ["password", "secret", ".pem", "oauthbearer.config", "jaas"]
         .iter()
-        .any(|part| name.contains(part))
+        .any(|part| name.contains(part));
+    if secret { "(secret, not shown)" } else { value }
 }
 
 impl Default for KafkaSettings {

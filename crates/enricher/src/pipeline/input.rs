@@ -86,18 +86,15 @@ impl Backlog {
 
     /// The oldest record of the next partition in turn for which `may_start` holds.
     pub(super) fn pop(&mut self, may_start: impl Fn(i32) -> bool) -> Option<Input> {
-        let after = match self.last {
-            Some(last) => (Bound::Excluded(last), Bound::Unbounded),
-            None => (Bound::Unbounded, Bound::Unbounded),
-        };
-        let before = match self.last {
-            Some(last) => (Bound::Unbounded, Bound::Included(last)),
-            None => (Bound::Unbounded, Bound::Excluded(i32::MIN)),
-        };
+        let after = self.last.map_or(Bound::Unbounded, Bound::Excluded);
+        let from_the_start = self
+            .last
+            .into_iter()
+            .flat_map(|last| self.partitions.range(..=last));
         let partition = self
             .partitions
-            .range(after)
-            .chain(self.partitions.range(before))
+            .range((after, Bound::Unbounded))
+            .chain(from_the_start)
             .map(|(partition, _)| *partition)
             .find(|partition| may_start(*partition))?;
         let queue = self.partitions.get_mut(&partition)?;

@@ -6,7 +6,7 @@ use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 
-use crate::settings::{CONTRACT_PRODUCER_PROPERTIES, KafkaSettings, PropertyOrigin, may_be_secret};
+use crate::settings::{CONTRACT_PRODUCER_PROPERTIES, KafkaSettings, PropertyOrigin, shown_value};
 
 /// Connection properties shared by every client: brokers, client id, extra properties.
 ///
@@ -90,11 +90,7 @@ pub fn describe_properties(
                 None => "default".to_owned(),
             },
         };
-        let value = if may_be_secret(name) {
-            "(secret, not shown)"
-        } else {
-            value
-        };
+        let value = shown_value(name, value);
         text.push_str(&format!("  {name:width$}  {value}  <- {origin}\n"));
     }
     text
