@@ -181,7 +181,7 @@ start_ingress() {
 start_enricher() {
   {
     printf '[admin]\nlisten = "127.0.0.1:%s"\n[log]\nlevel = "warn"\n' "$1"
-    printf '[sources.default]\napi_key_env = "SCRIPT_API_KEY"\nallowed_hosts = ["%s"]\nallow_http = true\n' "$3"
+    printf '[sources.default]\napi_key_env = "SCRIPT_API_KEY"\nallowed_hosts = [{ host = "%s", allow_private_addresses = true }]\nallow_http = true\n' "$3"
     kafka_toml "$2"
     printf '%s\n' "${enricher_extra:-}"
   } >"$work/enricher.toml"

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 use voicehub_devstack::stack;
+use voicehub_enricher::allow_list::AllowedHost;
 use voicehub_model::Topics;
 use voicehub_model::enriched::AnalysisEnriched;
 use voicehub_runtime::settings::KafkaSettings;
@@ -78,8 +79,9 @@ impl Bridge {
         let webhook_url = format!("http://127.0.0.1:{}/webhooks/voicehub", ingress.port());
         let ingress_admin = ingress.admin_port();
         let api = AnalysisApi::start("127.0.0.1:0", API_KEY, trouble).unwrap();
+        let api_host = AllowedHost::parse(&api.host(), true).unwrap();
         let mut enricher_settings =
-            stack::enricher_settings(&kafka, 0, secrets.api_key.clone(), vec![api.host()]);
+            stack::enricher_settings(&kafka, 0, secrets.api_key.clone(), vec![api_host]);
         enricher_settings.consumer.group_id = broker.name("e2e");
         enricher_settings.consumer.session_timeout_ms = 6_000;
         enricher_settings.retry.initial_backoff_ms = 50;

@@ -33,7 +33,7 @@ pub fn enricher_toml(
     format!(
         "[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n[consumer]\ngroup_id = \"{group}\"\n\
          session_timeout_ms = 6000\n[retry]\ninitial_backoff_ms = 50\n\
-         [sources.default]\napi_key_file = \"{}\"\nallowed_hosts = [\"{}\"]\nallow_http = true\n{rest}",
+         [sources.default]\napi_key_file = \"{}\"\nallowed_hosts = [{{ host = \"{}\", allow_private_addresses = true }}]\nallow_http = true\n{rest}",
         secrets.api_key.display(),
         api.host(),
     )

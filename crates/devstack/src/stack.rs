@@ -9,6 +9,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::watch;
 use voicehub_enricher::EnricherSettings;
+use voicehub_enricher::allow_list::AllowedHost;
 use voicehub_enricher::settings::SourceSettings as EnricherSource;
 use voicehub_ingress::IngressSettings;
 use voicehub_ingress::settings::{HttpSettings, SourceSettings as IngressSource};
@@ -53,7 +54,7 @@ pub fn enricher_settings(
     kafka: &KafkaSettings,
     admin_port: u16,
     key_file: PathBuf,
-    allowed_hosts: Vec<String>,
+    allowed_hosts: Vec<AllowedHost>,
 ) -> EnricherSettings {
     EnricherSettings {
         consumer: Default::default(),

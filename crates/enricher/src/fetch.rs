@@ -13,6 +13,8 @@ use url::Url;
 use voicehub_model::ParseError;
 use voicehub_model::analysis::AnalysisResult;
 
+use crate::allow_list::{AllowList, NonPublicAddress};
+
 /// The header VoiceHub expects the account API key in.
 pub const API_KEY_HEADER: &str = "x-dq-api-key";
 
@@ -68,15 +70,36 @@ impl SharedKey {
     }
 }
 
-/// Where a source's key may go.
+/// A source's key, where it may go, and the HTTP client that takes it there (its resolver
+/// holds the source's address rules).
 #[derive(Debug, Clone)]
 pub struct Access {
-    /// The key.
-    pub api_key: SharedKey,
-    /// `host` or `host:port`, lower case.
-    pub allowed_hosts: Vec<String>,
-    /// Whether `http` is allowed besides `https`.
-    pub allow_http: bool,
+    api_key: SharedKey,
+    allow_list: AllowList,
+    client: reqwest::Client,
+}
+
+impl Access {
+    /// The client: bounded connect time, no redirects, no proxy from the environment, and
+    /// `allow_list`'s resolver. [`fetch`] bounds each request's time itself (the wait for body
+    /// budget is not the API's time).
+    pub fn new(
+        api_key: SharedKey,
+        allow_list: AllowList,
+        connect_timeout: Duration,
+    ) -> reqwest::Result<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(allow_list.resolver()))
+            .build()?;
+        Ok(Self {
+            api_key,
+            allow_list,
+            client,
+        })
+    }
 }
 
 /// Why a fetch did not yield an analysis.
@@ -156,39 +179,9 @@ impl FetchError {
     }
 }
 
-/// Checks `url` against the source's allow-list: scheme, no credentials, exact host (and
-/// port when the entry names one).
+/// Checks `url` against the source's allow-list (see [`AllowList::check`]).
 pub fn check_url(url: &str, access: &Access) -> Result<Url, FetchError> {
-    let parsed = Url::parse(url).map_err(|e| FetchError::Disallowed(format!("not a URL: {e}")))?;
-    match parsed.scheme() {
-        "https" => {}
-        "http" if access.allow_http => {}
-        other => {
-            return Err(FetchError::Disallowed(format!(
-                "scheme `{other}` is not allowed"
-            )));
-        }
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(FetchError::Disallowed("credentials in the URL".into()));
-    }
-    let host = parsed
-        .host_str()
-        .ok_or_else(|| FetchError::Disallowed("no host".into()))?
-        .to_ascii_lowercase();
-    let with_port = parsed
-        .port_or_known_default()
-        .map(|port| format!("{host}:{port}"));
-    let allowed = access
-        .allowed_hosts
-        .iter()
-        .any(|entry| *entry == host || Some(entry) == with_port.as_ref());
-    if !allowed {
-        return Err(FetchError::Disallowed(format!(
-            "host `{host}` is not on the allow-list"
-        )));
-    }
-    Ok(parsed)
+    access.allow_list.check(url).map_err(FetchError::Disallowed)
 }
 
 /// The analysis bodies all fetches may hold at once (`fetch.max_in_flight_body_bytes`), in
@@ -224,23 +217,11 @@ fn kib(bytes: u64) -> u32 {
     u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX)
 }
 
-/// An HTTP client for analysis fetches: bounded connect time, no redirects, no proxy from the
-/// environment. [`fetch`] bounds each request's time itself (the wait for body budget is not
-/// the API's time).
-pub fn client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .build()
-}
-
 /// One attempt: check, `GET` with the key, reserve the body's size from `budget`, read at most
 /// `max_bytes`, parse. The reservation comes back with the analysis. The request (headers, then
 /// body) gets `timeout` in all, not counting the wait for budget: records that hold it while
 /// Kafka is away must not turn healthy fetches into timeouts and retries.
 pub async fn fetch(
-    client: &reqwest::Client,
     url: &str,
     access: &Access,
     max_bytes: usize,
@@ -251,7 +232,8 @@ pub async fn fetch(
     let started = tokio::time::Instant::now();
     let response = tokio::time::timeout(
         timeout,
-        client
+        access
+            .client
             .get(url)
             .header(API_KEY_HEADER, access.api_key.current())
             .send(),
@@ -297,6 +279,13 @@ pub async fn fetch(
 }
 
 fn classify_transport(error: reqwest::Error) -> FetchError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(error) = cause {
+        if let Some(refused) = error.downcast_ref::<NonPublicAddress>() {
+            return FetchError::Disallowed(refused.to_string());
+        }
+        cause = error.source();
+    }
     if error.is_timeout() {
         FetchError::Timeout
     } else {
@@ -316,47 +305,78 @@ fn retry_after(value: Option<&HeaderValue>) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::allow_list::AllowedHost;
 
     fn access(hosts: &[&str], allow_http: bool) -> Access {
-        Access {
-            api_key: SharedKey::new(ApiKey::new("k").unwrap()),
-            allowed_hosts: hosts.iter().map(|h| h.to_string()).collect(),
-            allow_http,
-        }
+        let hosts = hosts
+            .iter()
+            .map(|entry| AllowedHost::parse(entry, true).unwrap())
+            .collect();
+        let key = SharedKey::new(ApiKey::new("k").unwrap());
+        Access::new(
+            key,
+            AllowList::new(hosts, allow_http),
+            Duration::from_secs(1),
+        )
+        .unwrap()
     }
 
-    #[test]
-    fn only_allowed_hosts_over_https_pass() {
-        let a = access(&["voicehub.dataqueue.ai"], false);
-        assert!(check_url("https://voicehub.dataqueue.ai/api/v1/x", &a).is_ok());
-        assert!(check_url("https://VOICEHUB.dataqueue.ai/api/v1/x", &a).is_ok());
-        for forged in [
-            "http://voicehub.dataqueue.ai/api/v1/x",
-            "https://voicehub.dataqueue.ai.evil.example/x",
-            "https://evilvoicehub.dataqueue.ai/x",
-            "https://evil.voicehub.dataqueue.ai/x",
-            "https://evil.example/voicehub.dataqueue.ai",
-            "https://voicehub.dataqueue.ai@evil.example/x",
-            "https://user:pass@voicehub.dataqueue.ai/x",
-            "https://127.0.0.1/x",
-            "https://169.254.169.254/latest/meta-data",
-            "https://[::1]/x",
-            "file:///etc/passwd",
-            "not a url",
-        ] {
-            assert!(
-                matches!(check_url(forged, &a), Err(FetchError::Disallowed(_))),
-                "{forged} was allowed"
-            );
-        }
+    const ANALYSIS: &str = include_str!("../../../tests/fixtures/voicehub/analysis-result.json");
+
+    /// A server on 127.0.0.1 that counts the connections it accepts and answers each with an
+    /// analysis.
+    async fn counting_server() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut request = [0_u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{ANALYSIS}",
+                    ANALYSIS.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+        (port, accepted)
     }
 
-    #[test]
-    fn a_host_with_a_port_must_match_the_port() {
-        let a = access(&["127.0.0.1:8443"], true);
-        assert!(check_url("http://127.0.0.1:8443/x", &a).is_ok());
-        assert!(check_url("http://127.0.0.1:8444/x", &a).is_err());
-        assert!(check_url("http://127.0.0.1/x", &a).is_err());
+    #[tokio::test]
+    async fn a_name_that_resolves_to_loopback_gets_nothing_unless_its_entry_allows_it() {
+        use std::sync::atomic::Ordering;
+        // Arrange: `localhost` resolves to 127.0.0.1 (or ::1), where the server listens.
+        let (port, accepted) = counting_server().await;
+        let budget = BodyBudget::new(64 * 1024);
+        let url = format!("http://localhost:{port}/api/v1/analysis-results/a");
+        let strict = AllowList::new(
+            vec![AllowedHost::parse(&format!("localhost:{port}"), false).unwrap()],
+            true,
+        );
+        let key = SharedKey::new(ApiKey::new("k").unwrap());
+        let strict = Access::new(key.clone(), strict, Duration::from_secs(1)).unwrap();
+        let trusting = access(&[&format!("localhost:{port}")], true);
+        let timeout = Duration::from_secs(5);
+
+        // Act
+        let refused = fetch(&url, &strict, 64 * 1024, &budget, timeout).await;
+        let connections_when_refused = accepted.load(Ordering::SeqCst);
+        let fetched = fetch(&url, &trusting, 64 * 1024, &budget, timeout).await;
+
+        // Assert
+        match refused {
+            Err(FetchError::Disallowed(why)) => {
+                assert!(why.contains("a loopback address"), "{why}")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(connections_when_refused, 0, "the server was reached");
+        assert!(fetched.is_ok(), "{fetched:?}");
     }
 
     #[test]
@@ -392,31 +412,15 @@ mod tests {
     /// fetch into a timeout: the wait for room is not the API's time.
     #[tokio::test]
     async fn waiting_for_budget_does_not_count_against_the_timeout() {
-        const ANALYSIS: &str =
-            include_str!("../../../tests/fixtures/voicehub/analysis-result.json");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut request = [0_u8; 4096];
-            let _ = socket.read(&mut request).await.unwrap();
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{ANALYSIS}",
-                ANALYSIS.len()
-            );
-            socket.write_all(answer.as_bytes()).await.unwrap();
-        });
+        let (port, _) = counting_server().await;
         let budget = BodyBudget::new(64 * 1024);
         let everything = budget.reserve(64 * 1024).await;
-        let client = client(Duration::from_secs(1)).unwrap();
         let access = access(&[&format!("127.0.0.1:{port}")], true);
         let url = format!("http://127.0.0.1:{port}/api/v1/analysis-results/a");
 
         // Act: the budget is freed after 3 timeouts' worth of time.
         let (fetched, ()) = tokio::join!(
             fetch(
-                &client,
                 &url,
                 &access,
                 64 * 1024,

@@ -1,6 +1,7 @@
 //! The Kafka half of the bridge: for every `AnalysisResultReady` record, fetch the analysis
 //! and republish it enriched. Delivery semantics: see [`pipeline`].
 
+pub mod allow_list;
 pub mod consumer_watch;
 pub mod dead_letter;
 pub mod fetch;

@@ -7,6 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use voicehub_runtime::settings::{AdminSettings, KafkaSettings, LogSettings, SettingsError};
 
+use crate::allow_list::AllowedHost;
+
 /// Everything the enricher reads at startup.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -163,10 +165,11 @@ pub struct SourceSettings {
     /// (logged, counted in `voicehub_enricher_api_key_reload_errors_total`).
     #[serde(default = "default_reload_ms")]
     pub api_key_reload_ms: u64,
-    /// Hosts (`host` or `host:port`) the key may be sent to. Compared exactly,
-    /// case-insensitively.
+    /// Where the key may be sent: `host`, `host:port`, optionally with a path prefix
+    /// (`host/api/v1/`); a host on a loopback, private or link-local address only as
+    /// `{ host = "...", allow_private_addresses = true }`. See [`AllowedHost`].
     #[serde(default = "default_hosts")]
-    pub allowed_hosts: Vec<String>,
+    pub allowed_hosts: Vec<AllowedHost>,
     /// Allow plain `http` URLs (local development only).
     #[serde(default)]
     pub allow_http: bool,
@@ -176,8 +179,10 @@ fn default_reload_ms() -> u64 {
     5_000
 }
 
-fn default_hosts() -> Vec<String> {
-    vec!["voicehub.dataqueue.ai".into()]
+fn default_hosts() -> Vec<AllowedHost> {
+    AllowedHost::parse("voicehub.dataqueue.ai", false)
+        .into_iter()
+        .collect()
 }
 
 impl EnricherSettings {
@@ -246,15 +251,6 @@ impl EnricherSettings {
                     "must be above 0",
                 ));
             }
-            if let Some(entry) = source.allowed_hosts.iter().find(|h| !is_host_entry(h)) {
-                return Err(SettingsError::invalid(
-                    format!("sources.{name}.allowed_hosts"),
-                    format_args!(
-                        "`{entry}` is not a host: write `host` or `host:port` (for example \
-                         `voicehub.dataqueue.ai`), without a scheme, path or credentials"
-                    ),
-                ));
-            }
             if source.api_key_env.is_some() == source.api_key_file.is_some() {
                 return Err(SettingsError::invalid(
                     format!("sources.{name}"),
@@ -272,47 +268,9 @@ impl EnricherSettings {
     }
 }
 
-/// Whether an `allowed_hosts` entry is a host name or address, with an optional port: what
-/// the allow-list compares against (a URL there would never match).
-fn is_host_entry(entry: &str) -> bool {
-    let (host, port) = match entry.rsplit_once(':') {
-        // An IPv6 literal is bracketed; its colons are not a port separator.
-        Some((host, port)) if !port.contains(']') => (host, Some(port)),
-        _ => (entry, None),
-    };
-    let host_ok = !host.is_empty()
-        && (host.starts_with('[') && host.ends_with(']')
-            || host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')));
-    host_ok && port.is_none_or(|port| port.parse::<u16>().is_ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn allowed_hosts_entries_are_hosts_not_urls() {
-        for entry in [
-            "voicehub.dataqueue.ai",
-            "127.0.0.1:8090",
-            "[::1]:443",
-            "[::1]",
-        ] {
-            assert!(is_host_entry(entry), "{entry}");
-        }
-        for entry in [
-            "https://voicehub.dataqueue.ai",
-            "voicehub.dataqueue.ai/",
-            "user@voicehub.dataqueue.ai",
-            "host:port",
-            "",
-            "host:99999",
-        ] {
-            assert!(!is_host_entry(entry), "{entry}");
-        }
-    }
 
     #[test]
     fn backoff_doubles_up_to_its_cap() {
@@ -364,7 +322,7 @@ mod shipped {
     #[test]
     fn settings_that_would_fail_at_run_time_are_refused_by_key() {
         type Change = fn(&mut EnricherSettings);
-        let cases: [(Change, &str); 5] = [
+        let cases: [(Change, &str); 4] = [
             (
                 |s| s.sources.get_mut("default").unwrap().api_key_reload_ms = 0,
                 "sources.default.api_key_reload_ms",
@@ -374,13 +332,6 @@ mod shipped {
                 "retry.initial_backoff_ms",
             ),
             (|s| s.retry.max_backoff_ms = 10, "retry.initial_backoff_ms"),
-            (
-                |s| {
-                    s.sources.get_mut("default").unwrap().allowed_hosts =
-                        vec!["https://voicehub.dataqueue.ai".into()]
-                },
-                "sources.default.allowed_hosts",
-            ),
             (
                 |s| s.kafka.topics.dead_letter = s.kafka.topics.analysis_result_ready.clone(),
                 "kafka.topics.dead_letter",
@@ -394,6 +345,42 @@ mod shipped {
             assert!(
                 text.starts_with(&format!("configuration key `{key}`")),
                 "{key}: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_allowed_host_is_read_as_a_string_or_a_table_and_refused_by_key() {
+        let load = |entry: &str| {
+            let mut file = tempfile::NamedTempFile::new().unwrap();
+            let text =
+                format!("[sources.default]\napi_key_env = \"K\"\nallowed_hosts = [{entry}]\n");
+            std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+            load_with_env::<EnricherSettings>(Some(file.path()), Vec::new())
+        };
+        let taken = load(
+            r#""api.example/v1/", { host = "localhost:8090", allow_private_addresses = true }"#,
+        )
+        .unwrap();
+        let expected = [
+            AllowedHost::parse("api.example/v1/", false).unwrap(),
+            AllowedHost::parse("localhost:8090", true).unwrap(),
+        ];
+        assert_eq!(taken.sources["default"].allowed_hosts, expected);
+        for (entry, says) in [
+            (r#""https://voicehub.dataqueue.ai""#, "is a URL"),
+            (r#""127.0.0.1:8090""#, "allow_private_addresses = true"),
+            (r#""[::1]:8090""#, "a loopback address"),
+            (r#""host/a/../b""#, "dot segments"),
+            (
+                r#"{ host = "localhost", private = true }"#,
+                "not a host entry",
+            ),
+        ] {
+            let text = load(entry).unwrap_err().to_string();
+            assert!(
+                text.contains("`sources.default.allowed_hosts[0]`") && text.contains(says),
+                "{entry}: {text}"
             );
         }
     }

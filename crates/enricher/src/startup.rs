@@ -16,6 +16,7 @@ use voicehub_runtime::settings::{KafkaSettings, SettingsError};
 pub use voicehub_runtime::shutdown::ShutdownTrigger;
 use voicehub_runtime::{FaultHook, reload};
 
+use crate::allow_list::AllowList;
 use crate::consumer_watch::BrokerWatch;
 use crate::fetch::{self, Access, ApiKey, SharedKey};
 use crate::metrics::EnricherMetrics;
@@ -96,8 +97,9 @@ impl Application {
 
         let mut sources = HashMap::new();
         let mut key_files = Vec::new();
+        let connect_timeout = Duration::from_millis(settings.fetch.connect_timeout_ms);
         for (name, source) in &settings.sources {
-            let (access, key_file) = access(name, source)?;
+            let (access, key_file) = access(name, source, connect_timeout)?;
             sources.insert(name.clone(), access);
             key_files.extend(key_file);
         }
@@ -135,7 +137,6 @@ impl Application {
         ));
         let (consumer, revoked) = consumers.make()?;
 
-        let http = fetch::client(Duration::from_millis(settings.fetch.connect_timeout_ms))?;
         let admin = AdminServer::bind(&settings.admin.listen, registry, readiness.clone())
             .map_err(|error| StartupError::Bind {
                 address: settings.admin.listen.clone(),
@@ -146,7 +147,6 @@ impl Application {
             topic: topics.analysis_result_ready.clone(),
             worker: Arc::new(Worker {
                 producer: producer.clone(),
-                http,
                 sources,
                 topics,
                 body_budget: fetch::BodyBudget::new(settings.fetch.max_in_flight_body_bytes),
@@ -436,7 +436,11 @@ struct KeyFile {
     key: SharedKey,
 }
 
-fn access(name: &str, source: &SourceSettings) -> Result<(Access, Option<KeyFile>), StartupError> {
+fn access(
+    name: &str,
+    source: &SourceSettings,
+    connect_timeout: Duration,
+) -> Result<(Access, Option<KeyFile>), StartupError> {
     let fail = |detail: String| StartupError::ApiKey {
         source_name: name.to_owned(),
         detail,
@@ -464,14 +468,7 @@ fn access(name: &str, source: &SourceSettings) -> Result<(Access, Option<KeyFile
             every: Duration::from_millis(source.api_key_reload_ms),
             key: api_key.clone(),
         });
-    let access = Access {
-        api_key,
-        allowed_hosts: source
-            .allowed_hosts
-            .iter()
-            .map(|h| h.to_ascii_lowercase())
-            .collect(),
-        allow_http: source.allow_http,
-    };
+    let allow_list = AllowList::new(source.allowed_hosts.clone(), source.allow_http);
+    let access = Access::new(api_key, allow_list, connect_timeout)?;
     Ok((access, key_file))
 }

@@ -18,6 +18,7 @@ use anyhow::Context;
 use clap::Parser;
 use voicehub_devstack::stack;
 use voicehub_enricher::EnricherSettings;
+use voicehub_enricher::allow_list::AllowedHost;
 use voicehub_ingress::IngressSettings;
 use voicehub_runtime::settings::{KafkaSettings, LogFormat, LogSettings};
 use voicehub_runtime::shutdown::ShutdownTrigger;
@@ -156,8 +157,8 @@ async fn main() -> anyhow::Result<()> {
     };
     // VoiceHub itself, and the stand-in (plain HTTP on loopback).
     let allowed_hosts = vec![
-        "voicehub.dataqueue.ai".into(),
-        format!("127.0.0.1:{api_port}"),
+        AllowedHost::parse("voicehub.dataqueue.ai", false).map_err(anyhow::Error::msg)?,
+        AllowedHost::parse(&format!("127.0.0.1:{api_port}"), true).map_err(anyhow::Error::msg)?,
     ];
     let enricher = voicehub_enricher::Application::build(EnricherSettings {
         log,

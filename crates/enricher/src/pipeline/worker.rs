@@ -32,8 +32,6 @@ use crate::settings::{FetchSettings, RetrySettings};
 pub struct Worker {
     /// Output producer.
     pub producer: Arc<RecoveringProducer<rdkafka::client::DefaultClientContext>>,
-    /// HTTP client for fetches.
-    pub http: reqwest::Client,
     /// Allow-lists and keys by source name.
     pub sources: HashMap<String, Access>,
     /// Topic names.
@@ -214,7 +212,6 @@ impl Worker {
             attempt += 1;
             let attempt_started = Instant::now();
             let result = fetch::fetch(
-                &self.http,
                 &event.payload.analysis_result_url,
                 access,
                 self.fetch.max_body_bytes,

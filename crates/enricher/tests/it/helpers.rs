@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use tokio::task::JoinHandle;
+use voicehub_enricher::allow_list::AllowedHost;
 use voicehub_enricher::consumer_watch::BrokerWatch;
 use voicehub_enricher::settings::{ConsumerSettings, FetchSettings, RetrySettings, SourceSettings};
 use voicehub_enricher::{Application, EnricherSettings, ShutdownTrigger};
@@ -251,7 +252,9 @@ pub async fn spawn_enricher_against(
             SourceSettings {
                 api_key_env: None,
                 api_key_file: Some(key.path().to_owned()),
-                allowed_hosts: vec![format!("127.0.0.1:{}", api.port)],
+                allowed_hosts: vec![
+                    AllowedHost::parse(&format!("127.0.0.1:{}", api.port), true).unwrap(),
+                ],
                 allow_http: true,
                 api_key_reload_ms: 100,
             },

@@ -1,6 +1,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use voicehub_enricher::allow_list::AllowedHost;
 use voicehub_enricher::settings::{
     ConsumerSettings, EnricherSettings, RetrySettings, SourceSettings,
 };
@@ -95,7 +96,7 @@ async fn analyses_dead_lettered_for_a_revoked_key_are_enriched_once_after_a_redr
             SourceSettings {
                 api_key_env: None,
                 api_key_file: Some(key.path().to_owned()),
-                allowed_hosts: vec![api.host()],
+                allowed_hosts: vec![AllowedHost::parse(&api.host(), true).unwrap()],
                 allow_http: true,
                 api_key_reload_ms: 100,
             },
