@@ -8,6 +8,7 @@
 #   deploy/prerequisites.sh test    the whole test suite (tests/run.sh): the above, plus
 #                                   cargo-nextest, Java 17 and Maven (Apache Kafka from its Maven
 #                                   Central jars), the nightly toolchain and cargo-fuzz (fuzzing),
+#                                   cargo-deny (the dependency audit),
 #                                   and the deployment tools of deploy/ci/install-tools.sh
 #
 # Debian packages need root: run as root, or with sudo available (it is used for apt only).
@@ -58,6 +59,8 @@ fi
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+# Pinned: deploy/ci/deny*.toml follow its configuration format.
+command -v cargo-deny >/dev/null || cargo install cargo-deny --locked --version 0.20.2
 for tool in promtool dockerd mmdebstrap /opt/voicehub-tools/bin/helm \
   /opt/voicehub-tools/bin/kubernetes-validate /opt/voicehub-tools/bin/docker-compose; do
   if ! command -v "$tool" >/dev/null; then

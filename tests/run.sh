@@ -6,8 +6,9 @@
 # rules' unit tests, the Helm chart checks, and the container image built and run under docker
 # compose with a local Apache Kafka image (and its ingress under hostile load inside the chart's
 # memory limit).
-# What it needs (cmake, OpenSSL and curl headers, cargo-nextest, Java 17 and Maven, the nightly
-# toolchain and cargo-fuzz, the deployment tools: Helm, kubernetes-validate, promtool, a Docker
+# Before the tests, the dependency audit of Cargo.lock (deploy/ci/audit.sh).
+# What it needs (cmake, OpenSSL and curl headers, cargo-nextest, cargo-deny, Java 17 and Maven,
+# the nightly toolchain and cargo-fuzz, the deployment tools: Helm, kubernetes-validate, promtool, a Docker
 # engine it starts itself) is installed first by deploy/prerequisites.sh, where missing (root or
 # sudo for the Debian packages).
 set -euo pipefail
@@ -26,6 +27,9 @@ cargo fmt --all -- --check
 
 echo "--- cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "--- dependency audit: RustSec advisories (offline snapshot) and licences (deploy/ci/audit.sh)"
+deploy/ci/audit.sh
 
 echo "--- the operator CLI builds without the HTTP stack"
 operator_tree=$(cargo tree -p voicehub-operator -e normal --locked)

@@ -199,6 +199,52 @@ for c, workload in workloads.items():
         fail(f"{c}: ssl.ca.location {ca} is on no volume")
 print(f"  admin Services, ServiceMonitor job, HPA, PDBs, spread, extras hold; grace: {'; '.join(graces)}")
 
+# Hardening: the image by digest when one is set, secret volumes 0440, the admin servers on
+# admin.bindAddress, and NetworkPolicies that admit scrapes from metricsFrom only and let out
+# only DNS, Kafka's ports and (the enricher) the analysis API's ports.
+image, bind = values["image"], values["admin"]["bindAddress"]
+listen = f"[{bind}]" if ":" in bind else bind
+for c, workload in workloads.items():
+    pod = workload["spec"]["template"]["spec"]
+    container, = pod["containers"]
+    if image.get("digest") and container["image"] != f"{image['repository']}@{image['digest']}":
+        fail(f"{c}: image {container['image']} is not pinned by the digest {image['digest']}")
+    extra = {v["name"] for v in values[c]["extraVolumes"]}
+    for volume in pod["volumes"]:
+        if "secret" in volume and volume["name"] not in extra and volume["secret"].get("defaultMode") != 0o440:
+            fail(f"{c}: secret volume {volume['name']} mode {volume['secret'].get('defaultMode')}, want 0440")
+    port = {"ingress": 9090, "enricher": 9091}[c]
+    if config[c]["admin"]["listen"] != f"{listen}:{port}":
+        fail(f"{c}: admin.listen {config[c]['admin']['listen']}, want {listen}:{port}")
+np = values["networkPolicy"]
+policies = {component(d): d for d in of("NetworkPolicy")}
+def port_of(authority, default):
+    port = re.fullmatch(r"(\[[^\]]*\]|[^:\[]*)(?::([0-9]+))?", authority.strip()).group(2)
+    return [int(port)] if port else default
+kafka_ports = np["egress"]["kafka"]["ports"] or [
+    p for server in values["kafka"]["bootstrapServers"].split(",") for p in port_of(server, [9092])]
+api_ports = [p for source in values["sources"].values() for entry in source["allowedHosts"]
+             for p in port_of((entry if isinstance(entry, str) else entry["host"]).split("/")[0],
+                              [443, 80] if source.get("allowHttp") else [443])]
+if np["enabled"] and set(policies) != {"ingress", "enricher"}:
+    fail(f"NetworkPolicies for {sorted(policies)}, want the ingress and the enricher")
+for c, policy in policies.items():
+    spec = policy["spec"]
+    if sorted(spec["policyTypes"]) != ["Egress", "Ingress"]:
+        fail(f"NetworkPolicy {c}: policyTypes {spec['policyTypes']}")
+    admin_rules = [r for r in spec["ingress"] if any(p["port"] == "admin" for p in r["ports"])]
+    if not admin_rules or any(r.get("from") != np["metricsFrom"] for r in admin_rules):
+        fail(f"NetworkPolicy {c}: the admin port admits more than metricsFrom")
+    if any(not r.get("ports") for r in spec["egress"]):
+        fail(f"NetworkPolicy {c}: an egress rule open on every port")
+    let_out = {(p["port"], p["protocol"]) for r in spec["egress"] for p in r["ports"]}
+    want = {(53, "UDP"), (53, "TCP")} | {(p, "TCP") for p in kafka_ports}
+    want |= {(p, "TCP") for p in api_ports} if c == "enricher" else set()
+    if let_out != want:
+        fail(f"NetworkPolicy {c}: egress to {sorted(let_out)}, want {sorted(want)}")
+print(f"  hardening holds: image {'by digest' if image.get('digest') else 'by tag'}, secrets 0440, "
+      f"admin on {listen}, egress: Kafka {sorted(set(kafka_ports))}, analysis API {sorted(set(api_ports))}")
+
 # Memory: the worst case of docs/operations.md ("Memory"), computed here from the rendered
 # configuration, equals what the chart computed (its annotation), fits the limit, and the
 # request equals the limit.
@@ -261,6 +307,12 @@ if spread != {"ingress": False, "enricher": True}:
     sys.exit(f"check-chart: ingress.topologySpreadConstraints=[]: spread per component {spread}")
 print("  ingress.topologySpreadConstraints=[] turns the ingress's spread off (only)")
 PY
+
+echo "--- chart, a plaintext Ingress allowed explicitly"
+helm template voicehub "$chart" --set ingress.httpIngress.enabled=true \
+  --set ingress.httpIngress.allowPlaintext=true 2> >(grep -v 'symbolic link' >&2) |
+  grep -q '^kind: Ingress$' || fail "allowPlaintext: true did not render the Ingress"
+echo "  ingress.httpIngress.allowPlaintext=true renders an Ingress without tls"
 
 echo "--- Prometheus Operator resources"
 select_kinds "$out/all-options.yaml" PrometheusRule > "$out/rule.yaml"

@@ -127,6 +127,8 @@ spec:
         - name: {{ $.secret.volume }}
           secret:
             secretName: {{ $.secret.name }}
+            # 0440: the owner (root) and the pod's fsGroup read it; nobody else.
+            defaultMode: 288
         {{- with $c.extraVolumes }}
         {{- toYaml . | nindent 8 }}
         {{- end }}

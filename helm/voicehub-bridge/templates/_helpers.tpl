@@ -30,8 +30,56 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
+{{/* repository@digest when a digest is set (the exact image), else repository:tag. */}}
 {{- define "vb.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* An admin server's listen address on port (list $ port): admin.bindAddress, IPv6 bracketed. */}}
+{{- define "vb.adminListen" -}}
+{{- $address := (index . 0).Values.admin.bindAddress -}}
+{{- if contains ":" $address }}[{{ $address }}]{{ else }}{{ $address }}{{ end }}:{{ index . 1 }}
+{{- end -}}
+
+{{/* The Kafka brokers' ports: networkPolicy.egress.kafka.ports, else those of kafka.bootstrapServers
+(9092 for a server without one), as a JSON list. */}}
+{{- define "vb.kafkaPorts" -}}
+{{- $ports := list -}}
+{{- range .Values.networkPolicy.egress.kafka.ports -}}
+{{- $ports = append $ports (int .) -}}
+{{- end -}}
+{{- if not $ports -}}
+{{- range splitList "," .Values.kafka.bootstrapServers -}}
+{{- $port := regexReplaceAll "^(\\[[^\\]]*\\]|[^:\\[]*)(:([0-9]+))?$" (trim .) "${3}" -}}
+{{- $ports = append $ports (int (default "9092" $port)) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson (uniq $ports) -}}
+{{- end -}}
+
+{{/* The analysis API's ports: those of sources.*.allowedHosts (443 for an entry without one, and
+80 with allowHttp), as a JSON list. */}}
+{{- define "vb.analysisApiPorts" -}}
+{{- $ports := list -}}
+{{- range $name, $source := .Values.sources -}}
+{{- range $source.allowedHosts -}}
+{{- $entry := . -}}
+{{- if not (kindIs "string" .) }}{{ $entry = .host }}{{ end -}}
+{{- $authority := first (splitList "/" $entry) -}}
+{{- $port := regexReplaceAll "^(\\[[^\\]]*\\]|[^:\\[]*)(:([0-9]+))?$" $authority "${3}" -}}
+{{- if $port -}}
+{{- $ports = append $ports (int $port) -}}
+{{- else -}}
+{{- $ports = append $ports 443 -}}
+{{- if $source.allowHttp }}{{ $ports = append $ports 80 }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson (uniq $ports) -}}
 {{- end -}}
 
 {{- define "vb.serviceAccountName" -}}
