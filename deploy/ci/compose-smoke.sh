@@ -124,7 +124,7 @@ echo "  ingress and enricher run as 65532:65532, read-only root filesystem"
 
 echo "--- webhooks"
 for example in call-studio-job-status-changed call-studio-job-analysis-result-ready; do
-  status=$(curl -sS -o "$work/answer" -w '%{http_code}' -H 'x-webhook-secret: dev-secret' \
+  status=$(curl -sS -o "$work/answer" -w '%{http_code}' -H 'x-webhook-secret: dev-webhook-secret' \
     --data-binary "@tests/fixtures/voicehub/$example.json" http://127.0.0.1:8080/webhooks/voicehub)
   [[ $status == 200 ]] || fail "$example: HTTP $status $(cat "$work/answer")"
 done
@@ -165,7 +165,7 @@ has '^voicehub_ingress_spool_mode{mode="fallback"} 1' http://127.0.0.1:9090/metr
 
 echo "--- spool (Kafka paused)"
 compose pause kafka >/dev/null
-status=$(curl -sS -o "$work/answer" -w '%{http_code}' -H 'x-webhook-secret: dev-secret' \
+status=$(curl -sS -o "$work/answer" -w '%{http_code}' -H 'x-webhook-secret: dev-webhook-secret' \
   --data-binary @tests/fixtures/voicehub/call-status-changed.json http://127.0.0.1:8080/webhooks/voicehub)
 compose unpause kafka >/dev/null
 [[ $status == 200 ]] || fail "with Kafka paused, a webhook was answered $status $(cat "$work/answer")"

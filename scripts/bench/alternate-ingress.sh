@@ -19,7 +19,7 @@ cd "$(dirname "$0")/../.."
 }
 rounds=$1 seconds=$2
 shift 2
-secret=bench-secret
+secret=bench-webhook-secret
 . scripts/lib.sh
 prepare_targets "$@"
 

@@ -28,8 +28,8 @@ start_broker 19492 "$storage"
 "$bin/voicehub-load" analysis-api --listen 127.0.0.1:18482 --delay-ms "$delay" >/dev/null 2>&1 &
 pids+=($!)
 
-start_ingress 18480 19490 19492 bench
-fill=$("$bin/voicehub-load" run --url http://127.0.0.1:18480/webhooks/voicehub --secret bench \
+start_ingress 18480 19490 19492 bench-webhook-secret
+fill=$("$bin/voicehub-load" run --url http://127.0.0.1:18480/webhooks/voicehub --secret bench-webhook-secret \
   --concurrency 16 --seconds 600 --count "$records" --analysis-url http://127.0.0.1:18482/api/v1/r)
 filled=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['ok'])" "$fill")
 

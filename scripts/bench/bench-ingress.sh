@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-20}
 storage=${2:-kafka}
-secret=bench-secret
+secret=bench-webhook-secret
 targets=" ${BENCH_TARGETS:-ceiling bare bare-keyed bare-contract ingress} "
 warmup=${BENCH_WARMUP:-20}
 

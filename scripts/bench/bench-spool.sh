@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 concurrency=${1:-32}
 seconds=${2:-20}
 storage=${3:-sqlite}
-secret=bench-secret
+secret=bench-webhook-secret
 
 . scripts/lib.sh
 require_free_ports 18380 19390 19392 19393 18480 19490 19492 19493 18580 19590 19592 19593

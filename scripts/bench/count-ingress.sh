@@ -22,7 +22,7 @@ cd "$(dirname "$0")/../.."
 count=${1:-5000}
 export BENCH_BIN=${2:-target/release}
 targets=" ${COUNT_TARGETS:-bare bare-keyed bare-contract ingress} "
-secret=bench-secret
+secret=bench-webhook-secret
 . scripts/lib.sh
 require_free_ports 18380 19390 19392 19393
 load_tool=target/release/voicehub-load

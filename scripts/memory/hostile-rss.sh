@@ -13,13 +13,13 @@ per_round=${1:-100000}
 require_free_ports 18680 19690 19692
 build_release voicehub-ingress voicehub-devstack
 start_broker 19692
-start_ingress 18680 19690 19692 right error
+start_ingress 18680 19690 19692 right-webhook-secret error
 
 load() { # secret count
   "$bin/voicehub-load" run --url http://127.0.0.1:18680/webhooks/voicehub --secret "$1" \
     --concurrency 32 --seconds 600 --count "$2"
 }
-load right 10000 >/dev/null
+load right-webhook-secret 10000 >/dev/null
 echo "after 10,000 valid webhooks: RSS $(rss_mib "$ingress") MiB"
 for round in 1 2 3; do
   result=$(load "wrong-$round" "$per_round")
@@ -30,7 +30,7 @@ python3 - <<'PY'
 import socket, time
 # 500 connections that send headers and then trickle a body: the ingress must cut each off.
 body = b'{"eventType":"CallStatusChanged","eventId":"slow","callId":"c","status":"started"}'
-head = (b"POST /webhooks/voicehub HTTP/1.1\r\nhost: x\r\nx-webhook-secret: right\r\n"
+head = (b"POST /webhooks/voicehub HTTP/1.1\r\nhost: x\r\nx-webhook-secret: right-webhook-secret\r\n"
         b"content-length: %d\r\n\r\n" % len(body))
 sockets = []
 for _ in range(500):

@@ -18,11 +18,11 @@ every=${3:-30}
 require_free_ports 18580 18582 19590 19591 19592
 build_release voicehub-ingress voicehub-enricher voicehub-devstack voicehub-simulator
 start_broker 19592
-start_ingress 18580 19590 19592 soak
+start_ingress 18580 19590 19592 soak-webhook-secret
 start_enricher 19591 19592 127.0.0.1:18582 soak-key
 
 calls=$(python3 -c "print(int($minutes * 60 * $rate))")
-"$bin/voicehub-sim" --url http://127.0.0.1:18580/webhooks/voicehub --secret soak \
+"$bin/voicehub-sim" --url http://127.0.0.1:18580/webhooks/voicehub --secret soak-webhook-secret \
   --api-key soak-key --api-listen 127.0.0.1:18582 --calls "$calls" --rate "$rate" \
   --concurrency 64 --duplicate-every 10 --out-of-order-every 7 --malformed-every 50 \
   --serve-seconds 20 >"$work/report.json" 2>"$work/sim.log" &

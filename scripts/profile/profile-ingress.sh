@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=$1
 seconds=${2:-12}
-secret=bench-secret
+secret=bench-webhook-secret
 warmup=${BENCH_WARMUP:-20}
 export BENCH_BIN=${BENCH_BIN:-target/profiling}
 . scripts/lib.sh

@@ -18,7 +18,7 @@ cd "$(dirname "$0")/../.."
 }
 seconds=$1
 shift
-secret=bench-secret
+secret=bench-webhook-secret
 warmup=${BENCH_WARMUP:-20}
 . scripts/lib.sh
 prepare_targets "$@"

@@ -15,7 +15,7 @@ use voicehub_runtime::shutdown::ShutdownTrigger;
 use voicehub_simulator::{AnalysisApi, AnalysisTrouble, Report, SendOptions, Trouble};
 use voicehub_testkit::{ConsumedRecord, TestBroker};
 
-pub const SECRET: &str = "e2e-secret";
+pub const SECRET: &str = "e2e-webhook-secret";
 pub const API_KEY: &str = "e2e-api-key";
 
 /// Kafka settings for a test broker: topics created by the services, 3 partitions.

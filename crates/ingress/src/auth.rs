@@ -21,6 +21,10 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// The shortest webhook secret taken, in bytes: the secret is VoiceHub's only authentication,
+/// and a short one can be guessed.
+pub const MIN_SECRET_BYTES: usize = 16;
+
 /// Why a secret could not be loaded. Names where it comes from, never its value.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
@@ -38,6 +42,14 @@ pub enum SecretError {
     /// The file holds nothing but whitespace.
     #[error("secret file {0} is empty")]
     EmptyFile(PathBuf),
+    /// Shorter than [`MIN_SECRET_BYTES`].
+    #[error("the secret of {from} is {bytes} bytes long: at least {MIN_SECRET_BYTES} are required")]
+    TooShort {
+        /// Where it comes from: `environment variable NAME` or `file PATH`.
+        from: String,
+        /// Its length.
+        bytes: usize,
+    },
 }
 
 /// The result of checking a presented secret.
@@ -70,7 +82,9 @@ impl SourceSecrets {
             .secret_envs
             .iter()
             .map(|name| match std::env::var(name) {
-                Ok(value) if !value.is_empty() => Ok(Secret(value.into_bytes())),
+                Ok(value) if !value.is_empty() => {
+                    long_enough(value.into_bytes(), || format!("environment variable {name}"))
+                }
                 _ => Err(SecretError::Env(name.clone())),
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -92,7 +106,8 @@ impl SourceSecrets {
     }
 
     /// Re-reads the secret files. A file that is empty or gone disables its slot (logged);
-    /// any other failure to read one keeps every previous secret active (all or nothing).
+    /// any other failure to read one, or a secret too short, keeps every previous secret active
+    /// (all or nothing).
     /// Returns whether anything changed.
     pub fn reload(&self) -> Result<bool, SecretError> {
         let fresh = self
@@ -183,7 +198,17 @@ fn read_secret_file(path: &Path) -> Result<Secret, SecretError> {
     if trimmed.is_empty() {
         return Err(SecretError::EmptyFile(path.to_owned()));
     }
-    Ok(Secret(trimmed.to_vec()))
+    long_enough(trimmed.to_vec(), || format!("file {}", path.display()))
+}
+
+fn long_enough(bytes: Vec<u8>, from: impl FnOnce() -> String) -> Result<Secret, SecretError> {
+    if bytes.len() < MIN_SECRET_BYTES {
+        return Err(SecretError::TooShort {
+            from: from(),
+            bytes: bytes.len(),
+        });
+    }
+    Ok(Secret(bytes))
 }
 
 /// Equality whose running time depends only on the lengths, not on the contents.
@@ -229,19 +254,19 @@ mod tests {
     fn either_of_two_file_secrets_is_accepted_with_its_slot() {
         let mut current = tempfile::NamedTempFile::new().unwrap();
         let mut next = tempfile::NamedTempFile::new().unwrap();
-        write(&mut current, "old-secret\n");
-        write(&mut next, "new-secret");
+        write(&mut current, "old-webhook-secret\n");
+        write(&mut next, "new-webhook-secret");
         let secrets = SourceSecrets::load(&source(&[current.path(), next.path()])).unwrap();
 
         assert_eq!(
-            secrets.check(Some(b"old-secret")),
+            secrets.check(Some(b"old-webhook-secret")),
             AuthOutcome::Accepted { slot: 0 }
         );
         assert_eq!(
-            secrets.check(Some(b"new-secret")),
+            secrets.check(Some(b"new-webhook-secret")),
             AuthOutcome::Accepted { slot: 1 }
         );
-        assert_eq!(secrets.check(Some(b"old-secret\n")), AuthOutcome::Mismatch);
+        assert_eq!(secrets.check(Some(b"old-webhook-secret\n")), AuthOutcome::Mismatch);
         assert_eq!(secrets.check(None), AuthOutcome::Missing);
     }
 
@@ -249,34 +274,34 @@ mod tests {
     fn a_rotated_file_applies_on_reload_and_an_emptied_or_deleted_one_disables_its_slot() {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         let mut other = tempfile::NamedTempFile::new().unwrap();
-        write(&mut file, "first");
-        write(&mut other, "other");
+        write(&mut file, "first-webhook-secret");
+        write(&mut other, "other-webhook-secret");
         let secrets = SourceSecrets::load(&source(&[file.path(), other.path()])).unwrap();
 
-        write(&mut file, "second");
+        write(&mut file, "second-webhook-secret");
         assert!(secrets.reload().unwrap());
-        assert_eq!(secrets.check(Some(b"first")), AuthOutcome::Mismatch);
+        assert_eq!(secrets.check(Some(b"first-webhook-secret")), AuthOutcome::Mismatch);
         assert_eq!(
-            secrets.check(Some(b"second")),
+            secrets.check(Some(b"second-webhook-secret")),
             AuthOutcome::Accepted { slot: 0 }
         );
 
         // Emptied: the leaked secret is refused at once, the other slot keeps its number.
         write(&mut file, "  \n");
         assert!(secrets.reload().unwrap());
-        assert_eq!(secrets.check(Some(b"second")), AuthOutcome::Mismatch);
+        assert_eq!(secrets.check(Some(b"second-webhook-secret")), AuthOutcome::Mismatch);
         assert_eq!(secrets.check(Some(b"")), AuthOutcome::Mismatch);
         assert_eq!(
-            secrets.check(Some(b"other")),
+            secrets.check(Some(b"other-webhook-secret")),
             AuthOutcome::Accepted { slot: 1 }
         );
         assert_eq!(secrets.disabled(), 1);
 
         // Written again: accepted again.
-        write(&mut file, "third");
+        write(&mut file, "third-webhook-secret");
         assert!(secrets.reload().unwrap());
         assert_eq!(
-            secrets.check(Some(b"third")),
+            secrets.check(Some(b"third-webhook-secret")),
             AuthOutcome::Accepted { slot: 0 }
         );
         assert_eq!(secrets.disabled(), 0);
@@ -285,7 +310,7 @@ mod tests {
         let path = other.path().to_owned();
         other.close().unwrap();
         assert!(secrets.reload().unwrap());
-        assert_eq!(secrets.check(Some(b"other")), AuthOutcome::Mismatch);
+        assert_eq!(secrets.check(Some(b"other-webhook-secret")), AuthOutcome::Mismatch);
         assert_eq!(secrets.disabled(), 1);
         assert!(!path.exists());
     }
@@ -294,7 +319,7 @@ mod tests {
     fn a_file_that_cannot_be_read_keeps_every_previous_secret() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secret");
-        std::fs::write(&path, "kept").unwrap();
+        std::fs::write(&path, "kept-webhook-secret").unwrap();
         let secrets = SourceSecrets::load(&source(&[&path])).unwrap();
 
         // A directory where the file was: a read error that is neither "empty" nor "gone".
@@ -302,16 +327,53 @@ mod tests {
         std::fs::create_dir(&path).unwrap();
         assert!(matches!(secrets.reload(), Err(SecretError::File { .. })));
         assert_eq!(
-            secrets.check(Some(b"kept")),
+            secrets.check(Some(b"kept-webhook-secret")),
             AuthOutcome::Accepted { slot: 0 }
         );
     }
 
     #[test]
+    fn a_secret_shorter_than_the_minimum_is_refused_at_load_and_never_taken_on_reload() {
+        // Arrange
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        write(&mut file, "fifteen-bytes!!\n");
+        let variable = "VOICEHUB_AUTH_TEST_SHORT_SECRET";
+        // SAFETY: this test alone reads or writes this variable.
+        unsafe { std::env::set_var(variable, "short") };
+        let from_env = SourceSettings {
+            secret_envs: vec![variable.to_owned()],
+            ..source(&[])
+        };
+
+        // Act
+        let from_file = SourceSecrets::load(&source(&[file.path()]));
+        let from_env = SourceSecrets::load(&from_env);
+
+        // Assert: refused, naming where it comes from and its length, never its value.
+        let text = from_file.unwrap_err().to_string();
+        assert!(text.contains(&format!("file {}", file.path().display())), "{text}");
+        assert!(text.contains("15 bytes long: at least 16"), "{text}");
+        assert!(!text.contains("fifteen"), "{text}");
+        let text = from_env.unwrap_err().to_string();
+        assert!(text.contains(&format!("environment variable {variable} is 5 bytes long")), "{text}");
+
+        // A reload to a short secret keeps the one in use.
+        write(&mut file, "sixteen-bytes!!!");
+        let secrets = SourceSecrets::load(&source(&[file.path()])).unwrap();
+        write(&mut file, "short");
+        assert!(matches!(secrets.reload(), Err(SecretError::TooShort { bytes: 5, .. })));
+        assert_eq!(
+            secrets.check(Some(b"sixteen-bytes!!!")),
+            AuthOutcome::Accepted { slot: 0 }
+        );
+        assert_eq!(secrets.check(Some(b"short")), AuthOutcome::Mismatch);
+    }
+
+    #[test]
     fn secrets_never_appear_in_debug_output() {
         let mut file = tempfile::NamedTempFile::new().unwrap();
-        write(&mut file, "hunter2");
+        write(&mut file, "hunter2-webhook-secret");
         let secrets = SourceSecrets::load(&source(&[file.path()])).unwrap();
-        assert!(!format!("{secrets:?}").contains("hunter2"));
+        assert!(!format!("{secrets:?}").contains("hunter2-webhook-secret"));
     }
 }

@@ -204,6 +204,9 @@ pub struct SpoolSettings {
     /// Bytes of those records (as spooled) at most; one record is sent whatever its size.
     /// Bounds memory when the spool holds large webhooks.
     pub forward_window_bytes: u64,
+    /// Files in `undeliverable/` (webhook bodies Kafka refused, damaged bytes: personal data)
+    /// are deleted this long after they were written; 0 keeps them until an operator acts.
+    pub undeliverable_retention_s: u64,
 }
 
 impl Default for SpoolSettings {
@@ -217,6 +220,7 @@ impl Default for SpoolSettings {
             fallback_after_ms: 1_000,
             forward_window: 512,
             forward_window_bytes: 8 * 1024 * 1024,
+            undeliverable_retention_s: 7 * 24 * 3600,
         }
     }
 }
@@ -225,6 +229,12 @@ impl SpoolSettings {
     /// `fallback_after_ms` as a duration.
     pub fn fallback_after(&self) -> Duration {
         Duration::from_millis(self.fallback_after_ms)
+    }
+
+    /// `undeliverable_retention_s`, `None` for 0 (kept until an operator acts).
+    pub fn undeliverable_retention(&self) -> Option<Duration> {
+        (self.undeliverable_retention_s > 0)
+            .then(|| Duration::from_secs(self.undeliverable_retention_s))
     }
 }
 

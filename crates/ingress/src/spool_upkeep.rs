@@ -1,7 +1,8 @@
 //! The spool's upkeep: opening it at startup (its segments validated, a torn tail counted),
 //! then, every half second while the ingress runs, its gauges and readiness refreshed and its
-//! acknowledgement watermark written to disk on a blocking thread; at shutdown, drained as far
-//! as the drain timeout allows.
+//! acknowledgement watermark written to disk on a blocking thread, and every 30 s its
+//! `undeliverable/` counted and aged (files past `spool.undeliverable_retention_s` deleted); at
+//! shutdown, drained as far as the drain timeout allows.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +20,8 @@ use crate::settings::IngressSettings;
 pub const SPOOL_CHECK: &str = "spool";
 /// How often the spool's gauges and readiness are refreshed.
 const SPOOL_REFRESH: Duration = Duration::from_millis(500);
+/// How often `undeliverable/` is counted and aged.
+const SET_ASIDE_REFRESH: Duration = Duration::from_secs(30);
 
 /// Opens the spool: validates its segments, counts a torn tail.
 pub fn open(
@@ -47,18 +50,59 @@ pub fn open(
     );
     let state = Arc::new(SpoolState::new(spool, metrics.spool.clone()));
     refresh(&state, None);
+    count_set_aside(&state, settings.spool.undeliverable_retention());
     Ok(state)
 }
 
 /// Keeps the spool's gauges and readiness current, and its acknowledgements on disk (so a
-/// restart re-sends at most the last half second's forwarded records).
-pub async fn run(spool: Arc<SpoolState>, readiness: Readiness) {
+/// restart re-sends at most the last half second's forwarded records); counts and ages
+/// `undeliverable/` (files older than `retention` deleted; none when `None`).
+pub async fn run(spool: Arc<SpoolState>, readiness: Readiness, retention: Option<Duration>) {
     let mut interval = tokio::time::interval(SPOOL_REFRESH);
+    let mut set_aside_due = Instant::now() + SET_ASIDE_REFRESH;
     loop {
         interval.tick().await;
         refresh(&spool, Some(&readiness));
         persist_acknowledgements(&spool).await;
+        if Instant::now() >= set_aside_due {
+            let state = spool.clone();
+            let _ = tokio::task::spawn_blocking(move || count_set_aside(&state, retention)).await;
+            set_aside_due = Instant::now() + SET_ASIDE_REFRESH;
+        }
     }
+}
+
+/// Counts `undeliverable/` into the gauges after deleting what is older than `retention`
+/// (each deletion logged and counted). Blocking I/O.
+fn count_set_aside(spool: &SpoolState, retention: Option<Duration>) {
+    let census = match spool.spool.age_set_aside(retention) {
+        Ok(census) => census,
+        Err(error) => {
+            warn!(
+                error = &error as &dyn std::error::Error,
+                "the spool's undeliverable/ could not be read or aged"
+            );
+            return;
+        }
+    };
+    for path in &census.expired {
+        warn!(
+            path = %path.display(),
+            retention_s = retention.map_or(0, |r| r.as_secs()),
+            "set-aside spool file deleted: older than spool.undeliverable_retention_s"
+        );
+    }
+    let metrics = &spool.metrics;
+    metrics.set_aside_expired.inc_by(census.expired.len() as u64);
+    metrics
+        .set_aside_files
+        .set(i64::try_from(census.files).unwrap_or(i64::MAX));
+    metrics
+        .set_aside_bytes
+        .set(i64::try_from(census.bytes).unwrap_or(i64::MAX));
+    metrics
+        .set_aside_oldest_age
+        .set(census.oldest.map_or(0.0, |age| age.as_secs_f64()));
 }
 
 /// At shutdown: lets the forwarder send what it can until `deadline`, stops it, and writes

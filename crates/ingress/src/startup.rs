@@ -290,7 +290,11 @@ impl Application {
         }
         let mut forwarder = None;
         if let Some(spool) = state.outbox.spool() {
-            background.spawn(spool_upkeep::run(spool.clone(), readiness.clone()));
+            background.spawn(spool_upkeep::run(
+                spool.clone(),
+                readiness.clone(),
+                settings.spool.undeliverable_retention(),
+            ));
             forwarder = Some(tokio::spawn(
                 Forwarder {
                     spool: spool.clone(),

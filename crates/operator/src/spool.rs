@@ -2,7 +2,8 @@
 //! (with `--spool`) everything a stopped instance left in its spool directory, in order. Each is
 //! produced with the services' producer settings (the same bytes the forwarder would send:
 //! same key, headers and `ce_id`), and its file (or spool entry) removed only once Kafka has
-//! acknowledged it.
+//! acknowledged it. A record for a topic the configuration does not name is left, never
+//! produced (a spool read with another instance's configuration would write elsewhere).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -73,6 +74,8 @@ pub struct Left {
 
 struct Producer<'a> {
     producer: Option<rdkafka::producer::FutureProducer>,
+    /// The topics the configuration names: a record for any other is never produced.
+    topics: Vec<String>,
     deadline: Duration,
     runtime: &'a tokio::runtime::Runtime,
 }
@@ -89,6 +92,12 @@ impl Producer<'_> {
             Ok(decoded) => decoded,
             Err(error) => return Ok(Outcome::Left(format!("unreadable: {error}"))),
         };
+        if !self.topics.contains(&topic) {
+            return Ok(Outcome::Left(format!(
+                "for topic `{topic}`, which the configuration does not name (kafka.topics): \
+                 produced with the configuration of the instance that spooled it"
+            )));
+        }
         let Some(producer) = &self.producer else {
             return Ok(Outcome::Produced);
         };
@@ -245,6 +254,12 @@ fn producer<'a>(
                 )
             })
             .transpose()?,
+        topics: settings
+            .topics
+            .all()
+            .iter()
+            .map(|(_, topic)| (*topic).to_owned())
+            .collect(),
         deadline: settings.message_timeout() + Duration::from_secs(5),
         runtime,
     })

@@ -9,6 +9,7 @@ use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use tracing::warn;
 
@@ -69,6 +70,66 @@ pub(crate) fn set_aside(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf,
     };
     write().map_err(SpoolError::io(&path))?;
     Ok(path)
+}
+
+/// What `undeliverable/` holds once the files older than the retention are deleted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    /// Files left.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Age of the oldest file left (since it was written); `None` when there is none.
+    pub oldest: Option<Duration>,
+    /// Deleted by this call: written more than the retention ago.
+    pub expired: Vec<PathBuf>,
+}
+
+/// Reads `undeliverable/` under `dir` (none yet: empty), deleting each file written more than
+/// `retention` before `now` (none when `None`). A file that vanishes meanwhile (produced by the
+/// operator CLI) is skipped.
+pub(crate) fn age_set_aside(
+    dir: &Path,
+    retention: Option<Duration>,
+    now: SystemTime,
+) -> Result<SetAside, SpoolError> {
+    let aside = dir.join(UNDELIVERABLE_DIR);
+    let mut census = SetAside::default();
+    let entries = match std::fs::read_dir(&aside) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(census),
+        Err(error) => return Err(SpoolError::io(&aside)(error)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(SpoolError::io(&aside))?;
+        let metadata = match entry.metadata() {
+            Ok(metadata) if metadata.is_file() => metadata,
+            Ok(_) => continue,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(SpoolError::io(&entry.path())(error)),
+        };
+        let age = metadata
+            .modified()
+            .ok()
+            .and_then(|written| now.duration_since(written).ok())
+            .unwrap_or_default();
+        if retention.is_some_and(|retention| age > retention) {
+            let path = entry.path();
+            match std::fs::remove_file(&path) {
+                Ok(()) => census.expired.push(path),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(SpoolError::io(&path)(error)),
+            }
+            continue;
+        }
+        census.files += 1;
+        census.bytes += metadata.len();
+        census.oldest = census.oldest.max(Some(age));
+    }
+    if !census.expired.is_empty() {
+        sync_dir(&aside).map_err(SpoolError::io(&aside))?;
+    }
+    Ok(census)
 }
 
 /// Options for a file of the spool: created 0600 (before the umask).

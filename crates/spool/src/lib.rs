@@ -31,7 +31,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tracing::{error, info};
 
-pub use files::UNDELIVERABLE_DIR;
+pub use files::{SetAside, UNDELIVERABLE_DIR};
 use recovery::Recovered;
 use segment::{HEADER_BYTES, Segment};
 use state::State;
@@ -323,6 +323,14 @@ impl Spool {
         );
         self.acknowledge(entry.seq)?;
         Ok(path)
+    }
+
+    /// What `undeliverable/` holds, after deleting the files written more than `retention`
+    /// ago (none when `None`): set-aside records are webhook bodies, personal data, kept only
+    /// as long as the operators need to act on them. Blocking I/O: call it off the async
+    /// runtime's threads.
+    pub fn age_set_aside(&self, retention: Option<Duration>) -> Result<SetAside, SpoolError> {
+        files::age_set_aside(&self.dir, retention, std::time::SystemTime::now())
     }
 
     /// Writes down that every record below the oldest unacknowledged one is acknowledged, so

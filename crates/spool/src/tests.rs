@@ -280,6 +280,42 @@ async fn a_set_aside_record_is_kept_durably_and_acknowledged() {
 }
 
 #[tokio::test]
+async fn set_aside_files_are_counted_and_deleted_once_older_than_the_retention() {
+    // Arrange: three records set aside, the first written eight days ago.
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(options(dir.path())).unwrap();
+    let mut paths = Vec::new();
+    for payload in [&b"first"[..], b"second", b"third"] {
+        spool.append(payload.to_vec()).await.unwrap();
+        let entry = spool.read(0, 1).unwrap().remove(0);
+        paths.push(spool.set_aside(&entry, "too_large").unwrap());
+    }
+    let now = std::time::SystemTime::now();
+    let day = Duration::from_secs(86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&paths[0])
+        .unwrap()
+        .set_modified(now - 8 * day)
+        .unwrap();
+
+    // Act
+    let kept_forever = files::age_set_aside(dir.path(), None, now).unwrap();
+    let aged = files::age_set_aside(dir.path(), Some(7 * day), now).unwrap();
+    let again = spool.age_set_aside(Some(7 * day)).unwrap();
+
+    // Assert
+    assert_eq!((kept_forever.files, kept_forever.bytes), (3, 16));
+    assert!(kept_forever.oldest.unwrap() >= 8 * day, "{kept_forever:?}");
+    assert!(kept_forever.expired.is_empty());
+    assert_eq!(aged.expired, [paths[0].clone()]);
+    assert_eq!((aged.files, aged.bytes), (2, 11));
+    assert!(aged.oldest.unwrap() < day, "{aged:?}");
+    assert!(!paths[0].exists() && paths[1].exists() && paths[2].exists());
+    assert_eq!((again.files, again.expired.len()), (2, 0));
+}
+
+#[tokio::test]
 async fn every_file_and_directory_the_spool_creates_is_its_owners_alone() {
     // Under a umask that would let others read (as 0022 does).
     let parent = tempfile::tempdir().unwrap();

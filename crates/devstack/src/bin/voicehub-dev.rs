@@ -6,7 +6,7 @@
 //! Ctrl-C stops it all cleanly.
 //!
 //! Flags: `--port` (8080), `--admin-port` (9090; the enricher's is the next one), `--broker-port`
-//! (9092), `--api-port` (8090, the stand-in analysis API), `--secret` (`dev-secret`),
+//! (9092), `--api-port` (8090, the stand-in analysis API), `--secret` (`dev-webhook-secret`),
 //! `--api-key` (`dev-api-key`), `--rate` (simulated calls per second, 2), `--no-sim` (no
 //! simulated calls: send your own), `--storage sqlite|memory` (sqlite; memory only with
 //! `--broker-only`, for producer benchmarks: it loses records for consumers), `--broker-only` (the
@@ -44,7 +44,7 @@ struct Args {
     #[arg(long, default_value_t = 8090)]
     api_port: u16,
     /// The webhook secret.
-    #[arg(long, default_value = "dev-secret")]
+    #[arg(long, default_value = "dev-webhook-secret")]
     secret: String,
     /// The analysis API key.
     #[arg(long, default_value = "dev-api-key")]

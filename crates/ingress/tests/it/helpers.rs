@@ -10,8 +10,8 @@ use voicehub_runtime::settings::{AdminSettings, KafkaSettings, LogSettings};
 use voicehub_testkit::metrics::{Scrape, scrape};
 use voicehub_testkit::{ConsumedRecord, TestBroker};
 
-pub const SECRET: &str = "current-secret";
-pub const NEXT_SECRET: &str = "next-secret";
+pub const SECRET: &str = "current-webhook-secret";
+pub const NEXT_SECRET: &str = "next-webhook-secret";
 
 pub struct TestApp {
     pub base: String,

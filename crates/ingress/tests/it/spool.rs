@@ -490,6 +490,37 @@ async fn a_clean_stop_leaves_nothing_to_forward_again() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn set_aside_files_past_their_retention_are_deleted_and_counted_the_others_counted() {
+    // Arrange: a previous instance set two records aside, one eight days ago.
+    let dir = tempfile::tempdir().unwrap();
+    let aside = dir.path().join(voicehub_spool::UNDELIVERABLE_DIR);
+    std::fs::create_dir(&aside).unwrap();
+    let (old, recent) = (aside.join("00000000000000000001.rec"), aside.join("00000000000000000002.rec"));
+    std::fs::write(&old, b"old bytes").unwrap();
+    std::fs::write(&recent, b"recent bytes").unwrap();
+    let eight_days_ago = std::time::SystemTime::now() - Duration::from_secs(8 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(eight_days_ago)
+        .unwrap();
+
+    // Act: an ingress opens the spool with the default retention (7 days).
+    let app = spawn_app_with(spool_on(SpoolMode::Always, dir.path())).await;
+
+    // Assert: counted before the first scrape, the old file gone, the recent one kept.
+    let scrape = app.metrics().await;
+    let value = |name: &str| metric_value(&scrape, name, &[]);
+    assert_eq!(value("voicehub_ingress_spool_undeliverable_expired_files_total"), 1.0);
+    assert_eq!(value("voicehub_ingress_spool_undeliverable_files"), 1.0);
+    assert_eq!(value("voicehub_ingress_spool_undeliverable_bytes"), 12.0);
+    assert!(value("voicehub_ingress_spool_undeliverable_oldest_age_seconds") < 3_600.0);
+    assert!(!old.exists(), "the expired file is still there");
+    assert!(recent.exists(), "the recent file was deleted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_stop_during_an_outage_leaves_the_spool_on_disk_within_the_drain_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let mut app = spawn_app_stoppable(spool_on(SpoolMode::Always, dir.path())).await;

@@ -129,6 +129,13 @@ async fn set_aside_files_go_once_and_unreadable_ones_stay() {
         b"\x07garbage",
     )
     .unwrap();
+    // Spooled for a topic this configuration does not name.
+    let elsewhere = event_record(&status_body("evt-x", "call-1", r#""completed""#));
+    std::fs::write(
+        undeliverable.join("00000000000000000010.rec"),
+        record_codec::encode("another.instances.topic", &elsewhere).unwrap(),
+    )
+    .unwrap();
     std::fs::write(
         undeliverable.join("00000000000000000004-00000000000000000005.damaged"),
         b"xx",
@@ -149,10 +156,15 @@ async fn set_aside_files_go_once_and_unreadable_ones_stay() {
     // Assert
     let counts =
         |r: &voicehub_operator::spool::SpoolReport| (r.produced, r.left.len(), r.kept.len());
-    assert_eq!(counts(&first), (3, 1, 1), "{first:?}");
-    assert_eq!(counts(&second), (0, 1, 1), "{second:?}");
+    assert_eq!(counts(&first), (3, 2, 1), "{first:?}");
+    assert_eq!(counts(&second), (0, 2, 1), "{second:?}");
     assert!(
         first.left.iter().any(|l| l.why.starts_with("unreadable")),
+        "{first:?}"
+    );
+    assert!(
+        first.left.iter().any(|l| l.what.ends_with("10.rec")
+            && l.why.contains("`another.instances.topic`, which the configuration does not name")),
         "{first:?}"
     );
     let records = broker
@@ -169,5 +181,5 @@ async fn set_aside_files_go_once_and_unreadable_ones_stay() {
         .map(|r| r.header(header::ID).unwrap())
         .collect();
     assert_eq!(ids, ["evt-0", "evt-1", "evt-2"]);
-    assert_eq!(undeliverable.read_dir().unwrap().count(), 2);
+    assert_eq!(undeliverable.read_dir().unwrap().count(), 3);
 }

@@ -25,7 +25,7 @@ struct Args {
     #[arg(long)]
     url: String,
     /// The webhook secret.
-    #[arg(long, default_value = "dev-secret")]
+    #[arg(long, default_value = "dev-webhook-secret")]
     secret: String,
     /// Calls to play.
     #[arg(long, default_value_t = 100)]
