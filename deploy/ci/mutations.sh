@@ -58,6 +58,9 @@ mutations=(
   "allow-list: the path prefix ignored|crates/enricher/src/allow_list.rs|        if prefix == \"/\" {|        if !prefix.is_empty() {|test(=allow_list::tests::a_path_prefix_admits_only_paths_under_it)|was allowed"
   "allow-list: an entry without a port admits every port|crates/enricher/src/allow_list.rs|&& url.port_or_known_default() == Some(self.port.unwrap_or(default_port))|&& self.port.is_none_or(\|port\| url.port_or_known_default() == Some(port))|test(=allow_list::tests::without_a_port_the_schemes_default_port_is_the_only_one)|admitted(&l, \"http://api.example:443/x\")"
   "allow-list: a private address literal taken without its flag|crates/enricher/src/allow_list.rs|if !private_addresses && let Some(kind) = literal_kind(&host) {|if false && let Some(kind) = literal_kind(&host) {|test(=allow_list::tests::a_non_public_address_literal_needs_its_entry_to_allow_it)|127.0.0.1:8443"
+  "webhook secrets: any length taken|crates/ingress/src/auth.rs|    if bytes.len() < MIN_SECRET_BYTES {|    if bytes.is_empty() {|test(=auth::tests::a_secret_shorter_than_the_minimum_is_refused_at_load_and_never_taken_on_reload)|unwrap_err"
+  "spool: set-aside files never aged|crates/spool/src/files.rs|        if retention.is_some_and(\|retention\| age > retention) {|        if retention.is_some_and(\|retention\| age > retention * 1000) {|test(=tests::set_aside_files_are_counted_and_deleted_once_older_than_the_retention)|left: []"
+  "spool produce: a record for any topic produced|crates/operator/src/spool.rs|        if !self.topics.contains(&topic) {|        if self.topics.is_empty() {|test(=spool::set_aside_files_go_once_and_unreadable_ones_stay)|another.instances.topic"
 )
 
 if find . -name '*.unmutated' -not -path './target/*' | grep -q .; then

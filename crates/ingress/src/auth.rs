@@ -78,13 +78,21 @@ pub struct SourceSecrets {
 impl SourceSecrets {
     /// Loads every secret of a source; any missing one is an error (a startup error).
     pub fn load(settings: &SourceSettings) -> Result<Arc<Self>, SecretError> {
+        Self::load_with(settings, |name| std::env::var(name).ok())
+    }
+
+    /// [`Self::load`], the environment read through `env`.
+    fn load_with(
+        settings: &SourceSettings,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Arc<Self>, SecretError> {
         let env = settings
             .secret_envs
             .iter()
-            .map(|name| match std::env::var(name) {
-                Ok(value) if !value.is_empty() => {
-                    long_enough(value.into_bytes(), || format!("environment variable {name}"))
-                }
+            .map(|name| match env(name) {
+                Some(value) if !value.is_empty() => long_enough(value.into_bytes(), || {
+                    format!("environment variable {name}")
+                }),
                 _ => Err(SecretError::Env(name.clone())),
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -266,7 +274,10 @@ mod tests {
             secrets.check(Some(b"new-webhook-secret")),
             AuthOutcome::Accepted { slot: 1 }
         );
-        assert_eq!(secrets.check(Some(b"old-webhook-secret\n")), AuthOutcome::Mismatch);
+        assert_eq!(
+            secrets.check(Some(b"old-webhook-secret\n")),
+            AuthOutcome::Mismatch
+        );
         assert_eq!(secrets.check(None), AuthOutcome::Missing);
     }
 
@@ -280,7 +291,10 @@ mod tests {
 
         write(&mut file, "second-webhook-secret");
         assert!(secrets.reload().unwrap());
-        assert_eq!(secrets.check(Some(b"first-webhook-secret")), AuthOutcome::Mismatch);
+        assert_eq!(
+            secrets.check(Some(b"first-webhook-secret")),
+            AuthOutcome::Mismatch
+        );
         assert_eq!(
             secrets.check(Some(b"second-webhook-secret")),
             AuthOutcome::Accepted { slot: 0 }
@@ -289,7 +303,10 @@ mod tests {
         // Emptied: the leaked secret is refused at once, the other slot keeps its number.
         write(&mut file, "  \n");
         assert!(secrets.reload().unwrap());
-        assert_eq!(secrets.check(Some(b"second-webhook-secret")), AuthOutcome::Mismatch);
+        assert_eq!(
+            secrets.check(Some(b"second-webhook-secret")),
+            AuthOutcome::Mismatch
+        );
         assert_eq!(secrets.check(Some(b"")), AuthOutcome::Mismatch);
         assert_eq!(
             secrets.check(Some(b"other-webhook-secret")),
@@ -310,7 +327,10 @@ mod tests {
         let path = other.path().to_owned();
         other.close().unwrap();
         assert!(secrets.reload().unwrap());
-        assert_eq!(secrets.check(Some(b"other-webhook-secret")), AuthOutcome::Mismatch);
+        assert_eq!(
+            secrets.check(Some(b"other-webhook-secret")),
+            AuthOutcome::Mismatch
+        );
         assert_eq!(secrets.disabled(), 1);
         assert!(!path.exists());
     }
@@ -337,9 +357,7 @@ mod tests {
         // Arrange
         let mut file = tempfile::NamedTempFile::new().unwrap();
         write(&mut file, "fifteen-bytes!!\n");
-        let variable = "VOICEHUB_AUTH_TEST_SHORT_SECRET";
-        // SAFETY: this test alone reads or writes this variable.
-        unsafe { std::env::set_var(variable, "short") };
+        let variable = "WEBHOOK_SECRET";
         let from_env = SourceSettings {
             secret_envs: vec![variable.to_owned()],
             ..source(&[])
@@ -347,21 +365,30 @@ mod tests {
 
         // Act
         let from_file = SourceSecrets::load(&source(&[file.path()]));
-        let from_env = SourceSecrets::load(&from_env);
+        let from_env = SourceSecrets::load_with(&from_env, |_| Some("short".to_owned()));
 
         // Assert: refused, naming where it comes from and its length, never its value.
         let text = from_file.unwrap_err().to_string();
-        assert!(text.contains(&format!("file {}", file.path().display())), "{text}");
+        assert!(
+            text.contains(&format!("file {}", file.path().display())),
+            "{text}"
+        );
         assert!(text.contains("15 bytes long: at least 16"), "{text}");
         assert!(!text.contains("fifteen"), "{text}");
         let text = from_env.unwrap_err().to_string();
-        assert!(text.contains(&format!("environment variable {variable} is 5 bytes long")), "{text}");
+        assert!(
+            text.contains(&format!("environment variable {variable} is 5 bytes long")),
+            "{text}"
+        );
 
         // A reload to a short secret keeps the one in use.
         write(&mut file, "sixteen-bytes!!!");
         let secrets = SourceSecrets::load(&source(&[file.path()])).unwrap();
         write(&mut file, "short");
-        assert!(matches!(secrets.reload(), Err(SecretError::TooShort { bytes: 5, .. })));
+        assert!(matches!(
+            secrets.reload(),
+            Err(SecretError::TooShort { bytes: 5, .. })
+        ));
         assert_eq!(
             secrets.check(Some(b"sixteen-bytes!!!")),
             AuthOutcome::Accepted { slot: 0 }

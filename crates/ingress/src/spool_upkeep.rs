@@ -93,7 +93,9 @@ fn count_set_aside(spool: &SpoolState, retention: Option<Duration>) {
         );
     }
     let metrics = &spool.metrics;
-    metrics.set_aside_expired.inc_by(census.expired.len() as u64);
+    metrics
+        .set_aside_expired
+        .inc_by(census.expired.len() as u64);
     metrics
         .set_aside_files
         .set(i64::try_from(census.files).unwrap_or(i64::MAX));

@@ -10,8 +10,8 @@
 use std::sync::{Arc, OnceLock};
 
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 use voicehub_model::{EventKind, ParseError};
 use voicehub_runtime::kafka::ProduceError;
@@ -70,7 +70,6 @@ pub struct IngressMetrics {
     pub spool: SpoolMetrics,
 }
 
-
 /// Reasons of `voicehub_ingress_dead_letters_total`: what the parser refuses, a record too
 /// large for the broker, a panic on the request path.
 pub const DEAD_LETTER_REASONS: [&str; 6] = [
@@ -81,7 +80,6 @@ pub const DEAD_LETTER_REASONS: [&str; 6] = [
     "record_too_large",
     "internal_error",
 ];
-
 
 impl IngressMetrics {
     /// Creates and registers every metric.
@@ -353,7 +351,6 @@ impl SourceMetrics {
         self.dedupe_hits.inc();
     }
 }
-
 
 #[cfg(test)]
 mod tests {

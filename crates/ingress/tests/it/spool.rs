@@ -495,7 +495,10 @@ async fn set_aside_files_past_their_retention_are_deleted_and_counted_the_others
     let dir = tempfile::tempdir().unwrap();
     let aside = dir.path().join(voicehub_spool::UNDELIVERABLE_DIR);
     std::fs::create_dir(&aside).unwrap();
-    let (old, recent) = (aside.join("00000000000000000001.rec"), aside.join("00000000000000000002.rec"));
+    let (old, recent) = (
+        aside.join("00000000000000000001.rec"),
+        aside.join("00000000000000000002.rec"),
+    );
     std::fs::write(&old, b"old bytes").unwrap();
     std::fs::write(&recent, b"recent bytes").unwrap();
     let eight_days_ago = std::time::SystemTime::now() - Duration::from_secs(8 * 86_400);
@@ -512,7 +515,10 @@ async fn set_aside_files_past_their_retention_are_deleted_and_counted_the_others
     // Assert: counted before the first scrape, the old file gone, the recent one kept.
     let scrape = app.metrics().await;
     let value = |name: &str| metric_value(&scrape, name, &[]);
-    assert_eq!(value("voicehub_ingress_spool_undeliverable_expired_files_total"), 1.0);
+    assert_eq!(
+        value("voicehub_ingress_spool_undeliverable_expired_files_total"),
+        1.0
+    );
     assert_eq!(value("voicehub_ingress_spool_undeliverable_files"), 1.0);
     assert_eq!(value("voicehub_ingress_spool_undeliverable_bytes"), 12.0);
     assert!(value("voicehub_ingress_spool_undeliverable_oldest_age_seconds") < 3_600.0);

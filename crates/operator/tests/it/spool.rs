@@ -164,7 +164,8 @@ async fn set_aside_files_go_once_and_unreadable_ones_stay() {
     );
     assert!(
         first.left.iter().any(|l| l.what.ends_with("10.rec")
-            && l.why.contains("`another.instances.topic`, which the configuration does not name")),
+            && l.why
+                .contains("`another.instances.topic`, which the configuration does not name")),
         "{first:?}"
     );
     let records = broker
