@@ -61,6 +61,7 @@ mutations=(
   "webhook secrets: any length taken|crates/ingress/src/auth.rs|    if bytes.len() < MIN_SECRET_BYTES {|    if bytes.is_empty() {|test(=auth::tests::a_secret_shorter_than_the_minimum_is_refused_at_load_and_never_taken_on_reload)|unwrap_err"
   "spool: set-aside files never aged|crates/spool/src/files.rs|        if retention.is_some_and(\|retention\| age > retention) {|        if retention.is_some_and(\|retention\| age > retention * 1000) {|test(=tests::set_aside_files_are_counted_and_deleted_once_older_than_the_retention)|left: []"
   "spool produce: a record for any topic produced|crates/operator/src/spool.rs|        if !self.topics.contains(&topic) {|        if self.topics.is_empty() {|test(=spool::set_aside_files_go_once_and_unreadable_ones_stay)|another.instances.topic"
+  "voicehub completions: written straight to stdout|crates/operator/src/main.rs|        clap_complete::generate(shell, &mut Cli::command(), \"voicehub\", &mut script);|        clap_complete::generate(shell, &mut Cli::command(), \"voicehub\", &mut std::io::stdout());|test(=cli::completions_into_a_closed_pipe_end_quietly)|panicked"
 )
 
 if find . -name '*.unmutated' -not -path './target/*' | grep -q .; then

@@ -21,6 +21,7 @@ use voicehub_runtime::{FaultHook, kafka, reload};
 use crate::auth::{SecretError, SourceSecrets};
 use crate::body_budget::BodyBudget;
 use crate::dedupe::Dedupe;
+use crate::error::Outcome;
 use crate::forwarder::Forwarder;
 use crate::metrics::IngressMetrics;
 use crate::outbox::{Outbox, Spooling};
@@ -157,9 +158,12 @@ impl Application {
         };
         let outbox = Outbox::new(publisher, spooling);
 
+        let unknown_source = metrics.requests_of("unknown");
+        // At 0 from the start: what an unknown source gets is a series an alert can rate.
+        unknown_source.touch(None, Outcome::UnknownSource);
         let state = web::Data::new(AppState {
             sources,
-            unknown_source: metrics.requests_of("unknown"),
+            unknown_source,
             topics: settings.kafka.topics.clone(),
             outbox,
             dedupe: Arc::new(Dedupe::new(

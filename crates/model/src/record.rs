@@ -170,7 +170,7 @@ pub enum Stage {
 
 impl Stage {
     /// `ingress` or `enricher`.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Ingress => "ingress",
             Self::Enricher => "enricher",

@@ -8,17 +8,20 @@ use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use voicehub_model::Timestamp;
+use voicehub_model::record::Stage;
 use voicehub_operator::dead_letters::{Filter, Reader, Start, Summary};
 use voicehub_operator::redrive::{self, Event, Options, Report};
 use voicehub_operator::settings::OperatorSettings;
 use voicehub_operator::spool;
+use voicehub_runtime::settings::CONFIG_PATH_ENV;
 
 /// Operate a voicehub-bridge: read dead letters, re-drive them, produce set-aside spool records.
 #[derive(Debug, Parser)]
 #[command(name = "voicehub", version, propagate_version = true)]
 struct Cli {
-    /// The ingress's or the enricher's configuration file (brokers, Kafka properties, topics).
-    #[arg(long, global = true, value_name = "FILE")]
+    /// The ingress's or the enricher's configuration file (brokers, Kafka properties, topics),
+    /// as the services take it.
+    #[arg(long, global = true, value_name = "FILE", env = CONFIG_PATH_ENV)]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -51,8 +54,8 @@ enum DeadLettersCommand {
     Show {
         #[command(flatten)]
         filter: FilterArgs,
-        /// At most this many.
-        #[arg(long)]
+        /// At most this many (1 or more).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         limit: Option<u64>,
     },
 }
@@ -76,8 +79,8 @@ enum SpoolCommand {
 
 #[derive(Debug, Clone, Args)]
 struct FilterArgs {
-    /// Only this stage (ingress, enricher); repeatable.
-    #[arg(long)]
+    /// Only this stage; repeatable.
+    #[arg(long, value_parser = STAGES)]
     stage: Vec<String>,
     /// Only this reason (e.g. unauthorized, retries_exhausted); repeatable.
     #[arg(long)]
@@ -103,8 +106,8 @@ struct RedriveArgs {
     /// At most this many records re-driven per second.
     #[arg(long)]
     rate: Option<f64>,
-    /// Stop after re-driving this many (a re-run goes on from there).
-    #[arg(long)]
+    /// Stop after re-driving this many, 1 or more (a re-run goes on from there).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     limit: Option<u64>,
     /// The consumer group that remembers progress (default: one per filter, so the same
     /// filter resumes and another starts from the beginning).
@@ -116,19 +119,29 @@ struct RedriveArgs {
     from_beginning: bool,
 }
 
+/// The `--stage` values: the stages that write dead letters.
+const STAGES: [&str; 2] = [Stage::Ingress.as_str(), Stage::Enricher.as_str()];
+
 fn timestamp(text: &str) -> Result<Timestamp, String> {
     Timestamp::parse(text).map_err(|e| e.to_string())
 }
 
-impl From<FilterArgs> for Filter {
-    fn from(args: FilterArgs) -> Self {
-        Self {
+impl TryFrom<FilterArgs> for Filter {
+    type Error = anyhow::Error;
+
+    fn try_from(args: FilterArgs) -> anyhow::Result<Self> {
+        if let (Some(since), Some(until)) = (&args.since, &args.until)
+            && since >= until
+        {
+            anyhow::bail!("--since {since} is not before --until {until}: nothing could match");
+        }
+        Ok(Self {
             stages: args.stage,
             reasons: args.reason,
             sources: args.source,
             since: args.since,
             until: args.until,
-        }
+        })
     }
 }
 
@@ -138,6 +151,8 @@ fn main() -> std::process::ExitCode {
         Ok(true) => std::process::ExitCode::SUCCESS,
         // 2 is clap's, for a command line it refused.
         Ok(false) => std::process::ExitCode::from(3),
+        // The reader went away (`| head`): what it wanted is written.
+        Err(error) if broken_pipe(&error) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("voicehub: {error:#}");
             std::process::ExitCode::FAILURE
@@ -148,12 +163,10 @@ fn main() -> std::process::ExitCode {
 /// Runs the command; `Ok(false)` when it ran but something was left undone.
 fn run(cli: Cli) -> anyhow::Result<bool> {
     if let Command::Completions { shell } = cli.command {
-        clap_complete::generate(
-            shell,
-            &mut Cli::command(),
-            "voicehub",
-            &mut std::io::stdout(),
-        );
+        // Into memory first: clap_complete panics when its writer fails (`| head`).
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "voicehub", &mut script);
+        std::io::stdout().lock().write_all(&script)?;
         return Ok(true);
     }
     let loaded = OperatorSettings::load(cli.config.as_deref())?;
@@ -166,7 +179,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     let topic = settings.topics.dead_letter.clone();
     match cli.command {
         Command::DeadLetters(DeadLettersCommand::Summary(filter)) => {
-            let filter = Filter::from(filter);
+            let filter = Filter::try_from(filter)?;
             let mut reader = Reader::open(&settings, &topic, Start::Beginning)?;
             let bar = progress(reader.remaining());
             let mut summary = Summary::default();
@@ -181,7 +194,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(true)
         }
         Command::DeadLetters(DeadLettersCommand::Show { filter, limit }) => {
-            let filter = Filter::from(filter);
+            let filter = Filter::try_from(filter)?;
             let mut reader = Reader::open(&settings, &topic, Start::Beginning)?;
             let mut shown = 0;
             while let Some(letter) = reader.next_letter()? {
@@ -201,7 +214,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(true)
         }
         Command::Redrive(args) => {
-            let filter = Filter::from(args.filter);
+            let filter = Filter::try_from(args.filter)?;
             if sources.is_none() {
                 eprintln!(
                     "voicehub: the configuration names no [sources]: any well-formed ce_source \
@@ -270,6 +283,18 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         Command::Completions { .. } => Ok(true),
     }
+}
+
+fn broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(|json| json.io_error_kind())
+                == Some(std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// A progress bar on a terminal's stderr; hidden otherwise (pipes, logs, Jobs).

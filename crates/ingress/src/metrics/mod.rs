@@ -274,6 +274,16 @@ pub struct RequestCounters {
 impl RequestCounters {
     /// Counts a request.
     pub fn inc(&self, kind: Option<EventKind>, outcome: Outcome) {
+        self.counter(kind, outcome).inc();
+    }
+
+    /// Creates the series at 0 if it does not exist yet: alert rules then see a rate of 0
+    /// rather than no series at all.
+    pub fn touch(&self, kind: Option<EventKind>, outcome: Outcome) {
+        self.counter(kind, outcome);
+    }
+
+    fn counter(&self, kind: Option<EventKind>, outcome: Outcome) -> &IntCounter {
         let event_type = kind.map_or(0, |kind| kind as usize + 1);
         self.cells
             .get(event_type * OUTCOMES + outcome as usize, || {
@@ -283,7 +293,6 @@ impl RequestCounters {
                     outcome.as_str(),
                 ])
             })
-            .inc();
     }
 }
 

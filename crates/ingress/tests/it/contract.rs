@@ -119,6 +119,14 @@ async fn an_unknown_event_type_goes_to_the_unrouted_topic_untouched() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_source_is_answered_as_a_wrong_secret_and_writes_nothing() {
     let app = spawn_app().await;
+    // Its series is there, at 0, before any request (an alert can rate it).
+    let scrape = app.metrics().await;
+    let present = scrape.samples.iter().any(|sample| {
+        sample.metric == "voicehub_ingress_requests_total"
+            && sample.labels.get("source") == Some("unknown")
+            && sample.labels.get("outcome") == Some("unknown_source")
+    });
+    assert!(present, "no unknown-source series before the first request");
     // What a wrong and a missing secret get on the configured source.
     let answer = |response: reqwest::Response| async move {
         let status = response.status().as_u16();

@@ -135,3 +135,72 @@ fn help_version_and_completions() {
     assert!(run(&["--version"]).contains(env!("CARGO_PKG_VERSION")));
     assert!(run(&["completions", "bash"]).contains("voicehub"));
 }
+
+/// Runs the `voicehub` binary with no broker and no configuration but `env`: exit code and
+/// stderr.
+fn offline(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_voicehub"))
+        .args(args)
+        .env_remove("VOICEHUB_BRIDGE_CONFIG")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code().unwrap_or(-1), stderr)
+}
+
+#[test]
+fn a_command_line_that_cannot_match_anything_is_refused_before_any_work() {
+    for (args, says) in [
+        (&["redrive", "--limit", "0"][..], "0 is not in 1.."),
+        (
+            &["dead-letters", "show", "--limit", "0"][..],
+            "0 is not in 1..",
+        ),
+        (
+            &["dead-letters", "summary", "--stage", "enrich"][..],
+            "[possible values: ingress, enricher]",
+        ),
+    ] {
+        let (code, stderr) = offline(args, &[]);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    let (code, stderr) = offline(
+        &[
+            "redrive",
+            "--since",
+            "2026-01-02T00:00:00Z",
+            "--until",
+            "2026-01-01T00:00:00Z",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("is not before --until"), "{stderr}");
+}
+
+#[test]
+fn the_configuration_named_by_voicehub_bridge_config_is_the_one_read() {
+    let (code, stderr) = offline(
+        &["dead-letters", "summary"],
+        &[("VOICEHUB_BRIDGE_CONFIG", "/nonexistent/ingress.toml")],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("/nonexistent/ingress.toml"), "{stderr}");
+}
+
+#[test]
+fn completions_into_a_closed_pipe_end_quietly() {
+    // Every write fails with EPIPE: the reader end is closed before the binary starts.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = Command::new(env!("CARGO_BIN_EXE_voicehub"))
+        .args(["completions", "bash"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
