@@ -90,6 +90,36 @@ echo "  built in $((SECONDS - start)) s; size $(docker image inspect -f '{{.Size
 docker run --rm voicehub-bridge:local /usr/local/bin/voicehub --version | grep -q '^voicehub ' ||
   fail "the image has no working voicehub CLI"
 echo "  the operator CLI is in the image ($(docker run --rm voicehub-bridge:local /usr/local/bin/voicehub --version))"
+# The SBOMs: one CycloneDX 1.5 document per binary, listing what it links (no test crate), with
+# librdkafka's version as rdkafka-sys's build metadata; compared below with what the running
+# ingress reports.
+container=$(docker create voicehub-bridge:local)
+docker cp "$container:/usr/share/doc/voicehub-bridge/sbom" "$work/sbom" >/dev/null
+docker rm "$container" >/dev/null
+librdkafka=$(python3 - "$work/sbom" <<'PY'
+import json, pathlib, sys
+dir = pathlib.Path(sys.argv[1])
+expected = {"voicehub-ingress": "actix-web", "voicehub-enricher": "reqwest", "voicehub": "clap",
+            "voicehub-sim": "reqwest"}
+versions = set()
+for binary, needs in expected.items():
+    path = dir / f"{binary}_bin.cdx.json"
+    bom = json.loads(path.read_text())
+    names = {c["name"]: c["version"] for c in bom.get("components", [])}
+    if bom.get("bomFormat") != "CycloneDX" or bom.get("specVersion") != "1.5":
+        sys.exit(f"{path.name}: not a CycloneDX 1.5 document")
+    if bom["metadata"]["component"]["name"] != binary or needs not in names:
+        sys.exit(f"{path.name}: describes {bom['metadata']['component']['name']}, without {needs}")
+    if any(name.startswith("tansu") for name in names):
+        sys.exit(f"{path.name}: lists test-only crates")
+    if "rdkafka-sys" in names:
+        versions.add(names["rdkafka-sys"].partition("+")[2])
+if len(versions) != 1 or not all(versions):
+    sys.exit(f"librdkafka versions in the SBOMs: {versions}")
+print(versions.pop())
+PY
+) || fail "the image's SBOMs"
+echo "  SBOMs in /usr/share/doc/voicehub-bridge/sbom for the four binaries; librdkafka $librdkafka"
 
 echo "--- local images (Apache Kafka from its jars, Prometheus, voicehub-tail)"
 mkdir -p "$work/tail" "$work/prometheus/data"
@@ -159,6 +189,8 @@ has '^voicehub_ingress_requests_total{.*outcome="accepted".*} [1-9]' http://127.
   fail "ingress /metrics shows no accepted request"
 has '^voicehub_enricher_records_total{.*outcome="enriched".*} [1-9]' http://127.0.0.1:9091/metrics ||
   fail "enricher /metrics shows no enriched record"
+has "^voicehub_build_info{.*librdkafka=\"$librdkafka\".*} 1" http://127.0.0.1:9090/metrics ||
+  fail "ingress /metrics does not report librdkafka $librdkafka, the SBOM's"
 # The spool opened (lock file written) on its volume as uid 65532: the volume is writable.
 has '^voicehub_ingress_spool_mode{mode="fallback"} 1' http://127.0.0.1:9090/metrics ||
   fail "ingress /metrics does not show the spool in fallback mode"

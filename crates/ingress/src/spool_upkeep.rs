@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use prometheus::{Gauge, IntGauge};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 use voicehub_runtime::readiness::Readiness;
@@ -96,15 +97,24 @@ fn count_set_aside(spool: &SpoolState, retention: Option<Duration>) {
     metrics
         .set_aside_expired
         .inc_by(census.expired.len() as u64);
-    metrics
-        .set_aside_files
-        .set(i64::try_from(census.files).unwrap_or(i64::MAX));
-    metrics
-        .set_aside_bytes
-        .set(i64::try_from(census.bytes).unwrap_or(i64::MAX));
-    metrics
-        .set_aside_oldest_age
-        .set(census.oldest.map_or(0.0, |age| age.as_secs_f64()));
+    set_gauges(
+        (
+            &metrics.set_aside_files,
+            &metrics.set_aside_bytes,
+            &metrics.set_aside_oldest_age,
+        ),
+        (census.files, census.bytes, census.oldest),
+    );
+}
+
+/// Sets a (count, bytes, oldest age) triple of gauges; no oldest is an age of 0.
+fn set_gauges(
+    (count, bytes, oldest): (&IntGauge, &IntGauge, &Gauge),
+    values: (u64, u64, Option<Duration>),
+) {
+    count.set(i64::try_from(values.0).unwrap_or(i64::MAX));
+    bytes.set(i64::try_from(values.1).unwrap_or(i64::MAX));
+    oldest.set(values.2.map_or(0.0, |age| age.as_secs_f64()));
 }
 
 /// At shutdown: lets the forwarder send what it can until `deadline`, stops it, and writes
@@ -144,15 +154,10 @@ async fn persist_acknowledgements(spool: &SpoolState) {
 fn refresh(spool: &SpoolState, readiness: Option<&Readiness>) {
     let depth = spool.spool.depth();
     let metrics = &spool.metrics;
-    metrics
-        .records
-        .set(i64::try_from(depth.records).unwrap_or(i64::MAX));
-    metrics
-        .bytes
-        .set(i64::try_from(depth.bytes).unwrap_or(i64::MAX));
-    metrics
-        .oldest_age
-        .set(depth.oldest.map_or(0.0, |age| age.as_secs_f64()));
+    set_gauges(
+        (&metrics.records, &metrics.bytes, &metrics.oldest_age),
+        (depth.records, depth.bytes, depth.oldest),
+    );
     if let Some(readiness) = readiness {
         let accepts = spool.accepting();
         if readiness.set(SPOOL_CHECK, accepts) {

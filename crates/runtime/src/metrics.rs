@@ -15,7 +15,7 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 /// A registry with the process metrics (`process_*`, unprefixed, the standard names) and
-/// `voicehub_build_info{service, version}`.
+/// `voicehub_build_info{service, version, librdkafka}`.
 pub fn registry(service: &'static str) -> Result<Registry, prometheus::Error> {
     let registry = Registry::new();
     #[cfg(target_os = "linux")]
@@ -27,13 +27,15 @@ pub fn registry(service: &'static str) -> Result<Registry, prometheus::Error> {
         IntGaugeVec::new(
             Opts::new(
                 "voicehub_build_info",
-                "Always 1; labels say which service and version this is.",
+                "Always 1; labels say which service and version this is, and the librdkafka \
+                 version linked in.",
             ),
-            &["service", "version"],
+            &["service", "version", "librdkafka"],
         )?,
     )?;
+    let (_, librdkafka) = rdkafka::util::get_rdkafka_version();
     build_info
-        .with_label_values(&[service, BRIDGE_VERSION])
+        .with_label_values(&[service, BRIDGE_VERSION, &librdkafka])
         .set(1);
     Ok(registry)
 }
