@@ -218,8 +218,9 @@ for c, workload in workloads.items():
         fail(f"{c}: admin.listen {config[c]['admin']['listen']}, want {listen}:{port}")
 np = values["networkPolicy"]
 policies = {component(d): d for d in of("NetworkPolicy")}
-def port_of(authority, default):
-    port = re.fullmatch(r"(\[[^\]]*\]|[^:\[]*)(?::([0-9]+))?", authority.strip()).group(2)
+def port_of(authority, default):  # [proto://]host[:port]
+    authority = re.sub(r"^[A-Za-z_]+://", "", authority.strip())
+    port = re.fullmatch(r"(\[[^\]]*\]|[^:\[]*)(?::([0-9]+))?", authority).group(2)
     return [int(port)] if port else default
 kafka_ports = np["egress"]["kafka"]["ports"] or [
     p for server in values["kafka"]["bootstrapServers"].split(",") for p in port_of(server, [9092])]
@@ -239,6 +240,7 @@ for c, policy in policies.items():
         fail(f"NetworkPolicy {c}: an egress rule open on every port")
     let_out = {(p["port"], p["protocol"]) for r in spec["egress"] for p in r["ports"]}
     want = {(53, "UDP"), (53, "TCP")} | {(p, "TCP") for p in kafka_ports}
+    want |= {(p["port"], p["protocol"]) for r in np["egress"]["extra"] for p in r["ports"]}
     want |= {(p, "TCP") for p in api_ports} if c == "enricher" else set()
     if let_out != want:
         fail(f"NetworkPolicy {c}: egress to {sorted(let_out)}, want {sorted(want)}")

@@ -117,19 +117,26 @@ impl AllowedHost {
     }
 
     /// A path is under the prefix at a segment boundary (`/api/v1` admits `/api/v1/x`, not
-    /// `/api/v1x`). Under a prefix, an escaped `/` or `\` could be decoded by the server into
-    /// a path outside it, so such paths are refused.
+    /// `/api/v1x`). Under a prefix, what a server could still resolve to a path outside it is
+    /// refused: an escaped `/` or `\`, a double escape (`%25`), and a dot segment with
+    /// parameters (`..;`, which some servers strip and then resolve).
     fn path_admits(&self, path: &str) -> bool {
         let prefix = self.path_prefix.as_str();
         if prefix == "/" {
             return true;
         }
-        let escaped_separator = ["%2f", "%5c"]
+        let lower = path.to_ascii_lowercase();
+        let escaped = ["%2f", "%5c", "%25"]
             .iter()
-            .any(|escape| path.to_ascii_lowercase().contains(escape));
+            .any(|escape| lower.contains(escape));
+        let dot_with_parameters = path
+            .split('/')
+            .filter(|segment| segment.contains(';'))
+            .any(|segment| matches!(segment.split(';').next(), Some("." | "..")));
         path.strip_prefix(prefix)
             .is_some_and(|rest| prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'))
-            && !escaped_separator
+            && !escaped
+            && !dot_with_parameters
     }
 }
 
@@ -185,6 +192,18 @@ impl AllowList {
             private_allowed: Arc::new(private_allowed),
         }
     }
+}
+
+/// The first host named by entries that disagree on `allow_private_addresses`: the resolved
+/// addresses are checked per name, so the entry that allows them would lift the check for the
+/// one that does not.
+pub fn conflicting_private_flag(hosts: &[AllowedHost]) -> Option<String> {
+    hosts.iter().find_map(|a| {
+        hosts
+            .iter()
+            .any(|b| a.host == b.host && a.private_addresses != b.private_addresses)
+            .then(|| a.host.to_string())
+    })
 }
 
 /// Resolves with the system's resolver, then refuses non-public addresses for names whose
@@ -269,10 +288,13 @@ pub fn address_kind(ip: IpAddr) -> Option<&'static str> {
         _ if v6.is_loopback() => Some("loopback"),
         [0, 0, 0, 0, 0, 0, _, _] => Some("reserved (IPv4-compatible)"),
         [0x64, 0xff9b, 0, 0, 0, 0, high, low] => embedded(high, low),
+        [0x64, 0xff9b, 1, ..] => Some("private (local-use NAT64)"),
+        [0x100, 0, 0, 0, ..] => Some("reserved (discard)"),
         [0x2002, high, low, ..] => embedded(high, low),
         [0x2001, 0x0db8, ..] => Some("documentation"),
         [first, ..] if first & 0xfe00 == 0xfc00 => Some("private (unique local)"),
         [first, ..] if first & 0xffc0 == 0xfe80 => Some("link-local"),
+        [first, ..] if first & 0xffc0 == 0xfec0 => Some("site-local"),
         _ if v6.is_multicast() => Some("multicast"),
         _ => None,
     }
@@ -440,11 +462,32 @@ mod tests {
             "https://api.example/api/v1/%2e%2e/%2e%2e/admin",
             "https://api.example/api/v1/..%2f..%2fadmin",
             "https://api.example/api/v1/..%5C..%5Cadmin",
+            "https://api.example/api/v1/..;/admin",
+            "https://api.example/api/v1/.;/x",
+            "https://api.example/api/v1/%252e%252e/admin",
             "https://other.example/v2x",
             "https://other.example/v",
         ] {
             assert!(!admitted(&l, outside), "{outside} was allowed");
         }
+    }
+
+    #[test]
+    fn entries_that_disagree_on_private_addresses_for_one_host_are_found() {
+        let parse = |entry: &str, private| AllowedHost::parse(entry, private).unwrap();
+        let agree = [
+            parse("api.example:8443", true),
+            parse("api.example/v1/", true),
+        ];
+        let disagree = [
+            parse("api.example:8443", true),
+            parse("API.example/v1/", false),
+        ];
+        assert_eq!(conflicting_private_flag(&agree), None);
+        assert_eq!(
+            conflicting_private_flag(&disagree).as_deref(),
+            Some("api.example")
+        );
     }
 
     #[test]
@@ -471,6 +514,9 @@ mod tests {
             ("fe80::1", Some("link-local")),
             ("ff02::1", Some("multicast")),
             ("2001:db8::1", Some("documentation")),
+            ("fec0::1", Some("site-local")),
+            ("64:ff9b:1::a00:1", Some("private (local-use NAT64)")),
+            ("100::1", Some("reserved (discard)")),
         ];
         for (ip, kind) in cases {
             assert_eq!(address_kind(ip.parse().unwrap()), kind, "{ip}");

@@ -257,6 +257,16 @@ impl EnricherSettings {
                     "needs exactly one of api_key_env and api_key_file",
                 ));
             }
+            if let Some(host) = crate::allow_list::conflicting_private_flag(&source.allowed_hosts) {
+                return Err(SettingsError::invalid(
+                    format!("sources.{name}.allowed_hosts"),
+                    format_args!(
+                        "`{host}` is named by entries that disagree on allow_private_addresses: \
+                         its resolved addresses are checked once per name, so give every entry \
+                         of it the same"
+                    ),
+                ));
+            }
             if source.allowed_hosts.is_empty() {
                 return Err(SettingsError::invalid(
                     format!("sources.{name}.allowed_hosts"),
@@ -367,6 +377,17 @@ mod shipped {
             AllowedHost::parse("localhost:8090", true).unwrap(),
         ];
         assert_eq!(taken.sources["default"].allowed_hosts, expected);
+        taken.validate().unwrap();
+        let conflicting = load(
+            r#""api.example/v1/", { host = "api.example:8443", allow_private_addresses = true }"#,
+        )
+        .unwrap();
+        let text = conflicting.validate().unwrap_err().to_string();
+        assert!(
+            text.contains("`sources.default.allowed_hosts`")
+                && text.contains("disagree on allow_private_addresses"),
+            "{text}"
+        );
         for (entry, says) in [
             (r#""https://voicehub.dataqueue.ai""#, "is a URL"),
             (r#""127.0.0.1:8090""#, "allow_private_addresses = true"),

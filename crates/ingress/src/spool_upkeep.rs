@@ -56,20 +56,26 @@ pub fn open(
 }
 
 /// Keeps the spool's gauges and readiness current, and its acknowledgements on disk (so a
-/// restart re-sends at most the last half second's forwarded records); counts and ages
-/// `undeliverable/` (files older than `retention` deleted; none when `None`).
-pub async fn run(spool: Arc<SpoolState>, readiness: Readiness, retention: Option<Duration>) {
+/// restart re-sends at most the last half second's forwarded records).
+pub async fn run(spool: Arc<SpoolState>, readiness: Readiness) {
     let mut interval = tokio::time::interval(SPOOL_REFRESH);
-    let mut set_aside_due = Instant::now() + SET_ASIDE_REFRESH;
     loop {
         interval.tick().await;
         refresh(&spool, Some(&readiness));
         persist_acknowledgements(&spool).await;
-        if Instant::now() >= set_aside_due {
-            let state = spool.clone();
-            let _ = tokio::task::spawn_blocking(move || count_set_aside(&state, retention)).await;
-            set_aside_due = Instant::now() + SET_ASIDE_REFRESH;
-        }
+    }
+}
+
+/// Counts and ages `undeliverable/` every 30 s (files older than `retention` deleted; none when
+/// `None`), on a blocking thread: a large directory never holds up the refresh above.
+pub async fn age_set_aside(spool: Arc<SpoolState>, retention: Option<Duration>) {
+    let mut interval = tokio::time::interval(SET_ASIDE_REFRESH);
+    // The first count was made when the spool was opened.
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        let state = spool.clone();
+        let _ = tokio::task::spawn_blocking(move || count_set_aside(&state, retention)).await;
     }
 }
 

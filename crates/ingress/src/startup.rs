@@ -294,9 +294,9 @@ impl Application {
         }
         let mut forwarder = None;
         if let Some(spool) = state.outbox.spool() {
-            background.spawn(spool_upkeep::run(
+            background.spawn(spool_upkeep::run(spool.clone(), readiness.clone()));
+            background.spawn(spool_upkeep::age_set_aside(
                 spool.clone(),
-                readiness.clone(),
                 settings.spool.undeliverable_retention(),
             ));
             forwarder = Some(tokio::spawn(

@@ -259,7 +259,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                     report.left()
                 );
             }
-            print_json(&report)?;
+            print_report(&report)?;
             Ok(!report.failed())
         }
         Command::Spool(SpoolCommand::Produce {
@@ -278,7 +278,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             for kept in &report.kept {
                 eprintln!("{}: kept: {}", kept.what, kept.why);
             }
-            print_json(&report)?;
+            print_report(&report)?;
             Ok(report.left.is_empty())
         }
         Command::Completions { .. } => Ok(true),
@@ -316,6 +316,15 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     serde_json::to_writer(&mut out, value)?;
     writeln!(out)?;
     Ok(())
+}
+
+/// A command's final report: like [`print_json`], but a reader gone away (`| head`) does not
+/// hide the command's own outcome (exit 3 for work left undone).
+fn print_report(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    match print_json(value) {
+        Err(error) if broken_pipe(&error) => Ok(()),
+        printed => printed,
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -45,6 +45,18 @@ pub enum SpoolProduceError {
     /// The producer could not be created.
     #[error("creating the producer: {0}")]
     Producer(#[from] rdkafka::error::KafkaError),
+    /// A spool record for a topic the configuration does not name: nothing from it on was
+    /// produced or acknowledged.
+    #[error(
+        "{what} is for topic `{topic}`, which the configuration does not name (kafka.topics): \
+         stopped there; run with the configuration of the instance that spooled it"
+    )]
+    ForeignTopic {
+        /// The spool entry.
+        what: String,
+        /// Its topic.
+        topic: String,
+    },
     /// Neither the directory nor a subdirectory of it is a spool's `undeliverable/`.
     #[error("{0}: no undeliverable/ directory here (give a spool directory or its undeliverable/)")]
     NoSetAside(PathBuf),
@@ -83,6 +95,8 @@ struct Producer<'a> {
 enum Outcome {
     Produced,
     Left(String),
+    /// For a topic the configuration does not name: never produced.
+    ForeignTopic(String),
 }
 
 impl Producer<'_> {
@@ -93,10 +107,7 @@ impl Producer<'_> {
             Err(error) => return Ok(Outcome::Left(format!("unreadable: {error}"))),
         };
         if !self.topics.contains(&topic) {
-            return Ok(Outcome::Left(format!(
-                "for topic `{topic}`, which the configuration does not name (kafka.topics): \
-                 produced with the configuration of the instance that spooled it"
-            )));
+            return Ok(Outcome::ForeignTopic(topic));
         }
         let Some(producer) = &self.producer else {
             return Ok(Outcome::Produced);
@@ -154,16 +165,28 @@ pub fn produce_set_aside(
             });
             continue;
         }
-        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        // Gone meanwhile: produced by another run, or deleted by the ingress's retention.
+        let bytes = match std::fs::read(&path) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            read => read.map_err(io(&path))?,
+        };
         match producer.send(&what, &bytes)? {
             Outcome::Produced => {
                 if !dry_run {
-                    std::fs::remove_file(&path).map_err(io(&path))?;
-                    sync_dir(&dir).map_err(io(&dir))?;
+                    match std::fs::remove_file(&path) {
+                        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(io(&path)(error));
+                        }
+                        _ => sync_dir(&dir).map_err(io(&dir))?,
+                    }
                 }
                 report.produced += 1;
             }
             Outcome::Left(why) => report.left.push(Left { what, why }),
+            Outcome::ForeignTopic(topic) => report.left.push(Left {
+                what,
+                why: foreign(&topic),
+            }),
         }
     }
     Ok(report)
@@ -220,6 +243,15 @@ pub fn produce_spool(
                         spool.set_aside(entry, "operator")?;
                     }
                     Outcome::Left(why) => report.left.push(Left { what, why }),
+                    // Another instance's spool, or a misnamed topic: this and everything after
+                    // it stays in the queue, acknowledged by no one.
+                    Outcome::ForeignTopic(topic) if !dry_run => {
+                        return Err(SpoolProduceError::ForeignTopic { what, topic });
+                    }
+                    Outcome::ForeignTopic(topic) => report.left.push(Left {
+                        what,
+                        why: foreign(&topic),
+                    }),
                 }
             }
         }
@@ -263,6 +295,13 @@ fn producer<'a>(
         deadline: settings.message_timeout() + Duration::from_secs(5),
         runtime,
     })
+}
+
+fn foreign(topic: &str) -> String {
+    format!(
+        "for topic `{topic}`, which the configuration does not name (kafka.topics): left; run \
+         with the configuration of the instance that spooled it"
+    )
 }
 
 /// `dir/undeliverable`, or `dir` itself if it is one.

@@ -87,7 +87,8 @@ pub struct SetAside {
 
 /// Reads `undeliverable/` under `dir` (none yet: empty), deleting each file written more than
 /// `retention` before `now` (none when `None`). A file that vanishes meanwhile (produced by the
-/// operator CLI) is skipped.
+/// operator CLI) is skipped; one that cannot be read or deleted is logged and skipped. Fails
+/// only when the directory itself cannot be read.
 pub(crate) fn age_set_aside(
     dir: &Path,
     retention: Option<Duration>,
@@ -100,13 +101,28 @@ pub(crate) fn age_set_aside(
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(census),
         Err(error) => return Err(SpoolError::io(&aside)(error)),
     };
+    // An entry that cannot be read or deleted is logged and skipped: it must neither hide what
+    // was deleted before it (each deletion is reported) nor stop the ageing of the others.
+    let skip = |path: &Path, error: std::io::Error| {
+        warn!(path = %path.display(), %error, "undeliverable/ entry not aged");
+    };
     for entry in entries {
-        let entry = entry.map_err(SpoolError::io(&aside))?;
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(error) => {
+                skip(&aside, error);
+                continue;
+            }
+        };
+        let path = entry.path();
         let metadata = match entry.metadata() {
             Ok(metadata) if metadata.is_file() => metadata,
             Ok(_) => continue,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(error) => return Err(SpoolError::io(&entry.path())(error)),
+            Err(error) => {
+                skip(&path, error);
+                continue;
+            }
         };
         let age = metadata
             .modified()
@@ -114,11 +130,10 @@ pub(crate) fn age_set_aside(
             .and_then(|written| now.duration_since(written).ok())
             .unwrap_or_default();
         if retention.is_some_and(|retention| age > retention) {
-            let path = entry.path();
             match std::fs::remove_file(&path) {
                 Ok(()) => census.expired.push(path),
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => return Err(SpoolError::io(&path)(error)),
+                Err(error) => skip(&path, error),
             }
             continue;
         }
@@ -126,8 +141,11 @@ pub(crate) fn age_set_aside(
         census.bytes += metadata.len();
         census.oldest = census.oldest.max(Some(age));
     }
-    if !census.expired.is_empty() {
-        sync_dir(&aside).map_err(SpoolError::io(&aside))?;
+    if !census.expired.is_empty()
+        && let Err(error) = sync_dir(&aside)
+    {
+        // The deletions happened; only their durability across a power loss is in doubt.
+        skip(&aside, error);
     }
     Ok(census)
 }

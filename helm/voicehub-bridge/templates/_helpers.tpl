@@ -46,7 +46,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/* The Kafka brokers' ports: networkPolicy.egress.kafka.ports, else those of kafka.bootstrapServers
-(9092 for a server without one), as a JSON list. */}}
+([proto://]host[:port]; 9092 for a server without one), as a JSON list. */}}
 {{- define "vb.kafkaPorts" -}}
 {{- $ports := list -}}
 {{- range .Values.networkPolicy.egress.kafka.ports -}}
@@ -54,7 +54,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- if not $ports -}}
 {{- range splitList "," .Values.kafka.bootstrapServers -}}
-{{- $port := regexReplaceAll "^(\\[[^\\]]*\\]|[^:\\[]*)(:([0-9]+))?$" (trim .) "${3}" -}}
+{{- $server := regexReplaceAll "^[A-Za-z_]+://" (trim .) "" -}}
+{{- if not (regexMatch "^(\\[[^\\]]*\\]|[^:\\[/]+)(:[0-9]+)?$" $server) -}}
+{{- fail (printf "kafka.bootstrapServers: no port can be read from %q for the NetworkPolicy; set networkPolicy.egress.kafka.ports" .) -}}
+{{- end -}}
+{{- $port := regexReplaceAll "^(\\[[^\\]]*\\]|[^:\\[]*)(:([0-9]+))?$" $server "${3}" -}}
 {{- $ports = append $ports (int (default "9092" $port)) -}}
 {{- end -}}
 {{- end -}}

@@ -184,3 +184,57 @@ async fn set_aside_files_go_once_and_unreadable_ones_stay() {
     assert_eq!(ids, ["evt-0", "evt-1", "evt-2"]);
     assert_eq!(undeliverable.read_dir().unwrap().count(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spool_record_for_another_topic_stops_the_run_and_stays_queued_with_what_follows() {
+    // Arrange: three records, the second for a topic this configuration does not name.
+    let broker = TestBroker::start().await.unwrap();
+    let kafka = kafka_settings(&broker);
+    let topic = kafka.topics.call_status_changed.clone();
+    broker.create_topics(&[&topic], 1).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (spool, _) = Spool::open(spool_options(dir.path())).unwrap();
+        for (id, to) in [
+            ("evt-0", topic.as_str()),
+            ("evt-1", "another.instances.topic"),
+            ("evt-2", topic.as_str()),
+        ] {
+            let record = event_record(&status_body(id, "call-1", r#""completed""#));
+            spool
+                .append(record_codec::encode(to, &record).unwrap())
+                .await
+                .unwrap();
+        }
+    }
+
+    // Act
+    let (path, settings) = (dir.path().to_owned(), kafka.clone());
+    let error =
+        blocking(move |runtime| produce_spool(&settings, &path, false, runtime).unwrap_err()).await;
+
+    // Assert: the first produced, the foreign one and the one after it still queued, nothing
+    // set aside.
+    let text = error.to_string();
+    assert!(
+        text.contains("record 1 is for topic `another.instances.topic`"),
+        "{text}"
+    );
+    let records = broker
+        .consume_until(
+            &[&topic],
+            |r| !r.is_empty(),
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    let ids: Vec<&str> = records
+        .iter()
+        .map(|r| r.header(header::ID).unwrap())
+        .collect();
+    assert_eq!(ids, ["evt-0"]);
+    let (_, recovery) = Spool::open(spool_options(dir.path())).unwrap();
+    assert_eq!(recovery.records, 2, "{recovery:?}");
+    assert!(!dir.path().join("undeliverable").exists());
+}
