@@ -3,9 +3,11 @@
 //! - [`dead_letters`]: the dead-letter topic read as it stands, filters, a summary;
 //! - [`redrive`]: dead letters back through the current parser onto their topics, resumable;
 //! - [`spool`]: records a spool set aside (or a stopped instance's whole spool) to Kafka;
-//! - [`settings`]: the `[kafka]` section of the services' own configuration.
+//! - [`settings`]: the `[kafka]` section of the services' own configuration;
+//! - [`terminal`]: what comes from a webhook body, made safe to show.
 
 pub mod dead_letters;
 pub mod redrive;
 pub mod settings;
 pub mod spool;
+pub mod terminal;

@@ -13,6 +13,7 @@ use voicehub_operator::dead_letters::{Filter, Reader, Start, Summary};
 use voicehub_operator::redrive::{self, Event, Options, Report};
 use voicehub_operator::settings::OperatorSettings;
 use voicehub_operator::spool;
+use voicehub_operator::terminal::{json_line, printable};
 use voicehub_runtime::settings::CONFIG_PATH_ENV;
 
 /// Operate a voicehub-bridge: read dead letters, re-drive them, produce set-aside spool records.
@@ -57,6 +58,10 @@ enum DeadLettersCommand {
         /// At most this many (1 or more).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         limit: Option<u64>,
+        /// Leave each body out (its size only): headers and key are enough to triage, and a
+        /// body holds personal data.
+        #[arg(long)]
+        redact: bool,
     },
 }
 
@@ -154,7 +159,7 @@ fn main() -> std::process::ExitCode {
         // The reader went away (`| head`): what it wanted is written.
         Err(error) if broken_pipe(&error) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("voicehub: {error:#}");
+            eprintln!("voicehub: {}", printable(&format!("{error:#}")));
             std::process::ExitCode::FAILURE
         }
     }
@@ -193,7 +198,11 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             print_json(&summary)?;
             Ok(true)
         }
-        Command::DeadLetters(DeadLettersCommand::Show { filter, limit }) => {
+        Command::DeadLetters(DeadLettersCommand::Show {
+            filter,
+            limit,
+            redact,
+        }) => {
             let filter = Filter::try_from(filter)?;
             let mut reader = Reader::open(&settings, &topic, Start::Beginning)?;
             let mut shown = 0;
@@ -204,10 +213,14 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 if filter.matches(&letter) {
                     shown += 1;
                     let mut json = serde_json::to_value(&letter)?;
-                    json["value"] = letter.value_text().map_or_else(
-                        || serde_json::json!({ "hex": hex(&letter.value) }),
-                        |text| serde_json::Value::String(text.to_owned()),
-                    );
+                    json["value"] = if redact {
+                        serde_json::json!({ "redacted": true, "bytes": letter.value.len() })
+                    } else {
+                        letter.value_text().map_or_else(
+                            || serde_json::json!({ "hex": hex(&letter.value) }),
+                            |text| serde_json::Value::String(text.to_owned()),
+                        )
+                    };
                     print_json(&json)?;
                 }
             }
@@ -236,7 +249,9 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             let parse = |body: &[u8]| voicehub_model::parse_webhook(body);
             let notify = |event: Event<'_>| match event {
                 Event::Read => bar.inc(1),
-                Event::Left { location, why } => bar.suspend(|| eprintln!("{location}: {why}")),
+                Event::Left { location, why } => {
+                    bar.suspend(|| eprintln!("{}", printable(&format!("{location}: {why}"))))
+                }
             };
             let report = redrive::run(
                 &settings,
@@ -249,7 +264,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             bar.finish_and_clear();
             let report = report?;
             for warning in &report.warnings {
-                eprintln!("voicehub: {warning}");
+                eprintln!("voicehub: {}", printable(&warning.to_string()));
             }
             if report.failed() {
                 eprintln!(
@@ -273,10 +288,16 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 spool::produce_set_aside(&settings, &dir, dry_run, &runtime)?
             };
             for left in &report.left {
-                eprintln!("{}: left: {}", left.what, left.why);
+                eprintln!(
+                    "{}",
+                    printable(&format!("{}: left: {}", left.what, left.why))
+                );
             }
             for kept in &report.kept {
-                eprintln!("{}: kept: {}", kept.what, kept.why);
+                eprintln!(
+                    "{}",
+                    printable(&format!("{}: kept: {}", kept.what, kept.why))
+                );
             }
             print_report(&report)?;
             Ok(report.left.is_empty())
@@ -312,9 +333,9 @@ fn progress(total: u64) -> ProgressBar {
 
 /// One JSON object on its own stdout line (paste it into the incident).
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let json = serde_json::to_string(value)?;
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, value)?;
-    writeln!(out)?;
+    writeln!(out, "{}", json_line(&json))?;
     Ok(())
 }
 

@@ -6,6 +6,8 @@ use voicehub_testkit::TestBroker;
 use crate::helpers::{ingress_dead_letter, kafka_settings, produce, producer, status_body};
 
 const SECRET: &str = "hunter2-sasl-password";
+/// Escape sequences (ESC, the 8-bit CSI) and a right-to-left override, as a JSON string body.
+const HOSTILE: &str = "\"\u{1b}[2J\u{9b}31m\u{202e}gnp.exe\"";
 
 /// Runs the `voicehub` binary against `broker` (topics through the environment, a Kafka
 /// property holding a secret through the file): exit code, stdout, stderr.
@@ -65,8 +67,15 @@ async fn the_binary_summarises_shows_and_dry_runs_with_a_json_line_and_an_honest
         &ingress_dead_letter(b"{", "invalid_json"),
     )
     .await;
+    // A body that would drive an operator's terminal if printed as it is.
+    produce(
+        &producer,
+        &topics.dead_letter,
+        &ingress_dead_letter(HOSTILE.as_bytes(), "not_an_object"),
+    )
+    .await;
     broker
-        .wait_for_records(&topics.dead_letter, 3, Duration::from_secs(30))
+        .wait_for_records(&topics.dead_letter, 4, Duration::from_secs(30))
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -87,11 +96,14 @@ async fn the_binary_summarises_shows_and_dry_runs_with_a_json_line_and_an_honest
         &["dead-letters", "show", "--reason", "invalid_json"],
     );
     let (dry_code, dry, dry_err) = voicehub(&broker, &config, &["redrive", "--dry-run"]);
+    let hostile = ["dead-letters", "show", "--reason", "not_an_object"];
+    let (_, shown, _) = voicehub(&broker, &config, &hostile);
+    let (_, redacted, _) = voicehub(&broker, &config, &[&hostile[..], &["--redact"]].concat());
 
     // Assert
     assert_eq!(summary_code, 0, "{summary}");
     let summary: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
-    assert_eq!(summary["total"], 3);
+    assert_eq!(summary["total"], 4);
     assert_eq!(summary["by_kind"]["ingress/invalid_field/acme"], 2);
     assert_eq!(show_code, 0);
     let lines: Vec<serde_json::Value> = show
@@ -109,6 +121,24 @@ async fn the_binary_summarises_shows_and_dry_runs_with_a_json_line_and_an_honest
         (Some(true), Some(2))
     );
     assert!(dry_err.contains("still fails (invalid_json)"), "{dry_err}");
+    // The hostile body: escaped on the terminal, the same text to a JSON parser; redacted, only
+    // its size.
+    let terminal_safe = |text: &str| {
+        !text
+            .chars()
+            .any(|c| (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c))
+    };
+    assert!(
+        terminal_safe(&shown) && terminal_safe(&dry_err),
+        "{shown:?} {dry_err:?}"
+    );
+    let shown: serde_json::Value = serde_json::from_str(shown.trim()).unwrap();
+    assert_eq!(shown["value"], HOSTILE);
+    let redacted: serde_json::Value = serde_json::from_str(redacted.trim()).unwrap();
+    assert_eq!(
+        redacted["value"],
+        serde_json::json!({ "redacted": true, "bytes": HOSTILE.len() })
+    );
     assert!(
         broker
             .read_all(&topics.call_status_changed)
