@@ -13,37 +13,35 @@ fn is_hostile(c: char) -> bool {
 
 /// `text` for a terminal line: each hostile character written as `\u{..}`.
 pub fn printable(text: &str) -> Cow<'_, str> {
+    escaped(text, |out, c| {
+        let _ = write!(out, "\\u{{{c:x}}}");
+    })
+}
+
+/// A JSON document for a terminal: serde_json escapes C0 controls but writes DEL, C1 controls
+/// and bidi characters as they are; those are escaped here (`\u009b`: still the same JSON).
+/// Outside strings JSON has no such characters, so each is inside one, where `\uXXXX` is the
+/// same character to any parser.
+pub fn json_line(json: &str) -> Cow<'_, str> {
+    escaped(json, |out, c| {
+        let _ = write!(out, "\\u{c:04x}");
+    })
+}
+
+/// `text` with each hostile character written by `escape` (borrowed when there is none).
+fn escaped(text: &str, escape: impl Fn(&mut String, u32)) -> Cow<'_, str> {
     if !text.chars().any(is_hostile) {
         return Cow::Borrowed(text);
     }
     let mut shown = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         if is_hostile(c) {
-            let _ = write!(shown, "\\u{{{:x}}}", u32::from(c));
+            escape(&mut shown, u32::from(c));
         } else {
             shown.push(c);
         }
     }
     Cow::Owned(shown)
-}
-
-/// A JSON document for a terminal: serde_json escapes C0 controls but writes DEL, C1 controls
-/// and bidi characters as they are; those are escaped here (`\u009b`: still the same JSON).
-pub fn json_line(json: &str) -> Cow<'_, str> {
-    if !json.chars().any(is_hostile) {
-        return Cow::Borrowed(json);
-    }
-    let mut escaped = String::with_capacity(json.len() + 8);
-    for c in json.chars() {
-        // Outside strings JSON has no such characters, so each is inside one: `\uXXXX` there
-        // is the same character to any parser.
-        if is_hostile(c) {
-            let _ = write!(escaped, "\\u{:04x}", u32::from(c));
-        } else {
-            escaped.push(c);
-        }
-    }
-    Cow::Owned(escaped)
 }
 
 #[cfg(test)]
