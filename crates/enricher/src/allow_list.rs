@@ -321,10 +321,11 @@ fn ipv4_kind(ip: Ipv4Addr) -> Option<&'static str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn list(entries: &[&str], allow_http: bool) -> AllowList {
+    /// The list of `entries`, each allowed private addresses (the tests' servers are local).
+    pub(crate) fn list(entries: &[&str], allow_http: bool) -> AllowList {
         let hosts = entries
             .iter()
             .map(|entry| AllowedHost::parse(entry, true).unwrap())

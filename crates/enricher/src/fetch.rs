@@ -9,7 +9,6 @@ use futures_util::StreamExt;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderValue, RETRY_AFTER};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use url::Url;
 use voicehub_model::ParseError;
 use voicehub_model::analysis::AnalysisResult;
 
@@ -179,11 +178,6 @@ impl FetchError {
     }
 }
 
-/// Checks `url` against the source's allow-list (see [`AllowList::check`]).
-pub fn check_url(url: &str, access: &Access) -> Result<Url, FetchError> {
-    access.allow_list.check(url).map_err(FetchError::Disallowed)
-}
-
 /// The analysis bodies all fetches may hold at once (`fetch.max_in_flight_body_bytes`), in
 /// KiB. A fetch reserves its body's size before reading it; the reservation goes with the
 /// analysis and is released when the caller drops it (after the enriched record is produced).
@@ -228,7 +222,10 @@ pub async fn fetch(
     budget: &BodyBudget,
     timeout: Duration,
 ) -> Result<(AnalysisResult, Reservation), FetchError> {
-    let url = check_url(url, access)?;
+    let url = access
+        .allow_list
+        .check(url)
+        .map_err(FetchError::Disallowed)?;
     let started = tokio::time::Instant::now();
     let response = tokio::time::timeout(
         timeout,
@@ -308,14 +305,10 @@ mod tests {
     use crate::allow_list::AllowedHost;
 
     fn access(hosts: &[&str], allow_http: bool) -> Access {
-        let hosts = hosts
-            .iter()
-            .map(|entry| AllowedHost::parse(entry, true).unwrap())
-            .collect();
         let key = SharedKey::new(ApiKey::new("k").unwrap());
         Access::new(
             key,
-            AllowList::new(hosts, allow_http),
+            crate::allow_list::tests::list(hosts, allow_http),
             Duration::from_secs(1),
         )
         .unwrap()

@@ -307,14 +307,11 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
 }
 
 fn broken_pipe(error: &anyhow::Error) -> bool {
+    // print_json serialises to memory first: a failed write is an io::Error.
     error.chain().any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            || cause
-                .downcast_ref::<serde_json::Error>()
-                .and_then(|json| json.io_error_kind())
-                == Some(std::io::ErrorKind::BrokenPipe)
     })
 }
 

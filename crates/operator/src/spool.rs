@@ -2,8 +2,9 @@
 //! (with `--spool`) everything a stopped instance left in its spool directory, in order. Each is
 //! produced with the services' producer settings (the same bytes the forwarder would send:
 //! same key, headers and `ce_id`), and its file (or spool entry) removed only once Kafka has
-//! acknowledged it. A record for a topic the configuration does not name is left, never
-//! produced (a spool read with another instance's configuration would write elsewhere).
+//! acknowledged it. A record for a topic the configuration does not name is never produced (a
+//! spool read with another instance's configuration would write elsewhere): a set-aside file
+//! is left in place, and a `--spool` run stops there, before acknowledging it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
