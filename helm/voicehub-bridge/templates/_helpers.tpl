@@ -45,6 +45,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- if contains ":" $address }}[{{ $address }}]{{ else }}{{ $address }}{{ end }}:{{ index . 1 }}
 {{- end -}}
 
+{{/* The port of `host:port` or `[v6]:port`; empty without one. */}}
+{{- define "vb.portOf" -}}
+{{- regexReplaceAll "^(\\[[^\\]]*\\]|[^:\\[]*)(:([0-9]+))?$" . "${3}" -}}
+{{- end -}}
+
 {{/* The Kafka brokers' ports: networkPolicy.egress.kafka.ports, else those of kafka.bootstrapServers
 ([proto://]host[:port]; 9092 for a server without one), as a JSON list. */}}
 {{- define "vb.kafkaPorts" -}}
@@ -58,7 +63,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- if not (regexMatch "^(\\[[^\\]]*\\]|[^:\\[/]+)(:[0-9]+)?$" $server) -}}
 {{- fail (printf "kafka.bootstrapServers: no port can be read from %q for the NetworkPolicy; set networkPolicy.egress.kafka.ports" .) -}}
 {{- end -}}
-{{- $port := regexReplaceAll "^(\\[[^\\]]*\\]|[^:\\[]*)(:([0-9]+))?$" $server "${3}" -}}
+{{- $port := include "vb.portOf" $server -}}
 {{- $ports = append $ports (int (default "9092" $port)) -}}
 {{- end -}}
 {{- end -}}
@@ -74,7 +79,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- $entry := . -}}
 {{- if not (kindIs "string" .) }}{{ $entry = .host }}{{ end -}}
 {{- $authority := first (splitList "/" $entry) -}}
-{{- $port := regexReplaceAll "^(\\[[^\\]]*\\]|[^:\\[]*)(:([0-9]+))?$" $authority "${3}" -}}
+{{- $port := include "vb.portOf" $authority -}}
 {{- if $port -}}
 {{- $ports = append $ports (int $port) -}}
 {{- else -}}
