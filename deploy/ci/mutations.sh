@@ -62,6 +62,9 @@ mutations=(
   "spool: set-aside files never aged|crates/spool/src/files.rs|        if retention.is_some_and(\|retention\| age > retention) {|        if retention.is_some_and(\|retention\| age > retention * 1000) {|test(=tests::set_aside_files_are_counted_and_deleted_once_older_than_the_retention)|left: []"
   "spool produce: a record for any topic produced|crates/operator/src/spool.rs|        if !self.topics.contains(&topic) {|        if self.topics.is_empty() {|test(=spool::set_aside_files_go_once_and_unreadable_ones_stay)|another.instances.topic"
   "voicehub completions: written straight to stdout|crates/operator/src/main.rs|        clap_complete::generate(shell, &mut Cli::command(), \"voicehub\", &mut script);|        clap_complete::generate(shell, &mut Cli::command(), \"voicehub\", &mut std::io::stdout());|test(=cli::completions_into_a_closed_pipe_end_quietly)|panicked"
+  "spool produce: acknowledgements written down only at the end|crates/operator/src/spool.rs|            spool.persist_acknowledgements()?;|            if !matches!(more, Ok(true)) { spool.persist_acknowledgements()?; }|test(=spool::an_interrupted_spool_produce_sends_again_at_most_one_window_and_a_signal_nothing)|sent again after the kill"
+  "re-drive: what earlier runs left behind forgotten|crates/operator/src/dead_letters.rs|            left_before: left_behind.values().sum(),|            left_before: 0,|test(=redrive::raw_bodies_parse_after_a_parser_change_and_what_still_fails_or_is_forged_stays)|passed over"
+  "redrive/spool: a signal ends the process|crates/operator/src/interrupt.rs|                        if flag.swap(true, Ordering::SeqCst) {|                        if flag.swap(true, Ordering::SeqCst) \|\| true {|test(=spool::an_interrupted_spool_produce_sends_again_at_most_one_window_and_a_signal_nothing)|EOF while parsing"
 )
 
 if find . -name '*.unmutated' -not -path './target/*' | grep -q .; then

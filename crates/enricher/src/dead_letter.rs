@@ -3,37 +3,7 @@
 
 use crate::fetch::FetchError;
 
-voicehub_model::closed_enum! {
-    /// Why a record was dead-lettered.
-    pub enum DeadLetterReason {
-        /// The analysis API refused the key (401, 403).
-        Unauthorized => "unauthorized",
-        /// The analysis URL is not on the source's allow-list.
-        DisallowedUrl => "disallowed_url",
-        /// The analysis API answered a redirect (never followed).
-        Redirected => "redirected",
-        /// Any other 4xx.
-        ClientError => "client_error",
-        /// The analysis is larger than `fetch.max_body_bytes`.
-        TooLarge => "too_large",
-        /// The analysis is not valid.
-        InvalidAnalysis => "invalid_analysis",
-        /// Retryable failures until the retry budget ran out.
-        RetriesExhausted => "retries_exhausted",
-        /// No source of that name is configured in the enricher.
-        UnknownSource => "unknown_source",
-        /// A record other than `AnalysisResultReady` on the input topic.
-        UnexpectedRecord => "unexpected_record",
-        /// The input record does not parse.
-        InvalidRecord => "invalid_record",
-        /// The enriched record is too large for the broker.
-        EnrichedTooLarge => "enriched_too_large",
-        /// The dead letter itself is too large for the broker (counted; the input skipped).
-        DeadLetterTooLarge => "dead_letter_too_large",
-        /// The enricher failed on the record (a panic: a bug).
-        InternalError => "internal_error",
-    }
-}
+pub use voicehub_model::record::EnricherDeadLetterReason as DeadLetterReason;
 
 impl From<&FetchError> for DeadLetterReason {
     /// The reason a fetch failure ends in: its own, or, for one that another attempt may

@@ -1,7 +1,7 @@
 //! A closed set of label values (metric labels, reason codes), written once.
 
 /// Defines a fieldless enum whose variants each have a fixed text, with `ALL` (declaration
-/// order, so `ALL[v as usize] == v`) and `as_str`.
+/// order, so `ALL[v as usize] == v`), their texts `NAMES` and `as_str`.
 ///
 /// ```
 /// voicehub_model::closed_enum! {
@@ -14,6 +14,7 @@
 ///     }
 /// }
 /// assert_eq!(Colour::ALL.map(Colour::as_str), ["red", "blue"]);
+/// assert_eq!(Colour::NAMES, ["red", "blue"]);
 /// ```
 #[macro_export]
 macro_rules! closed_enum {
@@ -32,6 +33,9 @@ macro_rules! closed_enum {
         impl $name {
             /// Every value, in declaration order.
             pub const ALL: [Self; [$($text),+].len()] = [$(Self::$variant),+];
+
+            /// Every value's text, in declaration order.
+            pub const NAMES: [&'static str; [$($text),+].len()] = [$($text),+];
 
             /// The text (a metric label value, a reason code).
             pub fn as_str(self) -> &'static str {

@@ -3,6 +3,7 @@
 
 use uuid::Uuid;
 
+use crate::ParseError;
 use crate::timestamp::Timestamp;
 
 /// Header names. Extension attributes follow CloudEvents naming (lower-case alphanumerics).
@@ -176,7 +177,58 @@ impl Stage {
             Self::Enricher => "enricher",
         }
     }
+
+    /// The reasons this stage writes in `ce_deadletterreason` (a closed set).
+    pub fn dead_letter_reasons(self) -> &'static [&'static str] {
+        match self {
+            Self::Ingress => &INGRESS_DEAD_LETTER_REASONS,
+            Self::Enricher => &EnricherDeadLetterReason::NAMES,
+        }
+    }
 }
+
+crate::closed_enum! {
+    /// Why the enricher dead-letters a record (`ce_deadletterreason`).
+    pub enum EnricherDeadLetterReason {
+        /// The analysis API refused the key (401, 403).
+        Unauthorized => "unauthorized",
+        /// The analysis URL is not on the source's allow-list.
+        DisallowedUrl => "disallowed_url",
+        /// The analysis API answered a redirect (never followed).
+        Redirected => "redirected",
+        /// Any other 4xx.
+        ClientError => "client_error",
+        /// The analysis is larger than `fetch.max_body_bytes`.
+        TooLarge => "too_large",
+        /// The analysis is not valid.
+        InvalidAnalysis => "invalid_analysis",
+        /// Retryable failures until the retry budget ran out.
+        RetriesExhausted => "retries_exhausted",
+        /// No source of that name is configured in the enricher.
+        UnknownSource => "unknown_source",
+        /// A record other than `AnalysisResultReady` on the input topic.
+        UnexpectedRecord => "unexpected_record",
+        /// The input record does not parse.
+        InvalidRecord => "invalid_record",
+        /// The enriched record is too large for the broker.
+        EnrichedTooLarge => "enriched_too_large",
+        /// The dead letter itself is too large for the broker (counted; the input skipped).
+        DeadLetterTooLarge => "dead_letter_too_large",
+        /// The enricher failed on the record (a panic: a bug).
+        InternalError => "internal_error",
+    }
+}
+
+/// Why the ingress dead-letters a webhook (`ce_deadletterreason`): what the parser refuses, a
+/// record too large for the broker, a panic on the request path.
+pub const INGRESS_DEAD_LETTER_REASONS: [&str; 6] = [
+    ParseError::REASONS[0],
+    ParseError::REASONS[1],
+    ParseError::REASONS[2],
+    ParseError::REASONS[3],
+    "record_too_large",
+    "internal_error",
+];
 
 /// Something authenticated that could not be processed, kept rather than dropped.
 #[derive(Debug, Clone, Copy)]

@@ -33,7 +33,10 @@ pub enum ReadError {
     #[error("topic {0} does not exist")]
     NoTopic(String),
     /// No record came for a partition that has not reached its end.
-    #[error("partition {partition} stalled at offset {position} (its end was {end})")]
+    #[error(
+        "partition {partition} stalled at offset {position} (its end was {end}): no record came \
+         within the timeout (--timeout)"
+    )]
     Stalled {
         partition: i32,
         /// Where reading stands.
@@ -164,14 +167,25 @@ pub enum Start<'a> {
 }
 
 /// A reader of a topic from a start to its end at the time of opening.
+///
+/// With a group, each commit also writes down (as the offset's metadata, `left=<n>`) how many
+/// records below it were left behind, so a later run can say so.
 pub struct Reader {
     consumer: BaseConsumer,
     topic: String,
     /// Per partition: the next offset to read, and the end.
     positions: HashMap<i32, (i64, i64)>,
+    /// Per partition: records left behind below the committed offset (as committed, plus
+    /// those left since).
+    left_behind: HashMap<i32, u64>,
+    /// Of those, what earlier runs had left (read at opening).
+    left_before: u64,
     idle: Duration,
     warnings: Vec<String>,
 }
+
+/// The commit metadata's prefix before the count of records left behind.
+const LEFT_METADATA: &str = "left=";
 
 impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -183,13 +197,14 @@ impl std::fmt::Debug for Reader {
 }
 
 impl Reader {
-    /// Opens `topic`: finds its partitions, their ends, and where to start.
+    /// Opens `topic`: finds its partitions, their ends, and where to start; each request to
+    /// the brokers waits at most `timeout`, and so does reading for a record it expects.
     pub fn open(
         settings: &KafkaSettings,
         topic: &str,
         start: Start<'_>,
+        timeout: Duration,
     ) -> Result<Self, ReadError> {
-        let timeout = Duration::from_secs(10);
         let mut config = voicehub_runtime::kafka::client_config(settings);
         let group = match start {
             Start::Beginning => "voicehub-operator-read".to_owned(),
@@ -217,6 +232,7 @@ impl Reader {
             return Err(ReadError::NoTopic(topic.to_owned()));
         }
         let mut committed = HashMap::new();
+        let mut left_behind = HashMap::new();
         if let Start::Committed(_) = start {
             let mut list = TopicPartitionList::new();
             for &partition in &partitions {
@@ -228,6 +244,13 @@ impl Reader {
             for element in offsets.elements_for_topic(topic) {
                 if let Offset::Offset(offset) = element.offset() {
                     committed.insert(element.partition(), offset);
+                }
+                if let Some(left) = element
+                    .metadata()
+                    .strip_prefix(LEFT_METADATA)
+                    .and_then(|n| n.parse::<u64>().ok())
+                {
+                    left_behind.insert(element.partition(), left);
                 }
             }
         }
@@ -246,6 +269,8 @@ impl Reader {
                          partition's end {high} (the topic was recreated?): reading it from its \
                          first record {low}"
                     ));
+                    // What it left behind went with the old topic.
+                    left_behind.remove(&partition);
                     low
                 }
                 Some(at) if at < low => {
@@ -270,9 +295,21 @@ impl Reader {
             consumer,
             topic: topic.to_owned(),
             positions,
-            idle: Duration::from_secs(15),
+            left_before: left_behind.values().sum(),
+            left_behind,
+            idle: timeout,
             warnings,
         })
+    }
+
+    /// Records earlier runs of the group left behind (read from its committed offsets).
+    pub fn left_before(&self) -> u64 {
+        self.left_before
+    }
+
+    /// Notes that `letter` is left behind: the next commit of its partition says so.
+    pub fn leave(&mut self, letter: &DeadLetter) {
+        *self.left_behind.entry(letter.partition).or_default() += 1;
     }
 
     /// What opening found worth telling (progress that no longer matches the topic).
@@ -349,8 +386,13 @@ impl Reader {
     pub fn commit(&self, done: impl IntoIterator<Item = (i32, i64)>) -> Result<(), ReadError> {
         let mut list = TopicPartitionList::new();
         for (partition, offset) in done {
-            list.add_partition_offset(&self.topic, partition, Offset::Offset(offset + 1))
+            let mut element = list.add_partition(&self.topic, partition);
+            element
+                .set_offset(Offset::Offset(offset + 1))
                 .map_err(kafka("committing"))?;
+            if let Some(left) = self.left_behind.get(&partition) {
+                element.set_metadata(format!("{LEFT_METADATA}{left}"));
+            }
         }
         if list.count() == 0 {
             return Ok(());

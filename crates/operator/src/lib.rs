@@ -3,11 +3,24 @@
 //! - [`dead_letters`]: the dead-letter topic read as it stands, filters, a summary;
 //! - [`redrive`]: dead letters back through the current parser onto their topics, resumable;
 //! - [`spool`]: records a spool set aside (or a stopped instance's whole spool) to Kafka;
+//! - [`interrupt`]: SIGINT and SIGTERM as a request to stop after the record in hand;
 //! - [`settings`]: the `[kafka]` section of the services' own configuration;
 //! - [`terminal`]: what comes from a webhook body, made safe to show.
 
 pub mod dead_letters;
+pub mod interrupt;
 pub mod redrive;
 pub mod settings;
 pub mod spool;
 pub mod terminal;
+
+/// A command stopped by an error, with what it had done until then (reported beside the error).
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct Stopped<R: std::fmt::Debug, E: std::error::Error + 'static> {
+    /// What was done before it stopped.
+    pub report: Box<R>,
+    /// Why it stopped.
+    #[source]
+    pub error: E,
+}

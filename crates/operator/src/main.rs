@@ -9,8 +9,10 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use voicehub_model::Timestamp;
 use voicehub_model::record::Stage;
+use voicehub_operator::Stopped;
 use voicehub_operator::dead_letters::{Filter, Reader, Start, Summary};
-use voicehub_operator::redrive::{self, Event, Options, Report};
+use voicehub_operator::interrupt::Interrupt;
+use voicehub_operator::redrive::{self, Event, Options};
 use voicehub_operator::settings::OperatorSettings;
 use voicehub_operator::spool;
 use voicehub_operator::terminal::{json_line, printable};
@@ -24,6 +26,11 @@ struct Cli {
     /// as the services take it.
     #[arg(long, global = true, value_name = "FILE", env = CONFIG_PATH_ENV)]
     config: Option<PathBuf>,
+    /// Seconds to wait for the brokers' answer to a request (and for a record expected), 1 or
+    /// more.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -85,10 +92,10 @@ enum SpoolCommand {
 #[derive(Debug, Clone, Args)]
 struct FilterArgs {
     /// Only this stage; repeatable.
-    #[arg(long, value_parser = STAGES)]
+    #[arg(long, value_parser = STAGES.map(Stage::as_str))]
     stage: Vec<String>,
     /// Only this reason (e.g. unauthorized, retries_exhausted); repeatable.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(reasons()))]
     reason: Vec<String>,
     /// Only this source; repeatable.
     #[arg(long)]
@@ -125,33 +132,97 @@ struct RedriveArgs {
 }
 
 /// The `--stage` values: the stages that write dead letters.
-const STAGES: [&str; 2] = [Stage::Ingress.as_str(), Stage::Enricher.as_str()];
+const STAGES: [Stage; 2] = [Stage::Ingress, Stage::Enricher];
+
+/// The `--reason` values: the reasons any stage writes.
+fn reasons() -> Vec<&'static str> {
+    let mut all: Vec<&str> = STAGES
+        .iter()
+        .flat_map(|stage| stage.dead_letter_reasons())
+        .copied()
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    all
+}
 
 fn timestamp(text: &str) -> Result<Timestamp, String> {
     Timestamp::parse(text).map_err(|e| e.to_string())
 }
 
-impl TryFrom<FilterArgs> for Filter {
-    type Error = anyhow::Error;
-
-    fn try_from(args: FilterArgs) -> anyhow::Result<Self> {
-        if let (Some(since), Some(until)) = (&args.since, &args.until)
+impl FilterArgs {
+    /// Why nothing could match, if so: a command line refused like a misspelt flag.
+    fn contradiction(&self) -> Option<String> {
+        if let (Some(since), Some(until)) = (&self.since, &self.until)
             && since >= until
         {
-            anyhow::bail!("--since {since} is not before --until {until}: nothing could match");
+            return Some(format!(
+                "--since {since} is not before --until {until}: nothing could match"
+            ));
         }
-        Ok(Self {
+        let stages: Vec<Stage> = STAGES
+            .into_iter()
+            .filter(|stage| self.stage.iter().any(|s| s == stage.as_str()))
+            .collect();
+        if stages.is_empty() {
+            return None;
+        }
+        let written = |reason: &str| {
+            stages
+                .iter()
+                .any(|stage| stage.dead_letter_reasons().contains(&reason))
+        };
+        self.reason.iter().find(|r| !written(r)).map(|reason| {
+            let known: Vec<String> = stages
+                .iter()
+                .map(|stage| {
+                    format!(
+                        "{}: {}",
+                        stage.as_str(),
+                        stage.dead_letter_reasons().join(", ")
+                    )
+                })
+                .collect();
+            format!(
+                "--reason {reason} is never written by --stage {} (reasons by stage: {})",
+                self.stage.join(", --stage "),
+                known.join("; ")
+            )
+        })
+    }
+}
+
+impl From<FilterArgs> for Filter {
+    fn from(args: FilterArgs) -> Self {
+        Self {
             stages: args.stage,
             reasons: args.reason,
             sources: args.source,
             since: args.since,
             until: args.until,
-        })
+        }
+    }
+}
+
+impl Cli {
+    fn filter(&self) -> Option<&FilterArgs> {
+        match &self.command {
+            Command::DeadLetters(
+                DeadLettersCommand::Summary(filter) | DeadLettersCommand::Show { filter, .. },
+            )
+            | Command::Redrive(RedriveArgs { filter, .. }) => Some(filter),
+            Command::Spool(_) | Command::Completions { .. } => None,
+        }
     }
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Some(why) = cli.filter().and_then(FilterArgs::contradiction) {
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, why)
+            .exit();
+    }
     match run(cli) {
         Ok(true) => std::process::ExitCode::SUCCESS,
         // 2 is clap's, for a command line it refused.
@@ -159,9 +230,39 @@ fn main() -> std::process::ExitCode {
         // The reader went away (`| head`): what it wanted is written.
         Err(error) if broken_pipe(&error) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("voicehub: {}", printable(&format!("{error:#}")));
+            eprintln!("voicehub: {}", printable(&error_text(&error)));
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes, each said once: a Kafka client error repeats its cause's text.
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let said = cause.to_string();
+        if text.contains(&said) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&said);
+    }
+    text
+}
+
+/// Where the brokers came from, for an error that reached none.
+fn brokers_origin(config: Option<&std::path::Path>) -> String {
+    if std::env::var_os("VOICEHUB_BRIDGE__KAFKA__BOOTSTRAP_SERVERS").is_some() {
+        "from VOICEHUB_BRIDGE__KAFKA__BOOTSTRAP_SERVERS".into()
+    } else if let Some(config) = config {
+        format!("from {}", config.display())
+    } else {
+        format!(
+            "the default: no configuration given (--config, {CONFIG_PATH_ENV}) nor \
+             VOICEHUB_BRIDGE__KAFKA__BOOTSTRAP_SERVERS"
+        )
     }
 }
 
@@ -175,8 +276,28 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         return Ok(true);
     }
     let loaded = OperatorSettings::load(cli.config.as_deref())?;
+    let brokers = format!(
+        "brokers {} ({})",
+        loaded.kafka.bootstrap_servers,
+        brokers_origin(cli.config.as_deref())
+    );
+    run_with(cli, loaded).map_err(|error| {
+        // Once, before the client's own words: which brokers were tried, and why those.
+        if error
+            .chain()
+            .any(|cause| cause.is::<rdkafka::error::KafkaError>())
+        {
+            error.context(brokers)
+        } else {
+            error
+        }
+    })
+}
+
+fn run_with(cli: Cli, loaded: OperatorSettings) -> anyhow::Result<bool> {
     let sources = loaded.source_names();
     let settings = loaded.kafka;
+    let timeout = std::time::Duration::from_secs(cli.timeout);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -184,8 +305,8 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     let topic = settings.topics.dead_letter.clone();
     match cli.command {
         Command::DeadLetters(DeadLettersCommand::Summary(filter)) => {
-            let filter = Filter::try_from(filter)?;
-            let mut reader = Reader::open(&settings, &topic, Start::Beginning)?;
+            let filter = Filter::from(filter);
+            let mut reader = Reader::open(&settings, &topic, Start::Beginning, timeout)?;
             let bar = progress(reader.remaining());
             let mut summary = Summary::default();
             while let Some(letter) = reader.next_letter()? {
@@ -203,8 +324,8 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             limit,
             redact,
         }) => {
-            let filter = Filter::try_from(filter)?;
-            let mut reader = Reader::open(&settings, &topic, Start::Beginning)?;
+            let filter = Filter::from(filter);
+            let mut reader = Reader::open(&settings, &topic, Start::Beginning, timeout)?;
             let mut shown = 0;
             while let Some(letter) = reader.next_letter()? {
                 if limit.is_some_and(|limit| shown >= limit) {
@@ -227,7 +348,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(true)
         }
         Command::Redrive(args) => {
-            let filter = Filter::try_from(args.filter)?;
+            let filter = Filter::from(args.filter);
             if sources.is_none() {
                 eprintln!(
                     "voicehub: the configuration names no [sources]: any well-formed ce_source \
@@ -244,29 +365,34 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 limit: args.limit,
                 from_beginning: args.from_beginning,
                 sources,
+                timeout,
+                interrupt: Interrupt::on_signals().context("listening for SIGINT and SIGTERM")?,
             };
             let bar = progress(0);
             let parse = |body: &[u8]| voicehub_model::parse_webhook(body);
             let notify = |event: Event<'_>| match event {
+                Event::Opened { remaining } => bar.set_length(remaining),
                 Event::Read => bar.inc(1),
                 Event::Left { location, why } => {
                     bar.suspend(|| eprintln!("{}", printable(&format!("{location}: {why}"))))
                 }
             };
-            let report = redrive::run(
-                &settings,
-                &options,
-                &parse,
-                &runtime,
-                notify,
-                Report::default(),
-            );
+            let outcome = redrive::run(&settings, &options, &parse, &runtime, notify);
             bar.finish_and_clear();
-            let report = report?;
+            let (report, stopped) = match outcome {
+                Ok(report) => (report, None),
+                Err(Stopped { report, error }) => (*report, Some(error)),
+            };
             for warning in &report.warnings {
                 eprintln!("voicehub: {}", printable(&warning.to_string()));
             }
-            if report.failed() {
+            if report.left() > 0 && report.dry_run {
+                eprintln!(
+                    "voicehub: {} dead letters would be left where they are (above); a dry run \
+                     commits nothing",
+                    report.left()
+                );
+            } else if report.left() > 0 {
                 eprintln!(
                     "voicehub: {} dead letters left where they are (above). This group has passed \
                      them: once their cause is fixed, run again with --from-beginning (what was \
@@ -274,18 +400,37 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                     report.left()
                 );
             }
+            if report.left_earlier > 0 {
+                eprintln!(
+                    "voicehub: earlier runs of group {} left {} dead letters behind, which this \
+                     run does not read: once their cause is fixed, run with --from-beginning",
+                    report.group, report.left_earlier
+                );
+            }
             print_report(&report)?;
-            Ok(!report.failed())
+            match stopped {
+                Some(error) => Err(error.into()),
+                None => Ok(!report.failed()),
+            }
         }
         Command::Spool(SpoolCommand::Produce {
             dir,
             spool: whole,
             dry_run,
         }) => {
-            let report = if whole {
-                spool::produce_spool(&settings, &dir, dry_run, &runtime)?
+            let interrupt = Interrupt::on_signals().context("listening for SIGINT and SIGTERM")?;
+            let run = spool::Run {
+                dry_run,
+                interrupt: &interrupt,
+            };
+            let outcome = if whole {
+                spool::produce_spool(&settings, &dir, run, &runtime)
             } else {
-                spool::produce_set_aside(&settings, &dir, dry_run, &runtime)?
+                spool::produce_set_aside(&settings, &dir, run, &runtime)
+            };
+            let (report, stopped) = match outcome {
+                Ok(report) => (report, None),
+                Err(Stopped { report, error }) => (*report, Some(error)),
             };
             for left in &report.left {
                 eprintln!(
@@ -299,8 +444,24 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                     printable(&format!("{}: kept: {}", kept.what, kept.why))
                 );
             }
+            if report.queue_segments > 0 {
+                eprintln!(
+                    "{}",
+                    printable(&format!(
+                        "voicehub: {} also holds {} segment files of the spool's own queue, \
+                         not produced: if its instance is stopped for good (crashed, scaled in), \
+                         `voicehub spool produce --spool {}` produces them, in order",
+                        dir.display(),
+                        report.queue_segments,
+                        dir.display()
+                    ))
+                );
+            }
             print_report(&report)?;
-            Ok(report.left.is_empty())
+            match stopped {
+                Some(error) => Err(error.into()),
+                None => Ok(!report.failed()),
+            }
         }
         Command::Completions { .. } => Ok(true),
     }
@@ -322,7 +483,7 @@ fn progress(total: u64) -> ProgressBar {
     }
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {pos} read {per_sec} {elapsed}")
+        ProgressStyle::with_template("{spinner} {pos}/{len} read {per_sec} {elapsed}, {eta} left")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar

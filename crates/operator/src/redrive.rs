@@ -23,7 +23,9 @@ use voicehub_runtime::BRIDGE_VERSION;
 use voicehub_runtime::kafka::ProduceError;
 use voicehub_runtime::settings::KafkaSettings;
 
+use crate::Stopped;
 use crate::dead_letters::{DeadLetter, Filter, ReadError, Reader, Start};
+use crate::interrupt::Interrupt;
 
 /// The parser re-driven bodies go through (the bridge's own, or a test's).
 pub type Parser = dyn Fn(&[u8]) -> Result<WebhookEvent, ParseError>;
@@ -129,6 +131,10 @@ pub struct Options {
     pub from_beginning: bool,
     /// The configured sources (from the services' configuration), if known.
     pub sources: Option<BTreeSet<String>>,
+    /// How long a request to the brokers may take.
+    pub timeout: Duration,
+    /// Stops the run before its next record.
+    pub interrupt: Interrupt,
 }
 
 impl Options {
@@ -163,8 +169,13 @@ pub struct Report {
     pub by_topic: BTreeMap<String, u64>,
     /// Still failing, per parser reason.
     pub still_failing_by_reason: BTreeMap<String, u64>,
+    /// Left behind by earlier runs of this group (passed over; `--from-beginning` reads them
+    /// again).
+    pub left_earlier: u64,
     /// Whether `limit` stopped it before the end.
     pub stopped_at_limit: bool,
+    /// Whether an interrupt (SIGINT, SIGTERM) stopped it before the end.
+    pub interrupted: bool,
     /// Progress that did not match the topic (recreated, or records expired unread).
     pub warnings: Vec<String>,
 }
@@ -175,9 +186,10 @@ impl Report {
         self.still_failing + self.invalid + self.too_large
     }
 
-    /// Whether anything matched failed to go back (the exit status).
+    /// Whether anything failed to go back, in this run or earlier ones, or the run was
+    /// interrupted (the exit status).
     pub fn failed(&self) -> bool {
-        self.left() > 0
+        self.left() > 0 || self.left_earlier > 0 || self.interrupted
     }
 }
 
@@ -203,9 +215,14 @@ pub enum RedriveError {
     Producer(#[from] rdkafka::error::KafkaError),
 }
 
-/// Something to tell the operator about one record, as it happens.
+/// Something to tell the operator about, as it happens.
 #[derive(Debug)]
 pub enum Event<'a> {
+    /// The topic is open: this many records to read (for a progress bar's total).
+    Opened {
+        /// Records between the start and the end.
+        remaining: u64,
+    },
     /// Read one more (for a progress bar).
     Read,
     /// A dead letter that does not go back, and why.
@@ -217,15 +234,37 @@ pub enum Event<'a> {
 }
 
 /// Re-drives the dead letters `options` selects. `notify` hears of every record read and of
-/// every one left where it is.
+/// every one left where it is. An interrupt stops it before the next record, what was done
+/// committed.
 pub fn run(
     settings: &KafkaSettings,
     options: &Options,
     parse: &Parser,
     runtime: &tokio::runtime::Runtime,
     mut notify: impl FnMut(Event<'_>),
-    mut report: Report,
-) -> Result<Report, RedriveError> {
+) -> Result<Report, Stopped<Report, RedriveError>> {
+    let mut report = Report {
+        dry_run: options.dry_run,
+        group: options.group.clone(),
+        ..Report::default()
+    };
+    match redrive(settings, options, parse, runtime, &mut notify, &mut report) {
+        Ok(()) => Ok(report),
+        Err(error) => Err(Stopped {
+            report: Box::new(report),
+            error,
+        }),
+    }
+}
+
+fn redrive(
+    settings: &KafkaSettings,
+    options: &Options,
+    parse: &Parser,
+    runtime: &tokio::runtime::Runtime,
+    notify: &mut impl FnMut(Event<'_>),
+    report: &mut Report,
+) -> Result<(), RedriveError> {
     let from = settings.topics.dead_letter.clone();
     let topics = settings.topics.clone();
     let start = if options.from_beginning {
@@ -233,8 +272,12 @@ pub fn run(
     } else {
         Start::Committed(&options.group)
     };
-    let mut reader = Reader::open(settings, &from, start)?;
+    let mut reader = Reader::open(settings, &from, start, options.timeout)?;
     report.warnings = reader.warnings().to_vec();
+    report.left_earlier = reader.left_before();
+    notify(Event::Opened {
+        remaining: reader.remaining(),
+    });
     let producer = (!options.dry_run)
         .then(|| {
             voicehub_runtime::kafka::create_producer(
@@ -251,10 +294,15 @@ pub fn run(
     let mut last_sent: Option<Instant> = None;
     // Handled but not yet committed, per partition: the highest offset.
     let mut done: BTreeMap<i32, i64> = BTreeMap::new();
-    report.dry_run = options.dry_run;
-    report.group.clone_from(&options.group);
 
-    while let Some(letter) = reader.next_letter()? {
+    loop {
+        if options.interrupt.requested() {
+            report.interrupted = true;
+            break;
+        }
+        let Some(letter) = reader.next_letter()? else {
+            break;
+        };
         report.read += 1;
         notify(Event::Read);
         done.insert(letter.partition, letter.offset);
@@ -263,13 +311,10 @@ pub fn run(
         }
         report.matched += 1;
         let location = letter.location(&from);
-        match plan(&letter, &from, &topics, options.sources.as_ref(), parse) {
+        let why = match plan(&letter, &from, &topics, options.sources.as_ref(), parse) {
             Plan::Invalid(why) => {
                 report.invalid += 1;
-                notify(Event::Left {
-                    location,
-                    why: &format!("skipped, not re-driven: {why}"),
-                });
+                format!("skipped, not re-driven: {why}")
             }
             Plan::StillFails { reason, error } => {
                 report.still_failing += 1;
@@ -277,10 +322,7 @@ pub fn run(
                     .still_failing_by_reason
                     .entry(reason.to_owned())
                     .or_default() += 1;
-                notify(Event::Left {
-                    location,
-                    why: &format!("still fails ({reason}): {error}"),
-                });
+                format!("still fails ({reason}): {error}")
             }
             Plan::Produce { topic, record } => {
                 if let Some(producer) = &producer {
@@ -295,6 +337,7 @@ pub fn run(
                         Ok(_) => reader.commit(std::mem::take(&mut done))?,
                         Err(ProduceError::TooLarge(_)) => {
                             report.too_large += 1;
+                            reader.leave(&letter);
                             notify(Event::Left {
                                 location,
                                 why: &format!(
@@ -321,11 +364,17 @@ pub fn run(
                     report.stopped_at_limit = true;
                     break;
                 }
+                continue;
             }
-        }
+        };
+        reader.leave(&letter);
+        notify(Event::Left {
+            location,
+            why: &why,
+        });
     }
     if !options.dry_run {
         reader.commit(done)?;
     }
-    Ok(report)
+    Ok(())
 }

@@ -14,6 +14,8 @@ use voicehub_model::record_codec;
 use voicehub_runtime::kafka::{self, ProduceError};
 use voicehub_runtime::settings::KafkaSettings;
 
+use crate::interrupt::Interrupt;
+
 /// Bytes of spooled records read into memory at once (each up to about 1 MiB).
 const READ_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -75,6 +77,28 @@ pub struct SpoolReport {
     /// Raw bytes that failed their checksum (`.damaged`, `.torn`): kept for inspection, never
     /// producible, so not counted as left.
     pub kept: Vec<Left>,
+    /// Whether an interrupt (SIGINT, SIGTERM) stopped it before the end.
+    pub interrupted: bool,
+    /// Without `--spool`: segment files of the spool's own queue in the directory, not
+    /// produced (a crashed instance's records may be waiting there).
+    pub queue_segments: u64,
+    /// With `--spool`: the sequence number the queue was read up to.
+    #[serde(skip)]
+    next_seq: u64,
+}
+
+impl SpoolReport {
+    fn new(run: Run<'_>) -> Self {
+        Self {
+            dry_run: run.dry_run,
+            ..Self::default()
+        }
+    }
+
+    /// Whether anything was left undone (the exit status).
+    pub fn failed(&self) -> bool {
+        !self.left.is_empty() || self.interrupted
+    }
 }
 
 /// A file or entry left in place.
@@ -131,20 +155,50 @@ impl Producer<'_> {
     }
 }
 
+/// Options of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Run<'a> {
+    /// Report what would be produced; change nothing.
+    pub dry_run: bool,
+    /// Stops the run after the record in hand (what Kafka acknowledged is written down).
+    pub interrupt: &'a Interrupt,
+}
+
+/// What a run did before an error stopped it, and the error.
+pub type Stopped = crate::Stopped<SpoolReport, SpoolProduceError>;
+
 /// Produces the `.rec` files of `dir` (a spool directory or its `undeliverable/`), oldest
 /// first, removing each once acknowledged. Other files (`.damaged`, `.torn`: raw bytes that
 /// failed their checksum) are reported and left.
 pub fn produce_set_aside(
     settings: &KafkaSettings,
     dir: &Path,
-    dry_run: bool,
+    run: Run<'_>,
     runtime: &tokio::runtime::Runtime,
-) -> Result<SpoolReport, SpoolProduceError> {
-    let dir = set_aside_dir(dir).ok_or_else(|| SpoolProduceError::NoSetAside(dir.to_owned()))?;
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |error| SpoolProduceError::Io { path, error }
-    };
+) -> Result<SpoolReport, Stopped> {
+    let mut report = SpoolReport::new(run);
+    match set_aside(settings, dir, run, runtime, &mut report) {
+        Ok(()) => Ok(report),
+        Err(error) => Err(Stopped {
+            report: Box::new(report),
+            error,
+        }),
+    }
+}
+
+fn set_aside(
+    settings: &KafkaSettings,
+    dir: &Path,
+    run: Run<'_>,
+    runtime: &tokio::runtime::Runtime,
+    report: &mut SpoolReport,
+) -> Result<(), SpoolProduceError> {
+    let set_aside =
+        set_aside_dir(dir).ok_or_else(|| SpoolProduceError::NoSetAside(dir.to_owned()))?;
+    if set_aside != dir {
+        report.queue_segments = queue_segments(dir).map_err(io(dir))?;
+    }
+    let dir = set_aside;
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map_err(io(&dir))?
         .map(|entry| entry.map(|e| e.path()))
@@ -152,12 +206,12 @@ pub fn produce_set_aside(
         .map_err(io(&dir))?;
     // Sequence numbers are zero-padded: the names sort oldest first.
     files.sort();
-    let producer = producer(settings, dry_run, runtime)?;
-    let mut report = SpoolReport {
-        dry_run,
-        ..SpoolReport::default()
-    };
+    let producer = producer(settings, run.dry_run, runtime)?;
     for path in files {
+        if run.interrupt.requested() {
+            report.interrupted = true;
+            return Ok(());
+        }
         let what = path.display().to_string();
         if path.extension().is_none_or(|e| e != "rec") {
             report.kept.push(Left {
@@ -173,7 +227,7 @@ pub fn produce_set_aside(
         };
         match producer.send(&what, &bytes)? {
             Outcome::Produced => {
-                if !dry_run {
+                if !run.dry_run {
                     match std::fs::remove_file(&path) {
                         Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
                             return Err(io(&path)(error));
@@ -190,7 +244,7 @@ pub fn produce_set_aside(
             }),
         }
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Produces everything a stopped instance left in its spool directory `dir`, in order,
@@ -199,17 +253,46 @@ pub fn produce_set_aside(
 /// open. Then the `undeliverable/` files. Refused while an instance has the directory open.
 /// Opening recovers the spool as a restart would (even dry: a torn end is cut, damaged records
 /// set aside); dry, nothing is produced, acknowledged or removed.
+///
+/// The acknowledgements reach disk after every [`WINDOW`] records (and when the run stops,
+/// interrupted or failing): a run killed outright sends again at most the window it was in.
 pub fn produce_spool(
     settings: &KafkaSettings,
     dir: &Path,
-    dry_run: bool,
+    run: Run<'_>,
     runtime: &tokio::runtime::Runtime,
-) -> Result<SpoolReport, SpoolProduceError> {
+) -> Result<SpoolReport, Stopped> {
+    let mut report = SpoolReport::new(run);
+    let produced = queue(settings, dir, run, runtime, &mut report).and_then(|()| {
+        if report.interrupted || set_aside_dir(dir).is_none() {
+            return Ok(());
+        }
+        set_aside(settings, dir, run, runtime, &mut report)
+    });
+    match produced {
+        Ok(()) => Ok(report),
+        Err(error) => Err(Stopped {
+            report: Box::new(report),
+            error,
+        }),
+    }
+}
+
+/// Records produced between two writes of the acknowledgements to disk.
+pub const WINDOW: usize = 256;
+
+fn queue(
+    settings: &KafkaSettings,
+    dir: &Path,
+    run: Run<'_>,
+    runtime: &tokio::runtime::Runtime,
+    report: &mut SpoolReport,
+) -> Result<(), SpoolProduceError> {
     if !dir.is_dir() {
-        return Err(SpoolProduceError::Io {
-            path: dir.to_owned(),
-            error: std::io::Error::new(std::io::ErrorKind::NotFound, "no such spool directory"),
-        });
+        return Err(io(dir)(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no such spool directory",
+        )));
     }
     let (spool, _recovery) = voicehub_spool::Spool::open(voicehub_spool::Options {
         dir: dir.to_owned(),
@@ -217,60 +300,54 @@ pub fn produce_spool(
         max_bytes: u64::MAX,
         max_age: Duration::MAX,
     })?;
-    let producer = producer(settings, dry_run, runtime)?;
-    let mut report = SpoolReport {
-        dry_run,
-        ..SpoolReport::default()
-    };
-    let mut produce_all = || -> Result<(), SpoolProduceError> {
-        let mut from = 0;
-        loop {
-            let entries = spool.read_bounded(from, 256, READ_BYTES)?;
-            let Some(last) = entries.last() else {
-                return Ok(());
-            };
-            from = last.seq + 1;
-            for entry in &entries {
-                let what = format!("{} record {}", dir.display(), entry.seq);
-                match producer.send(&what, &entry.payload)? {
-                    Outcome::Produced => {
-                        if !dry_run {
-                            spool.acknowledge(entry.seq)?;
-                        }
-                        report.produced += 1;
+    let producer = producer(settings, run.dry_run, runtime)?;
+    let mut window = || -> Result<bool, SpoolProduceError> {
+        let entries = spool.read_bounded(report.next_seq, WINDOW, READ_BYTES)?;
+        let Some(last) = entries.last() else {
+            return Ok(false);
+        };
+        report.next_seq = last.seq + 1;
+        for entry in &entries {
+            if run.interrupt.requested() {
+                report.interrupted = true;
+                return Ok(false);
+            }
+            let what = format!("{} record {}", dir.display(), entry.seq);
+            match producer.send(&what, &entry.payload)? {
+                Outcome::Produced => {
+                    if !run.dry_run {
+                        spool.acknowledge(entry.seq)?;
                     }
-                    // Out of the queue, onto disk: the undeliverable/ pass below reports it.
-                    Outcome::Left(_) if !dry_run => {
-                        spool.set_aside(entry, "operator")?;
-                    }
-                    Outcome::Left(why) => report.left.push(Left { what, why }),
-                    // Another instance's spool, or a misnamed topic: this and everything after
-                    // it stays in the queue, acknowledged by no one.
-                    Outcome::ForeignTopic(topic) if !dry_run => {
-                        return Err(SpoolProduceError::ForeignTopic { what, topic });
-                    }
-                    Outcome::ForeignTopic(topic) => report.left.push(Left {
-                        what,
-                        why: foreign(&topic),
-                    }),
+                    report.produced += 1;
                 }
+                // Out of the queue, onto disk: the undeliverable/ pass reports it.
+                Outcome::Left(_) if !run.dry_run => {
+                    spool.set_aside(entry, "operator")?;
+                }
+                Outcome::Left(why) => report.left.push(Left { what, why }),
+                // Another instance's spool, or a misnamed topic: this and everything after it
+                // stays in the queue, acknowledged by no one.
+                Outcome::ForeignTopic(topic) if !run.dry_run => {
+                    return Err(SpoolProduceError::ForeignTopic { what, topic });
+                }
+                Outcome::ForeignTopic(topic) => report.left.push(Left {
+                    what,
+                    why: foreign(&topic),
+                }),
             }
         }
+        Ok(true)
     };
-    let produced = produce_all();
-    // Whatever stopped it: what Kafka acknowledged is written down, never sent again.
-    if !dry_run {
-        spool.persist_acknowledgements()?;
+    loop {
+        let more = window();
+        // Whatever stopped it: what Kafka acknowledged is written down, never sent again.
+        if !run.dry_run {
+            spool.persist_acknowledgements()?;
+        }
+        if !more? {
+            return Ok(());
+        }
     }
-    produced?;
-    drop(spool);
-    if set_aside_dir(dir).is_some() {
-        let set_aside = produce_set_aside(settings, dir, dry_run, runtime)?;
-        report.produced += set_aside.produced;
-        report.left.extend(set_aside.left);
-        report.kept.extend(set_aside.kept);
-    }
-    Ok(report)
 }
 
 fn producer<'a>(
@@ -315,6 +392,22 @@ fn set_aside_dir(dir: &Path) -> Option<PathBuf> {
     } else {
         None
     }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolProduceError {
+    let path = path.to_owned();
+    move |error| SpoolProduceError::Io { path, error }
+}
+
+/// The spool's own segment files in `dir` (its queue, which only `--spool` produces).
+fn queue_segments(dir: &Path) -> std::io::Result<u64> {
+    let mut segments = 0;
+    for entry in std::fs::read_dir(dir)? {
+        if entry?.path().extension().is_some_and(|e| e == "seg") {
+            segments += 1;
+        }
+    }
+    Ok(segments)
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {

@@ -13,7 +13,7 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
 };
-use voicehub_model::{EventKind, ParseError};
+use voicehub_model::EventKind;
 use voicehub_runtime::kafka::ProduceError;
 use voicehub_runtime::metrics::{LATENCY_BUCKETS, registered};
 
@@ -70,16 +70,8 @@ pub struct IngressMetrics {
     pub spool: SpoolMetrics,
 }
 
-/// Reasons of `voicehub_ingress_dead_letters_total`: what the parser refuses, a record too
-/// large for the broker, a panic on the request path.
-pub const DEAD_LETTER_REASONS: [&str; 6] = [
-    ParseError::REASONS[0],
-    ParseError::REASONS[1],
-    ParseError::REASONS[2],
-    ParseError::REASONS[3],
-    "record_too_large",
-    "internal_error",
-];
+/// Reasons of `voicehub_ingress_dead_letters_total`.
+pub use voicehub_model::record::INGRESS_DEAD_LETTER_REASONS as DEAD_LETTER_REASONS;
 
 impl IngressMetrics {
     /// Creates and registers every metric.

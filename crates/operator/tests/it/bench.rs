@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use voicehub_model::parse_webhook;
 use voicehub_operator::dead_letters::Filter;
-use voicehub_operator::redrive::{self, Options, Report};
+use voicehub_operator::interrupt::Interrupt;
+use voicehub_operator::redrive::{self, Options};
 use voicehub_testkit::TestBroker;
 
 use crate::helpers::{
@@ -53,21 +54,15 @@ async fn bench_redrive_throughput() {
         limit: None,
         from_beginning: false,
         sources: None,
+        timeout: Duration::from_secs(10),
+        interrupt: Interrupt::default(),
     };
     let mut figures = Vec::new();
     for dry_run in [true, false] {
         let (kafka, options) = (kafka.clone(), options(dry_run));
         let started = Instant::now();
         let report = blocking(move |runtime| {
-            redrive::run(
-                &kafka,
-                &options,
-                &parse_webhook,
-                runtime,
-                |_| {},
-                Report::default(),
-            )
-            .unwrap()
+            redrive::run(&kafka, &options, &parse_webhook, runtime, |_| {}).unwrap()
         })
         .await;
         let took = started.elapsed();

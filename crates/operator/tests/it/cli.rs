@@ -191,23 +191,49 @@ fn a_command_line_that_cannot_match_anything_is_refused_before_any_work() {
             &["dead-letters", "summary", "--stage", "enrich"][..],
             "[possible values: ingress, enricher]",
         ),
+        (
+            &["redrive", "--reason", "unauthorised"][..],
+            "[possible values: client_error, dead_letter_too_large,",
+        ),
+        (
+            &["redrive", "--stage", "ingress", "--reason", "unauthorized"][..],
+            "--reason unauthorized is never written by --stage ingress (reasons by stage: \
+             ingress: invalid_json,",
+        ),
+        (
+            &[
+                "redrive",
+                "--since",
+                "2026-01-02T00:00:00Z",
+                "--until",
+                "2026-01-01T00:00:00Z",
+            ][..],
+            "is not before --until",
+        ),
     ] {
         let (code, stderr) = offline(args, &[]);
         assert_eq!(code, 2, "{args:?}: {stderr}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
-    let (code, stderr) = offline(
+    // A reason any stage writes, with that stage or none, is accepted (and only then does the
+    // command look for its configuration).
+    for args in [
+        &["redrive", "--reason", "unauthorized"][..],
         &[
             "redrive",
-            "--since",
-            "2026-01-02T00:00:00Z",
-            "--until",
-            "2026-01-01T00:00:00Z",
-        ],
-        &[],
-    );
-    assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("is not before --until"), "{stderr}");
+            "--stage",
+            "enricher",
+            "--reason",
+            "internal_error",
+        ][..],
+    ] {
+        let (code, stderr) = offline(
+            args,
+            &[("VOICEHUB_BRIDGE_CONFIG", "/nonexistent/ingress.toml")],
+        );
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert!(stderr.contains("/nonexistent/ingress.toml"), "{stderr}");
+    }
 }
 
 #[test]
@@ -233,4 +259,34 @@ fn completions_into_a_closed_pipe_end_quietly() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
+}
+
+#[test]
+fn brokers_that_do_not_answer_are_named_once_with_where_they_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("enricher.toml");
+    std::fs::write(&config, "[kafka]\nbootstrap_servers = \"127.0.0.1:2\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    for (env, origin) in [
+        (
+            &[("VOICEHUB_BRIDGE__KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:1")][..],
+            "brokers 127.0.0.1:1 (from VOICEHUB_BRIDGE__KAFKA__BOOTSTRAP_SERVERS)".to_owned(),
+        ),
+        (
+            &[("VOICEHUB_BRIDGE_CONFIG", config)][..],
+            format!("brokers 127.0.0.1:2 (from {config})"),
+        ),
+    ] {
+        let (code, stderr) = offline(&["--timeout", "1", "dead-letters", "summary"], env);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("voicehub: {origin}: metadata of ")),
+            "{stderr}"
+        );
+        assert_eq!(
+            stderr.matches("BrokerTransportFailure").count(),
+            1,
+            "{stderr}"
+        );
+    }
 }

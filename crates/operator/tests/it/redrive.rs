@@ -8,6 +8,7 @@ use voicehub_enricher::settings::{
 use voicehub_model::record::header;
 use voicehub_model::{ParseError, WebhookEvent, parse_webhook};
 use voicehub_operator::dead_letters::Filter;
+use voicehub_operator::interrupt::Interrupt;
 use voicehub_operator::redrive::{self, Options, Report};
 use voicehub_runtime::settings::{AdminSettings, LogSettings};
 use voicehub_simulator::{AnalysisApi, AnalysisTrouble};
@@ -50,18 +51,11 @@ fn run(
     let kafka = kafka.clone();
     blocking(move |runtime| {
         let mut left = Vec::new();
-        let report = redrive::run(
-            &kafka,
-            &options,
-            &parse,
-            runtime,
-            |event| {
-                if let redrive::Event::Left { location, why } = event {
-                    left.push(format!("{location}: {why}"));
-                }
-            },
-            Report::default(),
-        )
+        let report = redrive::run(&kafka, &options, &parse, runtime, |event| {
+            if let redrive::Event::Left { location, why } = event {
+                left.push(format!("{location}: {why}"));
+            }
+        })
         .unwrap();
         (report, left)
     })
@@ -151,6 +145,8 @@ async fn analyses_dead_lettered_for_a_revoked_key_are_enriched_once_after_a_redr
         limit: None,
         from_beginning: false,
         sources: Some(BTreeSet::from([SOURCE.to_owned()])),
+        timeout: Duration::from_secs(10),
+        interrupt: Interrupt::default(),
     };
     let (dry, _) = run(
         &kafka,
@@ -175,14 +171,7 @@ async fn analyses_dead_lettered_for_a_revoked_key_are_enriched_once_after_a_redr
         let (kafka, options) = (kafka.clone(), options.clone());
         blocking(move |runtime| {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                redrive::run(
-                    &kafka,
-                    &options,
-                    &dies_at_the_16th,
-                    runtime,
-                    |_| {},
-                    Report::default(),
-                )
+                redrive::run(&kafka, &options, &dies_at_the_16th, runtime, |_| {})
             }))
             .is_err()
         })
@@ -324,6 +313,8 @@ async fn raw_bodies_parse_after_a_parser_change_and_what_still_fails_or_is_forge
         limit: None,
         from_beginning: false,
         sources: Some(BTreeSet::from([SOURCE.to_owned()])),
+        timeout: Duration::from_secs(10),
+        interrupt: Interrupt::default(),
     };
     let (before, _) = run(&kafka, options.clone(), parse_webhook).await;
     let (again, _) = run(&kafka, options.clone(), parser_after_a_change).await;
@@ -331,22 +322,34 @@ async fn raw_bodies_parse_after_a_parser_change_and_what_still_fails_or_is_forge
         &kafka,
         Options {
             from_beginning: true,
-            ..options
+            ..options.clone()
         },
         parser_after_a_change,
     )
     .await;
+    let (reminded, _) = run(&kafka, options, parser_after_a_change).await;
 
     // Assert
     let counts = |r: &Report| (r.matched, r.redriven, r.still_failing, r.invalid);
     assert_eq!(counts(&before), (9, 0, 6, 3), "{before:?}");
+    // Passed over, but not forgotten: a re-run says what earlier runs left behind.
     assert_eq!(
-        (again.read, again.redriven),
-        (0, 0),
+        (
+            again.read,
+            again.redriven,
+            again.left_earlier,
+            again.failed()
+        ),
+        (0, 0, 9, true),
         "passed over: {again:?}"
     );
     assert_eq!(counts(&report), (9, 5, 1, 3), "{report:?} {left:?}");
     assert!(report.failed());
+    assert_eq!(
+        (reminded.read, reminded.left_earlier, reminded.failed()),
+        (0, 4, true),
+        "{reminded:?}"
+    );
     assert_eq!(left.len(), 4, "{left:?}");
     for expected in [
         "still fails (invalid_json)",

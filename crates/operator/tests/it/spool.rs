@@ -2,11 +2,21 @@ use std::time::Duration;
 
 use voicehub_model::record::header;
 use voicehub_model::record_codec;
-use voicehub_operator::spool::{produce_set_aside, produce_spool};
+use voicehub_operator::interrupt::Interrupt;
+use voicehub_operator::spool::{Run, WINDOW, produce_set_aside, produce_spool};
 use voicehub_spool::{Options, Spool};
 use voicehub_testkit::TestBroker;
 
 use crate::helpers::{blocking, event_record, kafka_settings, status_body};
+
+/// A run that no signal interrupts.
+fn run(dry_run: bool) -> Run<'static> {
+    static NEVER: std::sync::LazyLock<Interrupt> = std::sync::LazyLock::new(Interrupt::default);
+    Run {
+        dry_run,
+        interrupt: &NEVER,
+    }
+}
 
 fn spool_options(dir: &std::path::Path) -> Options {
     Options {
@@ -57,11 +67,12 @@ async fn a_killed_instances_spool_is_produced_in_order_and_emptied() {
     let settings = kafka.clone();
     let dry = blocking({
         let (path, settings) = (path.clone(), settings.clone());
-        move |runtime| produce_spool(&settings, &path, true, runtime).unwrap()
+        move |runtime| produce_spool(&settings, &path, run(true), runtime).unwrap()
     })
     .await;
     let report =
-        blocking(move |runtime| produce_spool(&settings, &path, false, runtime).unwrap()).await;
+        blocking(move |runtime| produce_spool(&settings, &path, run(false), runtime).unwrap())
+            .await;
 
     // Assert: each event once, each call's in spool order; the spool empty, only the
     // unreadable record left (set aside, so that no later open sends what follows it again).
@@ -142,22 +153,29 @@ async fn set_aside_files_go_once_and_unreadable_ones_stay() {
     )
     .unwrap();
 
-    // Act: twice (the second finds only what cannot go).
+    // The spool's own queue (a segment file), beside undeliverable/.
+    std::fs::write(dir.path().join("00000000000000000011.seg"), b"").unwrap();
+
+    // Act: twice (the second finds only what cannot go), then from the spool directory.
     let settings = kafka.clone();
-    let path = undeliverable.clone();
-    let (first, second) = blocking(move |runtime| {
+    let (path, spool_dir) = (undeliverable.clone(), dir.path().to_owned());
+    let (first, second, third) = blocking(move |runtime| {
         (
-            produce_set_aside(&settings, &path, false, runtime).unwrap(),
-            produce_set_aside(&settings, &path, false, runtime).unwrap(),
+            produce_set_aside(&settings, &path, run(false), runtime).unwrap(),
+            produce_set_aside(&settings, &path, run(false), runtime).unwrap(),
+            produce_set_aside(&settings, &spool_dir, run(false), runtime).unwrap(),
         )
     })
     .await;
 
     // Assert
-    let counts =
-        |r: &voicehub_operator::spool::SpoolReport| (r.produced, r.left.len(), r.kept.len());
-    assert_eq!(counts(&first), (3, 2, 1), "{first:?}");
-    assert_eq!(counts(&second), (0, 2, 1), "{second:?}");
+    let counts = |r: &voicehub_operator::spool::SpoolReport| {
+        (r.produced, r.left.len(), r.kept.len(), r.queue_segments)
+    };
+    assert_eq!(counts(&first), (3, 2, 1, 0), "{first:?}");
+    assert_eq!(counts(&second), (0, 2, 1, 0), "{second:?}");
+    // Named from the spool directory, the queue's segment is mentioned (not produced).
+    assert_eq!(counts(&third), (0, 2, 1, 1), "{third:?}");
     assert!(
         first.left.iter().any(|l| l.why.starts_with("unreadable")),
         "{first:?}"
@@ -210,12 +228,14 @@ async fn a_spool_record_for_another_topic_stops_the_run_and_stays_queued_with_wh
 
     // Act
     let (path, settings) = (dir.path().to_owned(), kafka.clone());
-    let error =
-        blocking(move |runtime| produce_spool(&settings, &path, false, runtime).unwrap_err()).await;
+    let stopped =
+        blocking(move |runtime| produce_spool(&settings, &path, run(false), runtime).unwrap_err())
+            .await;
 
-    // Assert: the first produced, the foreign one and the one after it still queued, nothing
-    // set aside.
-    let text = error.to_string();
+    // Assert: the first produced (and reported beside the error), the foreign one and the one
+    // after it still queued, nothing set aside.
+    assert_eq!(stopped.report.produced, 1, "{stopped:?}");
+    let text = stopped.to_string();
     assert!(
         text.contains("record 1 is for topic `another.instances.topic`"),
         "{text}"
@@ -237,4 +257,118 @@ async fn a_spool_record_for_another_topic_stops_the_run_and_stays_queued_with_wh
     let (_, recovery) = Spool::open(spool_options(dir.path())).unwrap();
     assert_eq!(recovery.records, 2, "{recovery:?}");
     assert!(!dir.path().join("undeliverable").exists());
+}
+
+/// `voicehub spool produce --spool DIR` against `broker`, its output piped.
+fn spool_produce(broker: &TestBroker, dir: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_voicehub"))
+        .args(["spool", "produce", "--spool"])
+        .arg(dir)
+        .env_remove("VOICEHUB_BRIDGE_CONFIG")
+        .env(
+            "VOICEHUB_BRIDGE__KAFKA__BOOTSTRAP_SERVERS",
+            broker.bootstrap_servers(),
+        )
+        .env(
+            "VOICEHUB_BRIDGE__KAFKA__TOPICS__CALL_STATUS_CHANGED",
+            broker.topics().call_status_changed,
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_spool_produce_sends_again_at_most_one_window_and_a_signal_nothing() {
+    // Arrange: a stopped instance's spool of 4,000 events (unique ids), in one segment of the
+    // ingress's default size (a segment wholly acknowledged is deleted, which would bound the
+    // duplicates by itself).
+    const EVENTS: usize = 4_000;
+    let broker = TestBroker::start().await.unwrap();
+    let topic = broker.topics().call_status_changed;
+    broker.create_topics(&[&topic], 2).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (spool, _) = Spool::open(Options {
+            segment_bytes: 16 * 1024 * 1024,
+            ..spool_options(dir.path())
+        })
+        .unwrap();
+        for i in 0..EVENTS {
+            let body = status_body(
+                &format!("evt-{i:05}"),
+                &format!("call-{}", i % 7),
+                r#""completed""#,
+            );
+            let bytes = record_codec::encode(&topic, &event_record(&body)).unwrap();
+            spool.append(bytes).await.unwrap();
+        }
+    }
+    let produced = |at_least: usize| {
+        let (broker, topic) = (&broker, &topic);
+        async move {
+            broker
+                .wait_for_records(topic, at_least, Duration::from_secs(120))
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+
+    // Act: killed outright once more than two windows went (all of them lost to the old
+    // write-at-the-end), then interrupted by SIGINT, then run to the end.
+    let mut killed = spool_produce(&broker, dir.path());
+    produced(2 * WINDOW + 200).await;
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let after_kill = produced(0).await;
+    let interrupted = spool_produce(&broker, dir.path());
+    produced(after_kill + 300).await;
+    let signal = std::process::Command::new("kill")
+        .args(["-INT", &interrupted.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signal.success());
+    let interrupted = interrupted.wait_with_output().unwrap();
+    let after_signal = produced(0).await;
+    let last = spool_produce(&broker, dir.path())
+        .wait_with_output()
+        .unwrap();
+
+    // Assert: the signalled run reported its work in its JSON line (exit 3: work left); the
+    // last finished; every event on the topic, the only duplicates from the kill, at most one
+    // window of them.
+    let report = |output: &std::process::Output| -> serde_json::Value {
+        serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)))
+    };
+    let (signalled, finished) = (report(&interrupted), report(&last));
+    assert_eq!(interrupted.status.code(), Some(3), "{signalled}");
+    assert_eq!(signalled["interrupted"], true, "{signalled}");
+    assert_eq!(
+        signalled["produced"].as_u64(),
+        Some((after_signal - after_kill) as u64),
+        "a signal stops after the record in hand, written down"
+    );
+    assert_eq!(last.status.code(), Some(0), "{finished}");
+    let records = broker.read_all(&topic).await.unwrap();
+    let mut ids: Vec<&str> = records
+        .iter()
+        .map(|r| r.header(header::ID).unwrap())
+        .collect();
+    ids.sort_unstable();
+    let total = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), EVENTS, "every event produced");
+    let duplicates = total - EVENTS;
+    assert_eq!(
+        finished["produced"].as_u64(),
+        Some((total - after_signal) as u64)
+    );
+    assert!(
+        duplicates <= WINDOW,
+        "{duplicates} sent again after the kill (at most one window, {WINDOW})"
+    );
+    eprintln!("killed after {after_kill} produced: {duplicates} sent again");
 }
