@@ -17,6 +17,8 @@ use crate::harness::{
 };
 use crate::process::{Service, enricher_toml, ingress_toml, topic_lines};
 
+mod check;
+
 /// The topics the ingress writes: every event type's, unrouted and dead letters.
 fn ingress_topics(topics: &Topics) -> Vec<Resource> {
     topics

@@ -108,6 +108,18 @@ impl AllowedHost {
         })
     }
 
+    /// A URL on this entry for a preflight's GET (`scheme://host[:port]` and `path`, or, when
+    /// the entry's path prefix does not admit `path`, the prefix itself).
+    pub fn probe_url(&self, scheme: &str, path: &str) -> String {
+        let port = self.port.map(|port| format!(":{port}")).unwrap_or_default();
+        let path = if self.path_admits(path) {
+            path
+        } else {
+            &self.path_prefix
+        };
+        format!("{scheme}://{}{port}{path}", self.host)
+    }
+
     /// Whether `url` (https or http, without credentials) is on this entry.
     fn admits(&self, url: &Url) -> bool {
         let default_port = if url.scheme() == "http" { 80 } else { 443 };

@@ -239,17 +239,7 @@ pub async fn fetch(
     .map_err(|_| FetchError::Timeout)?
     .map_err(classify_transport)?;
     let headers_took = started.elapsed();
-    let status = response.status();
-    if !status.is_success() {
-        return Err(match status.as_u16() {
-            401 | 403 => FetchError::Unauthorized(status),
-            404 => FetchError::NotReady,
-            429 => FetchError::RateLimited(retry_after(response.headers().get(RETRY_AFTER))),
-            300..=399 => FetchError::Redirected(status),
-            500..=599 => FetchError::ServerError(status),
-            _ => FetchError::ClientError(status),
-        });
-    }
+    refused(&response)?;
     let length = response.content_length();
     if length.is_some_and(|length| length > max_bytes as u64) {
         return Err(FetchError::TooLarge { limit: max_bytes });
@@ -273,6 +263,48 @@ pub async fn fetch(
         .map_err(|_| FetchError::Timeout)??;
     let analysis = AnalysisResult::parse(&body).map_err(FetchError::Invalid)?;
     Ok((analysis, reservation))
+}
+
+/// The error an answer other than 2xx stands for.
+fn refused(response: &reqwest::Response) -> Result<(), FetchError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    Err(match status.as_u16() {
+        401 | 403 => FetchError::Unauthorized(status),
+        404 => FetchError::NotReady,
+        429 => FetchError::RateLimited(retry_after(response.headers().get(RETRY_AFTER))),
+        300..=399 => FetchError::Redirected(status),
+        500..=599 => FetchError::ServerError(status),
+        _ => FetchError::ClientError(status),
+    })
+}
+
+/// One GET of `url` with the source's key, as [`fetch`] sends it (allow-list, resolver, no
+/// redirects), reading no body: whether the API answers, and whether it refuses the key. A
+/// preflight's question (`voicehub check`), not the pipeline's.
+pub async fn probe(
+    url: &str,
+    access: &Access,
+    timeout: Duration,
+) -> Result<StatusCode, FetchError> {
+    let url = access
+        .allow_list
+        .check(url)
+        .map_err(FetchError::Disallowed)?;
+    let response = tokio::time::timeout(
+        timeout,
+        access
+            .client
+            .get(url)
+            .header(API_KEY_HEADER, access.api_key.current())
+            .send(),
+    )
+    .await
+    .map_err(|_| FetchError::Timeout)?
+    .map_err(classify_transport)?;
+    refused(&response).map(|()| response.status())
 }
 
 fn classify_transport(error: reqwest::Error) -> FetchError {

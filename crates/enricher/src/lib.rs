@@ -8,8 +8,11 @@ pub mod fetch;
 pub mod metrics;
 pub mod pipeline;
 pub mod settings;
+pub mod sources;
+#[cfg(feature = "service")]
 pub mod startup;
 pub mod tracker;
 
 pub use settings::EnricherSettings;
+#[cfg(feature = "service")]
 pub use startup::{Application, ShutdownTrigger, StartupError};

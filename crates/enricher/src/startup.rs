@@ -2,7 +2,6 @@
 //! `run_until_stopped()`.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,12 +15,12 @@ use voicehub_runtime::settings::{KafkaSettings, SettingsError};
 pub use voicehub_runtime::shutdown::ShutdownTrigger;
 use voicehub_runtime::{FaultHook, reload};
 
-use crate::allow_list::AllowList;
 use crate::consumer_watch::BrokerWatch;
-use crate::fetch::{self, Access, ApiKey, SharedKey};
+use crate::fetch;
 use crate::metrics::EnricherMetrics;
 use crate::pipeline::{Ended, InputConsumer, InputContext, OwnedConsumer, Pipeline, Worker};
-use crate::settings::{EnricherSettings, SourceSettings};
+use crate::settings::EnricherSettings;
+use crate::sources::{KeyFile, SourceError, access, read_key_file};
 
 /// The readiness check that passes while consuming.
 pub const CONSUMING_CHECK: &str = "consuming";
@@ -38,23 +37,15 @@ pub enum StartupError {
     /// Invalid settings.
     #[error(transparent)]
     Settings(#[from] SettingsError),
-    /// An API key could not be loaded.
-    #[error("sources.{source_name}: {detail}")]
-    ApiKey {
-        /// The source.
-        source_name: String,
-        /// What failed (never the key).
-        detail: String,
-    },
+    /// A source's API key or HTTP client could not be set up.
+    #[error(transparent)]
+    Source(#[from] SourceError),
     /// A Kafka client could not be created or subscribed.
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     /// Topics could not be created.
     #[error(transparent)]
     Provision(#[from] kafka::ProvisionError),
-    /// The HTTP client could not be built.
-    #[error("http client: {0}")]
-    Http(#[from] reqwest::Error),
     /// The admin listener could not be bound.
     #[error("binding {address}: {error}")]
     Bind {
@@ -413,62 +404,4 @@ async fn probe_broker(
             }
         }
     }
-}
-
-/// Reads a key file; the error says what is wrong without the contents.
-fn read_key_file(path: &Path) -> Result<ApiKey, String> {
-    let key = std::fs::read_to_string(path)
-        .map_err(|e| format!("API key file {}: {e}", path.display()))?;
-    ApiKey::new(&key).ok_or_else(|| {
-        format!(
-            "API key file {}: empty or not a valid header value",
-            path.display()
-        )
-    })
-}
-
-/// A source whose key comes from a file, re-read while the enricher runs.
-#[derive(Debug)]
-struct KeyFile {
-    source: String,
-    path: PathBuf,
-    every: Duration,
-    key: SharedKey,
-}
-
-fn access(
-    name: &str,
-    source: &SourceSettings,
-    connect_timeout: Duration,
-) -> Result<(Access, Option<KeyFile>), StartupError> {
-    let fail = |detail: String| StartupError::ApiKey {
-        source_name: name.to_owned(),
-        detail,
-    };
-    let api_key = match (&source.api_key_env, &source.api_key_file) {
-        (Some(var), _) => std::env::var(var)
-            .ok()
-            .and_then(|key| ApiKey::new(&key))
-            .ok_or_else(|| {
-                fail(format!(
-                    "environment variable {var} is unset, empty or not a valid header value"
-                ))
-            })?,
-        (None, Some(path)) => read_key_file(path).map_err(fail)?,
-        (None, None) => return Err(fail("no API key configured".into())),
-    };
-    let api_key = SharedKey::new(api_key);
-    let key_file = source
-        .api_key_file
-        .as_ref()
-        .filter(|_| source.api_key_env.is_none())
-        .map(|path| KeyFile {
-            source: name.to_owned(),
-            path: path.clone(),
-            every: Duration::from_millis(source.api_key_reload_ms),
-            key: api_key.clone(),
-        });
-    let allow_list = AllowList::new(source.allowed_hosts.clone(), source.allow_http);
-    let access = Access::new(api_key, allow_list, connect_timeout)?;
-    Ok((access, key_file))
 }

@@ -10,10 +10,7 @@ use voicehub_runtime::settings::{AdminSettings, KafkaSettings, LogSettings, Sett
 /// VoiceHub's documented request timeout: an answer later than this is a lost answer.
 pub const VOICEHUB_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Room for a record's key and headers (CloudEvents attributes, a dead letter's error text)
-/// on top of its body: the producer's `message.max.bytes` must carry `http.max_body_bytes`
-/// plus this, so that every body the ingress accepts can at least be dead-lettered.
-pub const RECORD_HEADROOM_BYTES: usize = 64 * 1024;
+pub use voicehub_model::record::RECORD_HEADROOM_BYTES;
 
 /// Everything the ingress reads at startup.
 #[derive(Debug, Clone, Deserialize)]

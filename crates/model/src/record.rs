@@ -160,6 +160,11 @@ pub fn derived_id(parts: &[&[u8]]) -> String {
     Uuid::new_v5(&BRIDGE_NAMESPACE, &name).to_string()
 }
 
+/// Room for a record's key and headers (CloudEvents attributes, a dead letter's error text)
+/// on top of its body: the ingress's producer must carry `http.max_body_bytes` plus this, so
+/// that every body it accepts can at least be dead-lettered.
+pub const RECORD_HEADROOM_BYTES: usize = 64 * 1024;
+
 /// The stage that gave up on a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {

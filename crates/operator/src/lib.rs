@@ -1,5 +1,6 @@
 //! `voicehub`, the operator's command line, as a library (the binary is a thin `clap` layer):
 //!
+//! - [`check`]: a preflight of a service's configuration against Kafka and the analysis API;
 //! - [`dead_letters`]: the dead-letter topic read as it stands, filters, a summary;
 //! - [`redrive`]: dead letters back through the current parser onto their topics, resumable;
 //! - [`spool`]: records a spool set aside (or a stopped instance's whole spool) to Kafka;
@@ -7,6 +8,7 @@
 //! - [`settings`]: the `[kafka]` section of the services' own configuration;
 //! - [`terminal`]: what comes from a webhook body, made safe to show.
 
+pub mod check;
 pub mod dead_letters;
 pub mod interrupt;
 pub mod redrive;

@@ -37,6 +37,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Will this configuration work? With the service's own configuration, asks the brokers
+    /// (reachable, authentication, what its principal may do on each topic and group,
+    /// replication, max.message.bytes) and, for the enricher, the analysis API (reachable, the
+    /// key not refused). Changes nothing. Exit 0: nothing failed (warnings allowed); 3:
+    /// something will not work, named in its row.
+    Check {
+        /// Which service --config configures.
+        #[arg(long, value_enum)]
+        service: ServiceArg,
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Read the dead-letter topic (assigned partitions; joins no consumer group).
     #[command(subcommand)]
     DeadLetters(DeadLettersCommand),
@@ -52,6 +65,12 @@ enum Command {
         /// The shell to write the script for.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ServiceArg {
+    Ingress,
+    Enricher,
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,7 +230,7 @@ impl Cli {
                 DeadLettersCommand::Summary(filter) | DeadLettersCommand::Show { filter, .. },
             )
             | Command::Redrive(RedriveArgs { filter, .. }) => Some(filter),
-            Command::Spool(_) | Command::Completions { .. } => None,
+            Command::Check { .. } | Command::Spool(_) | Command::Completions { .. } => None,
         }
     }
 }
@@ -274,6 +293,14 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         clap_complete::generate(shell, &mut Cli::command(), "voicehub", &mut script);
         std::io::stdout().lock().write_all(&script)?;
         return Ok(true);
+    }
+    if let Command::Check { service, json } = cli.command {
+        return check(
+            cli.config.as_deref(),
+            service,
+            json,
+            std::time::Duration::from_secs(cli.timeout),
+        );
     }
     let loaded = OperatorSettings::load(cli.config.as_deref())?;
     let brokers = format!(
@@ -463,8 +490,52 @@ fn run_with(cli: Cli, loaded: OperatorSettings) -> anyhow::Result<bool> {
                 None => Ok(!report.failed()),
             }
         }
-        Command::Completions { .. } => Ok(true),
+        Command::Check { .. } | Command::Completions { .. } => Ok(true),
     }
+}
+
+/// `voicehub check`: the service's configuration loaded and validated as the service does,
+/// then asked of Kafka (and the analysis API); `Ok(false)` when a check failed.
+fn check(
+    config: Option<&std::path::Path>,
+    service: ServiceArg,
+    json: bool,
+    timeout: std::time::Duration,
+) -> anyhow::Result<bool> {
+    use voicehub_operator::check::{KafkaNeeds, Report, Service};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let (service, needs, mut others) = match service {
+        ServiceArg::Ingress => {
+            let view: voicehub_operator::settings::IngressView =
+                voicehub_runtime::settings::load(config)?;
+            view.kafka.validate()?;
+            let needs = KafkaNeeds::ingress(&view.kafka, view.http.max_body_bytes);
+            (Service::Ingress, needs, Vec::new())
+        }
+        ServiceArg::Enricher => {
+            let settings: voicehub_enricher::EnricherSettings =
+                voicehub_runtime::settings::load(config)?;
+            settings.validate()?;
+            let api = voicehub_operator::check::analysis_api::check(&settings, timeout, &runtime);
+            (Service::Enricher, KafkaNeeds::enricher(&settings), api)
+        }
+    };
+    let mut checks = voicehub_operator::check::kafka::check(&needs, timeout, &runtime);
+    checks.append(&mut others);
+    let report = Report::new(service, checks);
+    if json {
+        print_report(&report)?;
+    } else {
+        let table = report.table();
+        let mut out = std::io::stdout().lock();
+        for line in table.lines() {
+            writeln!(out, "{}", printable(line))?;
+        }
+    }
+    Ok(report.passed)
 }
 
 fn broken_pipe(error: &anyhow::Error) -> bool {

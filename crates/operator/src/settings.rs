@@ -41,3 +41,34 @@ pub fn one_at_a_time(settings: &KafkaSettings) -> KafkaSettings {
         ..settings.clone()
     }
 }
+
+/// What `voicehub check --service ingress` reads of the ingress's file: `[kafka]` and
+/// `http.max_body_bytes` (the rest is the ingress's own to validate: `voicehub-ingress
+/// --check-config`). The CLI does not depend on the ingress crate (its HTTP stack).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct IngressView {
+    /// Brokers, client properties and topic names.
+    pub kafka: KafkaSettings,
+    /// `[http]`.
+    pub http: HttpView,
+}
+
+/// `[http]` of the ingress's file, as far as the check needs it.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct HttpView {
+    /// `http.max_body_bytes`.
+    pub max_body_bytes: usize,
+}
+
+/// The ingress's default `http.max_body_bytes` (the operator's tests tie the two).
+pub const INGRESS_DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+impl Default for HttpView {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: INGRESS_DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
