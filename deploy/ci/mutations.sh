@@ -65,6 +65,9 @@ mutations=(
   "spool produce: acknowledgements written down only at the end|crates/operator/src/spool.rs|            spool.persist_acknowledgements()?;|            if !matches!(more, Ok(true)) { spool.persist_acknowledgements()?; }|test(=spool::an_interrupted_spool_produce_sends_again_at_most_one_window_and_a_signal_nothing)|sent again after the kill"
   "re-drive: what earlier runs left behind forgotten|crates/operator/src/dead_letters.rs|            left_before: left_behind.values().sum(),|            left_before: 0,|test(=redrive::raw_bodies_parse_after_a_parser_change_and_what_still_fails_or_is_forged_stays)|passed over"
   "redrive/spool: a signal ends the process|crates/operator/src/interrupt.rs|                        if flag.swap(true, Ordering::SeqCst) {|                        if flag.swap(true, Ordering::SeqCst) \|\| true {|test(=spool::an_interrupted_spool_produce_sends_again_at_most_one_window_and_a_signal_nothing)|EOF while parsing"
+  "check: any authorized operation passes|crates/operator/src/check/kafka.rs|        Some(allowed) if allowed.iter().any(\|a\| *a == operation \|\| *a == \"All\") => finding(|        Some(allowed) if !allowed.is_empty() => finding(|test(=secured::check::a_missing_write_acl_is_named_and_unknown_settings_are_skipped_not_passed)|right: 3"
+  "check: a refused login reported as unreachable brokers|crates/operator/src/check/kafka.rs|            if is_refusal(&said) {|            if false {|test(=secured::check::a_wrong_password_fails_authentication_not_the_brokers)|brokers: fail"
+  "check: fewer replicas than min.insync.replicas passes|crates/operator/src/check/kafka.rs|    if factor < min {|    if factor < min && false {|test(=check::kafka::tests::replication_is_judged_as_acks_all_needs_it)|its writes are refused now"
 )
 
 if find . -name '*.unmutated' -not -path './target/*' | grep -q .; then

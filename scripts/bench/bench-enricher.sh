@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# Enricher benchmark: enriched records per second with a stand-in analysis API answering in
-# 20 ms, at the default concurrency (consumer.max_in_flight, or IN_FLIGHT=N), and the enricher's
-# peak RSS.
+# Enricher benchmark, beside a bare enricher in the same run: enriched records per second, CPU
+# per 1,000 records and peak RSS of `voicehub-enricher` (its defaults; IN_FLIGHT=N for another
+# consumer.max_in_flight) and of `voicehub-load bare-enricher` (a librdkafka consumer, one
+# reqwest GET per record, the body produced as it came, keyed, offsets stored after delivery:
+# no validation, retries, metrics or per-partition ordering), against a stand-in analysis API
+# answering in DELAY ms.
 #
-#   scripts/bench/bench-enricher.sh [records=5000] [api delay ms=20] [broker=kafka|sqlite]
+#   scripts/bench/bench-enricher.sh [records=10000] [api delay ms=20] [broker=kafka|sqlite] [rounds=3]
 #
-# The input topic is filled first (through the ingress), then the enricher starts on it, so
-# the rate is the enricher's alone; it and the enricher's CPU time (user + system) are
-# measured from its first to its last record. BENCH_BIN=DIR runs the binaries of another build.
+# The input topic is filled once (through the ingress); then each round runs each target in
+# turn (the order alternating between rounds) on the whole topic with a consumer group of its
+# own, so each reads the same records. Rates and CPU are measured from a target's first record
+# to its last (user + system time from /proc). BENCH_BIN=DIR runs the binaries of another build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-records=${1:-5000}
+records=${1:-10000}
 delay=${2:-20}
 storage=${3:-kafka}
+rounds=${4:-3}
 in_flight=${IN_FLIGHT:-$(sed -n 's/^max_in_flight = \([0-9]*\)$/\1/p' deploy/config/enricher.toml)}
-enricher_extra=$(printf '[consumer]\nmax_in_flight = %s\n' "$in_flight")
+input_topic=voicehub.analysis-result-ready.v1
 
 . scripts/lib.sh
 require_free_ports 18480 18482 19490 19491 19492 19493
@@ -32,32 +37,82 @@ start_ingress 18480 19490 19492 bench-webhook-secret
 fill=$("$bin/voicehub-load" run --url http://127.0.0.1:18480/webhooks/voicehub --secret bench-webhook-secret \
   --concurrency 16 --seconds 600 --count "$records" --analysis-url http://127.0.0.1:18482/api/v1/r)
 filled=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['ok'])" "$fill")
+stop_pid "$ingress"
 
-start_enricher 19491 19492 127.0.0.1:18482 bench-key
+# measure_enricher ROUND: the enricher in a group of its own; appends "enricher rate cpu rss".
+measure_enricher() {
+  enricher_extra=$(printf '[consumer]\nmax_in_flight = %s\ngroup_id = "bench-enricher-%s"\n' "$in_flight" "$1")
+  start_enricher 19491 19492 127.0.0.1:18482 bench-key
+  local first_at="" first_count=0 done_now now user0 sys0 user1 sys1
+  while :; do
+    done_now=$(enriched || true)
+    done_now=${done_now%.*}
+    done_now=${done_now:-0}
+    now=$(date +%s.%N)
+    if [ -z "$first_at" ] && [ "$done_now" -gt 0 ]; then
+      first_at=$now first_count=$done_now
+      read -r user0 sys0 _ <<<"$(cpu_split "$enricher")"
+    fi
+    [ "$done_now" -ge "$filled" ] && break
+    sleep 0.1
+  done
+  read -r user1 sys1 _ <<<"$(cpu_split "$enricher")"
+  echo "enricher $(figures "$first_at" "$now" $((filled - first_count)) "$user0" "$sys0" "$user1" "$sys1") $(peak_rss_mib "$enricher")" >>"$work/results"
+  stop_pid "$enricher"
+}
 
-first_at=""
-while :; do
-  done_now=$(enriched || true)
-  done_now=${done_now:-0}
+# measure_bare ROUND: the bare enricher in a group of its own; appends "bare rate cpu rss".
+measure_bare() {
+  "$bin/voicehub-load" bare-enricher --brokers 127.0.0.1:19492 --input "$input_topic" \
+    --group "bench-bare-$1" --in-flight "$in_flight" --count "$filled" >"$work/bare.out" 2>&1 &
+  local bare=$! first_at now user0 sys0 user1 sys1
+  pids+=($bare)
+  until grep -q '"first"' "$work/bare.out"; do kill -0 "$bare" || { cat "$work/bare.out" >&2; exit 1; }; sleep 0.1; done
+  first_at=$(date +%s.%N)
+  read -r user0 sys0 _ <<<"$(cpu_split "$bare")"
+  until grep -q '"done"' "$work/bare.out"; do sleep 0.1; done
   now=$(date +%s.%N)
-  if [ -z "$first_at" ] && [ "${done_now%.*}" -gt 0 ]; then
-    first_at=$now first_count=${done_now%.*}
-    read -r user0 sys0 _ <<<"$(cpu_split "$enricher")"
+  read -r user1 sys1 _ <<<"$(cpu_split "$bare")"
+  if grep '"done"' "$work/bare.out" | grep -vq '"failed":0'; then
+    echo "the bare enricher failed records: $(grep '"done"' "$work/bare.out")" >&2
+    exit 1
   fi
-  [ "${done_now%.*}" -ge "$filled" ] && break
-  sleep 0.1
-done
-read -r user1 sys1 _ <<<"$(cpu_split "$enricher")"
-rate=$(python3 -c "print(round(($filled - $first_count) / ($now - $first_at), 1))")
-cpu=$(python3 -c "print(round(($user1 + $sys1 - $user0 - $sys0) * 1e6 / max($filled - $first_count, 1), 1))")
-ceiling=$(python3 -c "print(round($in_flight / ($delay / 1000), 1))")
+  echo "bare $(figures "$first_at" "$now" "$filled" "$user0" "$sys0" "$user1" "$sys1") $(peak_rss_mib "$bare")" >>"$work/results"
+  stop_pid "$bare"
+}
 
-cat <<TABLE
-| measure | value |
-|---|---|
-| records enriched ($storage broker) | $filled |
-| enriched records/s ($in_flight in flight, API answering in $delay ms) | $rate |
-| ceiling for $in_flight in flight at $delay ms per fetch | $ceiling |
-| enricher CPU ms per 1,000 records (user + system) | $cpu |
-| enricher peak RSS (VmHWM) | $(peak_rss_mib "$enricher") MiB |
-TABLE
+# figures FIRST_AT NOW RECORDS USER0 SYS0 USER1 SYS1: "records/s cpu-ms-per-1000"
+figures() {
+  python3 -c "import sys; a=[float(x) for x in sys.argv[1:]]; n=max(a[2],1)
+print(round(n / (a[1] - a[0]), 1), round((a[5] + a[6] - a[3] - a[4]) * 1e6 / n, 1))" "$@"
+}
+
+: >"$work/results"
+for round in $(seq "$rounds"); do
+  if ((round % 2)); then
+    measure_enricher "$round"
+    measure_bare "$round"
+  else
+    measure_bare "$round"
+    measure_enricher "$round"
+  fi
+done
+
+python3 - "$work/results" "$filled" "$delay" "$in_flight" "$storage" <<'PY'
+import statistics, sys
+path, filled, delay, in_flight, storage = sys.argv[1:]
+runs = {}
+for line in open(path):
+    target, rate, cpu, rss = line.split()
+    runs.setdefault(target, []).append((float(rate), float(cpu), float(rss)))
+med = {t: [statistics.median(v[i] for v in rs) for i in range(3)] for t, rs in runs.items()}
+print(f"| target ({filled} records, {storage} broker, API {delay} ms, {in_flight} in flight) "
+      "| records/s, per round | median | CPU ms per 1,000, per round | median | peak RSS MiB |")
+print("|---|---|---|---|---|---|")
+for target in ("bare", "enricher"):
+    rs = runs[target]
+    print(f"| {target} | {', '.join(str(r[0]) for r in rs)} | {med[target][0]:.1f} "
+          f"| {', '.join(str(r[1]) for r in rs)} | {med[target][1]:.1f} | {max(r[2] for r in rs):.1f} |")
+print(f"\nenricher / bare: records/s {med['enricher'][0] / med['bare'][0]:.2f}x, "
+      f"CPU per record {med['enricher'][1] / med['bare'][1]:.2f}x")
+PY

@@ -27,6 +27,15 @@
 //!
 //! `voicehub-load analysis-api --listen ADDR [--delay-ms 20]` serves the example analysis on
 //! every path after the delay: a stand-in for VoiceHub's analysis API.
+//!
+//! `voicehub-load bare-enricher --brokers HOST:PORT --input TOPIC --count N [--output T]
+//! [--group G] [--in-flight 96]` is the smallest honest enricher, the baseline the enricher is
+//! measured against: a librdkafka consumer of the analysis-ready topic, one reqwest GET of each
+//! record's `analysisResultUrl` (the one field it reads), the body produced as it came, keyed
+//! by the input's key, with the bare bridge's producer settings; each offset stored for the
+//! periodic commit once its record is acknowledged; at most `--in-flight` records at once. No
+//! validation, retries, headers, metrics or per-partition commit order. It prints
+//! `{"event":"first"}` at its first record and a `done` line after N, then waits to be stopped.
 
 #![allow(clippy::print_stdout)] // a command-line tool: stdout is its interface
 
@@ -73,6 +82,8 @@ enum Cli {
         #[arg(long)]
         contract_headers: bool,
     },
+    /// The smallest honest enricher: consume, GET, produce the body, store the offset.
+    BareEnricher(BareEnricherArgs),
     /// The example analysis on every path after a delay: a stand-in analysis API.
     AnalysisApi {
         /// Where to listen.
@@ -82,6 +93,28 @@ enum Cli {
         #[arg(long, default_value_t = 20)]
         delay_ms: u64,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct BareEnricherArgs {
+    /// Bootstrap servers.
+    #[arg(long)]
+    brokers: String,
+    /// The analysis-ready topic.
+    #[arg(long)]
+    input: String,
+    /// Where the fetched bodies go.
+    #[arg(long, default_value = "bench.bare-enriched")]
+    output: String,
+    /// The consumer group.
+    #[arg(long, default_value = "bench-bare-enricher")]
+    group: String,
+    /// Records at once (the enricher's consumer.max_in_flight).
+    #[arg(long, default_value_t = 96)]
+    in_flight: usize,
+    /// Records to go through before reporting.
+    #[arg(long)]
+    count: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -122,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
             keys,
             contract_headers,
         } => bare_bridge(listen, brokers, topic, workers, keys, contract_headers).await,
+        Cli::BareEnricher(args) => bare_enricher(args).await,
         Cli::AnalysisApi { listen, delay_ms } => {
             analysis_api(listen, Duration::from_millis(delay_ms)).await
         }
@@ -240,6 +274,117 @@ async fn analysis_api(listen: String, delay: Duration) -> anyhow::Result<()> {
     .bind(&listen)?;
     println!("analysis API listening on {listen}, answering in {delay:?}");
     server.run().await?;
+    Ok(())
+}
+
+/// The input record's one field the bare enricher reads.
+#[derive(serde::Deserialize)]
+struct AnalysisReady<'a> {
+    #[serde(rename = "analysisResultUrl", borrow)]
+    url: std::borrow::Cow<'a, str>,
+}
+
+/// The smallest honest enricher (see the module documentation). Prints `{"event":"first"}` at
+/// its first record and a `done` line once `count` records are through, then waits to be
+/// stopped, so that a script can read its CPU time and peak RSS at both moments.
+async fn bare_enricher(args: BareEnricherArgs) -> anyhow::Result<()> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let mut settings = voicehub_runtime::settings::KafkaSettings {
+        bootstrap_servers: args.brokers.clone(),
+        ..Default::default()
+    };
+    settings.provision.partitions = 3;
+    settings.provision.replication_factor = 1;
+    voicehub_runtime::kafka::ensure_topics(&settings, &[&args.output], Duration::from_secs(30))
+        .await?;
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &args.brokers)
+        .set("group.id", &args.group)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(&[&args.input])?;
+    let consumer = Arc::new(consumer);
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &args.brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set("message.timeout.ms", "10000")
+        .set("partitioner", "murmur2_random")
+        .create()?;
+    let http = reqwest::Client::new();
+    let output: Arc<str> = args.output.into();
+    let slots = Arc::new(tokio::sync::Semaphore::new(args.in_flight));
+    let (done, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let all_done = Arc::new(tokio::sync::Notify::new());
+    let mut first: Option<Instant> = None;
+    loop {
+        let slot = Arc::clone(&slots).acquire_owned().await?;
+        let message = tokio::select! {
+            message = consumer.recv() => message?.detach(),
+            () = all_done.notified() => break,
+        };
+        first.get_or_insert_with(|| {
+            println!("{}", serde_json::json!({"event": "first"}));
+            Instant::now()
+        });
+        let (consumer, producer, http, output) = (
+            Arc::clone(&consumer),
+            producer.clone(),
+            http.clone(),
+            Arc::clone(&output),
+        );
+        let (done, failed, all_done, count) = (
+            Arc::clone(&done),
+            Arc::clone(&failed),
+            Arc::clone(&all_done),
+            args.count,
+        );
+        tokio::spawn(async move {
+            let enriched = async {
+                let ready: AnalysisReady<'_> =
+                    serde_json::from_slice(message.payload().unwrap_or_default())?;
+                let body = http.get(ready.url.as_ref()).send().await?.bytes().await?;
+                let mut record = FutureRecord::<[u8], [u8]>::to(&output).payload(&body);
+                if let Some(key) = message.key() {
+                    record = record.key(key);
+                }
+                producer
+                    .send(record, Duration::from_secs(10))
+                    .await
+                    .map_err(|(error, _)| error)?;
+                consumer.store_offset(message.topic(), message.partition(), message.offset())?;
+                anyhow::Ok(())
+            };
+            if enriched.await.is_err() {
+                failed.fetch_add(1, Ordering::Relaxed);
+            }
+            if done.fetch_add(1, Ordering::Relaxed) + 1 == count {
+                all_done.notify_one();
+            }
+            drop(slot);
+        });
+    }
+    let seconds = first.map_or(0.0, |at| at.elapsed().as_secs_f64());
+    let records = done.load(Ordering::Relaxed);
+    println!(
+        "{}",
+        serde_json::json!({
+            "event": "done",
+            "records": records,
+            "failed": failed.load(Ordering::Relaxed),
+            "seconds": seconds,
+            "records_per_s": records as f64 / seconds.max(f64::EPSILON),
+        })
+    );
+    // Measured from outside (CPU, peak RSS) until stopped.
+    std::future::pending::<()>().await;
     Ok(())
 }
 
