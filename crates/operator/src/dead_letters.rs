@@ -274,6 +274,8 @@ impl Reader {
                     low
                 }
                 Some(at) if at < low => {
+                    // What it left behind was below `at`: expired with the rest.
+                    left_behind.remove(&partition);
                     warnings.push(format!(
                         "{topic}/{partition}: offsets {at} to {} expired (retention) before group \
                          {group} read them",

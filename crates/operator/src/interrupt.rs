@@ -1,5 +1,6 @@
 //! SIGINT and SIGTERM as a request to stop after the record in hand: a command that writes
-//! progress down then reports what it did. A second signal ends the process at once (exit 130).
+//! progress down then reports what it did. A second signal ends the process at once (exit 130
+//! for SIGINT, 143 for SIGTERM).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,13 +37,14 @@ impl Interrupt {
                         }
                         Err(error) => return drop(installed.send(Err(error))),
                     };
-                    for _ in 0..2 {
-                        tokio::select! {
-                            _ = int.recv() => {}
-                            _ = term.recv() => {}
-                        }
+                    loop {
+                        // 128 + the signal's number, as a shell reports it.
+                        let code = tokio::select! {
+                            _ = int.recv() => 130,
+                            _ = term.recv() => 143,
+                        };
                         if flag.swap(true, Ordering::SeqCst) {
-                            std::process::exit(130);
+                            std::process::exit(code);
                         }
                         eprintln!(
                             "voicehub: stopping after the record in hand (again to stop at once)"
@@ -59,10 +61,5 @@ impl Interrupt {
     /// Whether a stop was requested.
     pub fn requested(&self) -> bool {
         self.0.load(Ordering::SeqCst)
-    }
-
-    /// Requests a stop (as a signal would).
-    pub fn request(&self) {
-        self.0.store(true, Ordering::SeqCst);
     }
 }

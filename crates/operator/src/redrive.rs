@@ -327,7 +327,14 @@ fn redrive(
             Plan::Produce { topic, record } => {
                 if let Some(producer) = &producer {
                     if let (Some(interval), Some(last)) = (interval, last_sent) {
-                        std::thread::sleep(interval.saturating_sub(last.elapsed()));
+                        // In slices: an interrupt is noticed within 100 ms at any --rate.
+                        while !options.interrupt.requested() {
+                            let left = interval.saturating_sub(last.elapsed());
+                            if left.is_zero() {
+                                break;
+                            }
+                            std::thread::sleep(left.min(Duration::from_millis(100)));
+                        }
                     }
                     last_sent = Some(Instant::now());
                     match runtime.block_on(voicehub_runtime::kafka::produce(

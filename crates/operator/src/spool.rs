@@ -177,7 +177,15 @@ pub fn produce_set_aside(
     runtime: &tokio::runtime::Runtime,
 ) -> Result<SpoolReport, Stopped> {
     let mut report = SpoolReport::new(run);
-    match set_aside(settings, dir, run, runtime, &mut report) {
+    // The spool's own queue, beside undeliverable/: what only --spool produces.
+    let produced = match set_aside_dir(dir) {
+        Some(set_aside) if set_aside != dir => queue_segments(dir)
+            .map(|segments| report.queue_segments = segments)
+            .map_err(io(dir)),
+        _ => Ok(()),
+    }
+    .and_then(|()| set_aside(settings, dir, run, runtime, &mut report));
+    match produced {
         Ok(()) => Ok(report),
         Err(error) => Err(Stopped {
             report: Box::new(report),
@@ -193,12 +201,7 @@ fn set_aside(
     runtime: &tokio::runtime::Runtime,
     report: &mut SpoolReport,
 ) -> Result<(), SpoolProduceError> {
-    let set_aside =
-        set_aside_dir(dir).ok_or_else(|| SpoolProduceError::NoSetAside(dir.to_owned()))?;
-    if set_aside != dir {
-        report.queue_segments = queue_segments(dir).map_err(io(dir))?;
-    }
-    let dir = set_aside;
+    let dir = set_aside_dir(dir).ok_or_else(|| SpoolProduceError::NoSetAside(dir.to_owned()))?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map_err(io(&dir))?
         .map(|entry| entry.map(|e| e.path()))
@@ -340,13 +343,17 @@ fn queue(
     };
     loop {
         let more = window();
-        // Whatever stopped it: what Kafka acknowledged is written down, never sent again.
-        if !run.dry_run {
-            spool.persist_acknowledgements()?;
-        }
+        // Whatever stopped it: what Kafka acknowledged is written down, never sent again (the
+        // window's own error, if any, is the one reported).
+        let persisted = if run.dry_run {
+            Ok(())
+        } else {
+            spool.persist_acknowledgements()
+        };
         if !more? {
-            return Ok(());
+            return Ok(persisted?);
         }
+        persisted?;
     }
 }
 

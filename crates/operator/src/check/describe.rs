@@ -16,6 +16,20 @@ use rdkafka::client::{Client, ClientContext};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka_sys::bindings as rd;
 
+// The two calls that return an error code, declared here returning the plain integer that
+// librdkafka returns: rdkafka-sys declares them returning a Rust enum, and a code newer than
+// this librdkafka (Kafka 4's, say) would be an invalid value of it.
+#[allow(clashing_extern_declarations)]
+unsafe extern "C" {
+    fn rd_kafka_event_error(rkev: *mut rd::rd_kafka_event_t) -> c_int;
+    fn rd_kafka_error_code(error: *const rd::rd_kafka_error_t) -> c_int;
+}
+
+/// A code as rdkafka names it; `Unknown` for one this librdkafka does not know.
+fn error_code(code: c_int) -> RDKafkaErrorCode {
+    rd::rd_kafka_resp_err_t::try_from(code).map_or(RDKafkaErrorCode::Unknown, Into::into)
+}
+
 /// Why a describe request as a whole failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DescribeError {
@@ -262,13 +276,15 @@ fn request<C: ClientContext>(
         let queue = Owned::new(rd::rd_kafka_queue_new(rk), rd::rd_kafka_queue_destroy)?;
         send(rk, options.as_ptr(), queue.as_ptr());
         // The request's own timeout answers first; this bound only guards against none.
-        let event = rd::rd_kafka_queue_poll(queue.as_ptr(), millis.saturating_add(5_000));
-        let event = Owned::new(event, rd::rd_kafka_event_destroy)
-            .map_err(|_| DescribeError::Timeout(timeout))?;
-        let code = rd::rd_kafka_event_error(event.as_ptr());
-        if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        let waited = millis.saturating_add(5_000);
+        let event = rd::rd_kafka_queue_poll(queue.as_ptr(), waited);
+        let event = Owned::new(event, rd::rd_kafka_event_destroy).map_err(|_| {
+            DescribeError::Timeout(Duration::from_millis(u64::try_from(waited).unwrap_or(0)))
+        })?;
+        let code = rd_kafka_event_error(event.as_ptr());
+        if code != 0 {
             return Err(DescribeError::Broker {
-                code: code.into(),
+                code: error_code(code),
                 message: text(rd::rd_kafka_event_error_string(event.as_ptr())),
             });
         }
@@ -321,7 +337,7 @@ unsafe fn item_error(error: *const rd::rd_kafka_error_t) -> Option<ItemError> {
     // SAFETY: the caller's promise.
     unsafe {
         Some(ItemError {
-            code: rd::rd_kafka_error_code(error).into(),
+            code: error_code(rd_kafka_error_code(error)),
             message: text(rd::rd_kafka_error_string(error)),
         })
     }

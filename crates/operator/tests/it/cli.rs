@@ -293,39 +293,42 @@ fn brokers_that_do_not_answer_are_named_once_with_where_they_came_from() {
 
 #[test]
 fn a_check_with_brokers_that_do_not_answer_fails_its_brokers_row() {
-    let dir = tempfile::tempdir().unwrap();
-    let (config, secret) = (dir.path().join("ingress.toml"), dir.path().join("secret"));
-    std::fs::write(&secret, "a-webhook-secret-of-enough-bytes").unwrap();
-    std::fs::write(
-        &config,
-        format!(
-            "[sources.default]\nsecret_files = [\"{}\"]\n[kafka]\nbootstrap_servers = \"127.0.0.1:1\"\n",
-            secret.display()
-        ),
-    )
-    .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_voicehub"))
-        .arg("--config")
-        .arg(&config)
-        .args(["--timeout", "1", "check", "--service", "ingress", "--json"])
-        .env_remove("VOICEHUB_BRIDGE_CONFIG")
-        .output()
+    // Plaintext, and SASL_SSL: librdkafka names its brokers `sasl_ssl://...`, which must not
+    // read as a refused login.
+    for properties in [
+        "",
+        "[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"u\"\n\"sasl.password\" = \"p\"\n",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("ingress.toml");
+        std::fs::write(
+            &config,
+            format!("[kafka]\nbootstrap_servers = \"127.0.0.1:1\"\n{properties}"),
+        )
         .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(output.status.code(), Some(3), "{report:#}");
-    assert_eq!(report["passed"], false);
-    let checks = report["checks"].as_array().unwrap();
-    assert_eq!(checks[0]["check"], "brokers", "{report:#}");
-    assert_eq!(checks[0]["status"], "fail", "{report:#}");
-    assert!(
-        checks[0]["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("none of 127.0.0.1:1 answered within 1s"),
-        "{report:#}"
-    );
-    // Nothing else is asked of brokers that do not answer.
-    assert_eq!(checks.len(), 1, "{report:#}");
+        let output = Command::new(env!("CARGO_BIN_EXE_voicehub"))
+            .arg("--config")
+            .arg(&config)
+            .args(["--timeout", "1", "check", "--service", "ingress", "--json"])
+            .env_remove("VOICEHUB_BRIDGE_CONFIG")
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(output.status.code(), Some(3), "{report:#}");
+        assert_eq!(report["passed"], false);
+        let checks = report["checks"].as_array().unwrap();
+        assert_eq!(checks[0]["check"], "brokers", "{report:#}");
+        assert_eq!(checks[0]["status"], "fail", "{report:#}");
+        assert!(
+            checks[0]["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("none of 127.0.0.1:1 answered within 1s"),
+            "{report:#}"
+        );
+        // Nothing else is asked of brokers that do not answer.
+        assert_eq!(checks.len(), 1, "{report:#}");
+    }
 }
 
 #[test]
