@@ -31,22 +31,27 @@ stop_pid "$ingress"
 summarise() {
   perf report -i "$1" --no-children --sort symbol --percent-limit 0.3 --stdio 2>/dev/null |
     grep -E '^ +[0-9]' >"$work/top"
+  perf report -i "$1" --no-children --sort dso --percent-limit 0.5 --stdio 2>/dev/null |
+    grep -E '^ +[0-9]' >"$work/dso"
   # Inclusive time of the bridge's own functions (and its libraries' entry points).
   perf report -i "$1" --children --sort symbol --percent-limit 1 --stdio -g none 2>/dev/null |
-    grep -E '^ +[0-9]' | grep -E 'voicehub|serde_json::(de|ser)::|rd_kafka_(poll|consume|produce)|reqwest|hyper::client' |
-    head -40 >"$work/inclusive"
-  python3 - "$work/top" "$work/inclusive" >"$2" <<'PY'
+    grep -E '^ +[0-9]' | grep -E 'voicehub|serde_json::(de|ser)::|rd_kafka_(poll|consume|produce)|reqwest|hyper::client' \
+    >"$work/inclusive" || true
+  python3 - "$work/top" "$work/inclusive" "$work/dso" >"$2" <<'PY'
 import re, sys
 rows = []
 for line in open(sys.argv[1]):
     m = re.match(r"\s*([\d.]+)%\s+\S+\s+(.*)$", line)
     if m:
         rows.append((float(m.group(1)), m.group(2).strip()))
+print("share of samples by object (kernel, the binary, libc):")
+for line in open(sys.argv[3]):
+    print("  " + " ".join(line.split()))
+print()
 groups = [
-    ("kernel", r"^\[k\]"),
     ("allocator", r"je_|jemalloc|malloc|free|realloc|memcpy|memmove|calloc"),
-    ("JSON (serde_json)", r"serde_json|serde::|serde_path_to_error|_serde"),
-    ("Kafka client (librdkafka)", r"rd_kafka|rdk|lz4|crc32"),
+    ("JSON (serde_json)", r"serde_json|serde::|serde_path_to_error|_serde|indexmap|hash"),
+    ("Kafka client (librdkafka)", r"rd_kafka|rdk|lz4|LZ4|crc32"),
     ("HTTP (hyper, reqwest)", r"hyper|reqwest|http::|h2::|httparse"),
     ("TLS", r"rustls|ring::|aws_lc"),
     ("async runtime (tokio)", r"tokio"),
@@ -63,7 +68,7 @@ for pct, sym in rows:
             break
     else:
         other += pct
-print("share of samples by group (self time; functions under 0.3 % are not counted):")
+print("share of samples by group of functions (self time; functions under 0.3 % not counted):")
 for name, _ in groups:
     print(f"  {name:28} {shares[name]:5.1f} %")
 print(f"  {'other':28} {other:5.1f} %")
@@ -71,7 +76,7 @@ print("\ntop functions by self time:")
 for pct, sym in rows[:40]:
     print(f"  {pct:5.2f} %  {sym[:110]}")
 print("\nthe bridge's functions by inclusive time (children, self):")
-for line in open(sys.argv[2]):
+for line in list(open(sys.argv[2]))[:40]:
     print("  " + " ".join(line.split())[:130])
 PY
 }
@@ -90,15 +95,13 @@ wait "$perf_pid" || true
 stop_pid "$enricher"
 summarise "$work/enricher.data" "$out-enricher.txt"
 
-# The bare enricher on the same records.
-"$bin/voicehub-load" bare-enricher --brokers 127.0.0.1:19492 --input voicehub.analysis-result-ready.v1 \
+# The bare enricher on the same records, run under perf (attached to it, perf lost it).
+perf record -q -F 499 --call-graph dwarf,16384 -o "$work/bare.data" -- \
+  "$bin/voicehub-load" bare-enricher --brokers 127.0.0.1:19492 --input voicehub.analysis-result-ready.v1 \
   --group profile-bare --in-flight "$in_flight" --count "$filled" >"$work/bare.out" 2>&1 &
-bare=$!
-pids+=($bare)
-perf record -q -F 499 --call-graph dwarf,16384 -p "$bare" -o "$work/bare.data" 2>/dev/null &
 perf_pid=$!
 until grep -q '"done"' "$work/bare.out"; do sleep 0.2; done
-kill -INT "$perf_pid"
+pkill -TERM -P "$perf_pid" || true
 wait "$perf_pid" || true
 summarise "$work/bare.data" "$out-bare.txt"
 
