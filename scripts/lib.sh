@@ -176,6 +176,22 @@ start_ingress() {
   wait_http "http://127.0.0.1:$2/readyz"
 }
 
+# fill_analysis_ready RECORDS DELAY_MS: on the broker on 127.0.0.1:19492, the analysis-ready
+# topic filled with RECORDS AnalysisResultReady events through an ingress (18480, admin
+# 19490, stopped after), their URLs on a stand-in analysis API on 127.0.0.1:18482 answering
+# in DELAY_MS (left running); how many were accepted in $filled.
+fill_analysis_ready() {
+  "$bin/voicehub-load" analysis-api --listen 127.0.0.1:18482 --delay-ms "$2" >/dev/null 2>&1 &
+  pids+=($!)
+  start_ingress 18480 19490 19492 bench-webhook-secret
+  local fill
+  fill=$("$bin/voicehub-load" run --url http://127.0.0.1:18480/webhooks/voicehub \
+    --secret bench-webhook-secret --concurrency 16 --seconds 900 --count "$1" \
+    --analysis-url http://127.0.0.1:18482/api/v1/r)
+  filled=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['ok'])" "$fill")
+  stop_pid "$ingress"
+}
+
 # start_enricher ADMIN_PORT BROKER_PORT API_HOST API_KEY: ready when this returns; pid in
 # $enricher. $enricher_extra, if set, is appended to its configuration.
 start_enricher() {

@@ -30,14 +30,7 @@ enriched() {
 }
 
 start_broker 19492 "$storage"
-"$bin/voicehub-load" analysis-api --listen 127.0.0.1:18482 --delay-ms "$delay" >/dev/null 2>&1 &
-pids+=($!)
-
-start_ingress 18480 19490 19492 bench-webhook-secret
-fill=$("$bin/voicehub-load" run --url http://127.0.0.1:18480/webhooks/voicehub --secret bench-webhook-secret \
-  --concurrency 16 --seconds 600 --count "$records" --analysis-url http://127.0.0.1:18482/api/v1/r)
-filled=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['ok'])" "$fill")
-stop_pid "$ingress"
+fill_analysis_ready "$records" "$delay"
 
 # measure_enricher ROUND: the enricher in a group of its own; appends "enricher rate cpu rss".
 measure_enricher() {

@@ -19,13 +19,7 @@ require_free_ports 18480 18482 19490 19491 19492 19493
 build_release voicehub-ingress voicehub-enricher voicehub-devstack
 
 start_broker 19492 kafka
-"$bin/voicehub-load" analysis-api --listen 127.0.0.1:18482 --delay-ms "$delay" >/dev/null 2>&1 &
-pids+=($!)
-start_ingress 18480 19490 19492 bench-webhook-secret
-fill=$("$bin/voicehub-load" run --url http://127.0.0.1:18480/webhooks/voicehub --secret bench-webhook-secret \
-  --concurrency 16 --seconds 900 --count "$records" --analysis-url http://127.0.0.1:18482/api/v1/r)
-filled=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['ok'])" "$fill")
-stop_pid "$ingress"
+fill_analysis_ready "$records" "$delay"
 
 # summarise PERF_DATA OUT: group shares and the top self-time functions.
 summarise() {

@@ -222,24 +222,9 @@ pub async fn fetch(
     budget: &BodyBudget,
     timeout: Duration,
 ) -> Result<(AnalysisResult, Reservation), FetchError> {
-    let url = access
-        .allow_list
-        .check(url)
-        .map_err(FetchError::Disallowed)?;
     let started = tokio::time::Instant::now();
-    let response = tokio::time::timeout(
-        timeout,
-        access
-            .client
-            .get(url)
-            .header(API_KEY_HEADER, access.api_key.current())
-            .send(),
-    )
-    .await
-    .map_err(|_| FetchError::Timeout)?
-    .map_err(classify_transport)?;
+    let response = send(url, access, timeout).await?;
     let headers_took = started.elapsed();
-    refused(&response)?;
     let length = response.content_length();
     if length.is_some_and(|length| length > max_bytes as u64) {
         return Err(FetchError::TooLarge { limit: max_bytes });
@@ -265,11 +250,31 @@ pub async fn fetch(
     Ok((analysis, reservation))
 }
 
-/// The error an answer other than 2xx stands for.
-fn refused(response: &reqwest::Response) -> Result<(), FetchError> {
+/// The GET of `url` with the source's key, once the allow-list admits it (nothing is sent
+/// otherwise), within `timeout`; an answer other than 2xx is its error.
+async fn send(
+    url: &str,
+    access: &Access,
+    timeout: Duration,
+) -> Result<reqwest::Response, FetchError> {
+    let url = access
+        .allow_list
+        .check(url)
+        .map_err(FetchError::Disallowed)?;
+    let response = tokio::time::timeout(
+        timeout,
+        access
+            .client
+            .get(url)
+            .header(API_KEY_HEADER, access.api_key.current())
+            .send(),
+    )
+    .await
+    .map_err(|_| FetchError::Timeout)?
+    .map_err(classify_transport)?;
     let status = response.status();
     if status.is_success() {
-        return Ok(());
+        return Ok(response);
     }
     Err(match status.as_u16() {
         401 | 403 => FetchError::Unauthorized(status),
@@ -289,22 +294,9 @@ pub async fn probe(
     access: &Access,
     timeout: Duration,
 ) -> Result<StatusCode, FetchError> {
-    let url = access
-        .allow_list
-        .check(url)
-        .map_err(FetchError::Disallowed)?;
-    let response = tokio::time::timeout(
-        timeout,
-        access
-            .client
-            .get(url)
-            .header(API_KEY_HEADER, access.api_key.current())
-            .send(),
-    )
-    .await
-    .map_err(|_| FetchError::Timeout)?
-    .map_err(classify_transport)?;
-    refused(&response).map(|()| response.status())
+    send(url, access, timeout)
+        .await
+        .map(|response| response.status())
 }
 
 fn classify_transport(error: reqwest::Error) -> FetchError {

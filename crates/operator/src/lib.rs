@@ -26,3 +26,16 @@ pub struct Stopped<R: std::fmt::Debug, E: std::error::Error + 'static> {
     #[source]
     pub error: E,
 }
+
+impl<R: std::fmt::Debug, E: std::error::Error + 'static> Stopped<R, E> {
+    /// `report`, or, if `outcome` is an error, the report with it.
+    pub fn or_report(outcome: Result<(), E>, report: R) -> Result<R, Self> {
+        match outcome {
+            Ok(()) => Ok(report),
+            Err(error) => Err(Self {
+                report: Box::new(report),
+                error,
+            }),
+        }
+    }
+}

@@ -248,13 +248,10 @@ pub fn run(
         group: options.group.clone(),
         ..Report::default()
     };
-    match redrive(settings, options, parse, runtime, &mut notify, &mut report) {
-        Ok(()) => Ok(report),
-        Err(error) => Err(Stopped {
-            report: Box::new(report),
-            error,
-        }),
-    }
+    Stopped::or_report(
+        redrive(settings, options, parse, runtime, &mut notify, &mut report),
+        report,
+    )
 }
 
 fn redrive(

@@ -185,13 +185,7 @@ pub fn produce_set_aside(
         _ => Ok(()),
     }
     .and_then(|()| set_aside(settings, dir, run, runtime, &mut report));
-    match produced {
-        Ok(()) => Ok(report),
-        Err(error) => Err(Stopped {
-            report: Box::new(report),
-            error,
-        }),
-    }
+    Stopped::or_report(produced, report)
 }
 
 fn set_aside(
@@ -272,13 +266,7 @@ pub fn produce_spool(
         }
         set_aside(settings, dir, run, runtime, &mut report)
     });
-    match produced {
-        Ok(()) => Ok(report),
-        Err(error) => Err(Stopped {
-            report: Box::new(report),
-            error,
-        }),
-    }
+    Stopped::or_report(produced, report)
 }
 
 /// Records produced between two writes of the acknowledgements to disk.

@@ -178,6 +178,30 @@ async fn baseline(listen: String, workers: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The bare baselines' producer (acks=all, idempotent, linger 5 ms, lz4: the ingress's
+/// defaults), with `topic` created first (3 partitions).
+async fn bare_producer(
+    brokers: &str,
+    topic: &str,
+) -> anyhow::Result<rdkafka::producer::FutureProducer> {
+    let mut settings = voicehub_runtime::settings::KafkaSettings {
+        bootstrap_servers: brokers.to_owned(),
+        ..Default::default()
+    };
+    settings.provision.partitions = 3;
+    settings.provision.replication_factor = 1;
+    voicehub_runtime::kafka::ensure_topics(&settings, &[topic], Duration::from_secs(30)).await?;
+    Ok(rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set("message.timeout.ms", "10000")
+        .set("partitioner", "murmur2_random")
+        .create()?)
+}
+
 async fn bare_bridge(
     listen: String,
     brokers: String,
@@ -187,25 +211,10 @@ async fn bare_bridge(
     contract_headers: bool,
 ) -> anyhow::Result<()> {
     use rdkafka::message::{Header, OwnedHeaders};
-    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::producer::FutureRecord;
     use voicehub_model::record::header;
 
-    let mut settings = voicehub_runtime::settings::KafkaSettings {
-        bootstrap_servers: brokers.clone(),
-        ..Default::default()
-    };
-    settings.provision.partitions = 3;
-    settings.provision.replication_factor = 1;
-    voicehub_runtime::kafka::ensure_topics(&settings, &[&topic], Duration::from_secs(30)).await?;
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .set("compression.type", "lz4")
-        .set("message.timeout.ms", "10000")
-        .set("partitioner", "murmur2_random")
-        .create()?;
+    let producer = bare_producer(&brokers, &topic).await?;
     let topic: Arc<str> = topic.into();
     let counter = Arc::new(AtomicU64::new(0));
     let mut server = HttpServer::new(move || {
@@ -290,16 +299,9 @@ struct AnalysisReady<'a> {
 async fn bare_enricher(args: BareEnricherArgs) -> anyhow::Result<()> {
     use rdkafka::Message;
     use rdkafka::consumer::{Consumer, StreamConsumer};
-    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::producer::FutureRecord;
 
-    let mut settings = voicehub_runtime::settings::KafkaSettings {
-        bootstrap_servers: args.brokers.clone(),
-        ..Default::default()
-    };
-    settings.provision.partitions = 3;
-    settings.provision.replication_factor = 1;
-    voicehub_runtime::kafka::ensure_topics(&settings, &[&args.output], Duration::from_secs(30))
-        .await?;
+    let producer = bare_producer(&args.brokers, &args.output).await?;
     let consumer: StreamConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &args.brokers)
         .set("group.id", &args.group)
@@ -309,15 +311,6 @@ async fn bare_enricher(args: BareEnricherArgs) -> anyhow::Result<()> {
         .create()?;
     consumer.subscribe(&[&args.input])?;
     let consumer = Arc::new(consumer);
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &args.brokers)
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .set("compression.type", "lz4")
-        .set("message.timeout.ms", "10000")
-        .set("partitioner", "murmur2_random")
-        .create()?;
     let http = reqwest::Client::new();
     let output: Arc<str> = args.output.into();
     let slots = Arc::new(tokio::sync::Semaphore::new(args.in_flight));
