@@ -431,7 +431,9 @@ fn letter(message: &rdkafka::message::BorrowedMessage<'_>) -> DeadLetter {
 /// Counts by stage, reason and source, with the oldest and newest timestamps.
 #[derive(Debug, Default, Serialize)]
 pub struct Summary {
-    /// Dead letters matched.
+    /// Dead letters read (matching the filter or not).
+    pub read: u64,
+    /// Of those, matching the filter.
     pub total: u64,
     /// Per `stage/reason/source` (`?` where a header is missing).
     pub by_kind: BTreeMap<String, u64>,

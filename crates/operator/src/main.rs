@@ -338,6 +338,7 @@ fn run_with(cli: Cli, loaded: OperatorSettings) -> anyhow::Result<bool> {
             let mut summary = Summary::default();
             while let Some(letter) = reader.next_letter()? {
                 bar.inc(1);
+                summary.read += 1;
                 if filter.matches(&letter) {
                     summary.add(&letter);
                 }

@@ -1,6 +1,8 @@
 use std::process::Command;
 use std::time::Duration;
 
+use serde_json::json;
+
 use voicehub_testkit::TestBroker;
 
 use crate::helpers::{ingress_dead_letter, kafka_settings, produce, producer, status_body};
@@ -90,6 +92,11 @@ async fn the_binary_summarises_shows_and_dry_runs_with_a_json_line_and_an_honest
 
     // Act
     let (summary_code, summary, _) = voicehub(&broker, &config, &["dead-letters", "summary"]);
+    let (_, filtered, _) = voicehub(
+        &broker,
+        &config,
+        &["dead-letters", "summary", "--reason", "invalid_json"],
+    );
     let (show_code, show, _) = voicehub(
         &broker,
         &config,
@@ -103,7 +110,16 @@ async fn the_binary_summarises_shows_and_dry_runs_with_a_json_line_and_an_honest
     // Assert
     assert_eq!(summary_code, 0, "{summary}");
     let summary: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
-    assert_eq!(summary["total"], 4);
+    assert_eq!(
+        (&summary["read"], &summary["total"]),
+        (&json!(4), &json!(4))
+    );
+    // What was read beside what matched.
+    let filtered: serde_json::Value = serde_json::from_str(filtered.trim()).unwrap();
+    assert_eq!(
+        (&filtered["read"], &filtered["total"]),
+        (&json!(4), &json!(1))
+    );
     assert_eq!(summary["by_kind"]["ingress/invalid_field/acme"], 2);
     assert_eq!(show_code, 0);
     let lines: Vec<serde_json::Value> = show
