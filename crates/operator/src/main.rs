@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use voicehub_model::Timestamp;
 use voicehub_model::record::Stage;
 use voicehub_operator::Stopped;
+use voicehub_operator::check::Service;
 use voicehub_operator::dead_letters::{Filter, Reader, Start, Summary};
 use voicehub_operator::interrupt::Interrupt;
 use voicehub_operator::redrive::{self, Event, Options};
@@ -45,7 +46,7 @@ enum Command {
     Check {
         /// Which service --config configures.
         #[arg(long, value_enum)]
-        service: ServiceArg,
+        service: Service,
         /// One JSON object instead of the table.
         #[arg(long)]
         json: bool,
@@ -65,12 +66,6 @@ enum Command {
         /// The shell to write the script for.
         shell: clap_complete::Shell,
     },
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum ServiceArg {
-    Ingress,
-    Enricher,
 }
 
 #[derive(Debug, Subcommand)]
@@ -499,29 +494,29 @@ fn run_with(cli: Cli, loaded: OperatorSettings) -> anyhow::Result<bool> {
 /// then asked of Kafka (and the analysis API); `Ok(false)` when a check failed.
 fn check(
     config: Option<&std::path::Path>,
-    service: ServiceArg,
+    service: Service,
     json: bool,
     timeout: std::time::Duration,
 ) -> anyhow::Result<bool> {
-    use voicehub_operator::check::{KafkaNeeds, Report, Service};
+    use voicehub_operator::check::{KafkaNeeds, Report};
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let (service, needs, mut others) = match service {
-        ServiceArg::Ingress => {
+    let (needs, mut others) = match service {
+        Service::Ingress => {
             let view: voicehub_operator::settings::IngressView =
                 voicehub_runtime::settings::load(config)?;
             view.kafka.validate()?;
             let needs = KafkaNeeds::ingress(&view.kafka, view.http.max_body_bytes);
-            (Service::Ingress, needs, Vec::new())
+            (needs, Vec::new())
         }
-        ServiceArg::Enricher => {
+        Service::Enricher => {
             let settings: voicehub_enricher::EnricherSettings =
                 voicehub_runtime::settings::load(config)?;
             settings.validate()?;
             let api = voicehub_operator::check::analysis_api::check(&settings, timeout, &runtime);
-            (Service::Enricher, KafkaNeeds::enricher(&settings), api)
+            (KafkaNeeds::enricher(&settings), api)
         }
     };
     let mut checks = voicehub_operator::check::kafka::check(&needs, timeout, &runtime);

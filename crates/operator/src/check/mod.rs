@@ -17,8 +17,8 @@ use serde::Serialize;
 use voicehub_model::record::RECORD_HEADROOM_BYTES;
 use voicehub_runtime::settings::KafkaSettings;
 
-/// The service whose configuration is checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The service whose configuration is checked (`--service`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Service {
     /// `voicehub-ingress`.
     Ingress,
