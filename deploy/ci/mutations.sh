@@ -68,6 +68,7 @@ mutations=(
   "check: any authorized operation passes|crates/operator/src/check/kafka.rs|        Some(allowed) if allowed.contains(&operation) => finding(|        Some(allowed) if !allowed.is_empty() => finding(|test(=secured::check::a_missing_write_acl_is_named_and_unknown_settings_are_skipped_not_passed)|right: 3"
   "check: a refused login reported as unreachable brokers|crates/operator/src/check/kafka.rs|            if is_refusal(&said) {|            if false {|test(=secured::check::a_wrong_password_fails_authentication_not_the_brokers)|brokers: fail"
   "check: fewer replicas than min.insync.replicas passes|crates/operator/src/check/kafka.rs|    if factor < min {|    if factor < min && false {|test(=check::kafka::tests::replication_is_judged_as_acks_all_needs_it)|its writes are refused now"
+  "analysis reader: a documented field twice accepted|crates/model/src/analysis.rs|                                    if \$field.is_some() {|                                    if false && \$field.is_some() {|test(=analysis::tests::the_reader_agrees_with_the_derived_deserialize)|duplicate field"
 )
 
 if find . -name '*.unmutated' -not -path './target/*' | grep -q .; then
