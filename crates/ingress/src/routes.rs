@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use actix_web::http::header::HeaderName;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
@@ -23,8 +24,9 @@ use crate::outbox::{Outbox, StoreError};
 
 /// The source served by `POST /webhooks/voicehub`.
 pub const DEFAULT_SOURCE: &str = "default";
-/// The header VoiceHub puts the shared secret in.
-pub const SECRET_HEADER: &str = "x-webhook-secret";
+/// The header VoiceHub puts the shared secret in (a `HeaderName`: looked up by a `&str`, the
+/// name was parsed and allocated at every request).
+pub static SECRET_HEADER: HeaderName = HeaderName::from_static("x-webhook-secret");
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -111,7 +113,7 @@ async fn handle(
     let result = match configured {
         Some((_, configured)) => process(source, configured, request, body, state, &mut info).await,
         None => Err(WebhookError::UnknownSource {
-            secret_given: request.headers().contains_key(SECRET_HEADER),
+            secret_given: request.headers().contains_key(&SECRET_HEADER),
         }),
     };
     let (outcome, response) = match result {
@@ -256,7 +258,7 @@ async fn accept(
 fn authenticate(source: &Source, request: &HttpRequest) -> Result<(), WebhookError> {
     let presented = request
         .headers()
-        .get(SECRET_HEADER)
+        .get(&SECRET_HEADER)
         .map(|value| value.as_bytes());
     match source.secrets.check(presented) {
         AuthOutcome::Accepted { slot } => {
