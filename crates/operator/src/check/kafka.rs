@@ -428,8 +428,50 @@ fn group_finding(
     group: &str,
     timeout: Duration,
 ) -> Finding {
+    judge_group(group, timeout, |left| {
+        describe::groups(admin.inner(), &[group], left)
+    })
+}
+
+/// How long to wait before asking again about a group whose coordinator is moving.
+const COORDINATOR_RETRY: Duration = Duration::from_millis(250);
+
+/// Answers about a group while its coordinator moves or loads its state (a broker restarted, a
+/// partition of `__consumer_offsets` changed leader): asked again, not taken for a refusal.
+fn coordinator_moving(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::NotCoordinator
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+            | RDKafkaErrorCode::CoordinatorLoadInProgress
+    )
+}
+
+/// The group's finding from `describe` (given the time left), asked again while the group's
+/// coordinator is moving and `timeout` allows.
+fn judge_group(
+    group: &str,
+    timeout: Duration,
+    mut describe: impl FnMut(
+        Duration,
+    ) -> Result<Vec<describe::GroupDescription>, describe::DescribeError>,
+) -> Finding {
+    let deadline = std::time::Instant::now() + timeout;
+    let answer = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let answer = describe(left.max(COORDINATOR_RETRY));
+        let moving = answer.as_ref().is_ok_and(|groups| {
+            groups.iter().any(|g| {
+                g.name == group && g.error.as_ref().is_some_and(|e| coordinator_moving(e.code))
+            })
+        });
+        if !moving || left <= COORDINATOR_RETRY {
+            break answer;
+        }
+        std::thread::sleep(COORDINATOR_RETRY);
+    };
     let subject = format!("group {group}");
-    match describe::groups(admin.inner(), &[group], timeout) {
+    match answer {
         Err(error) => finding(
             subject,
             "authorization",
@@ -505,6 +547,56 @@ mod tests {
             assert_eq!(got, status, "{shape:?} {min_insync:?}: {detail}");
             assert!(detail.contains(says), "{shape:?}: {detail}");
         }
+    }
+
+    fn group_answer(code: Option<RDKafkaErrorCode>) -> Vec<describe::GroupDescription> {
+        vec![describe::GroupDescription {
+            name: "g".into(),
+            error: code.map(|code| describe::ItemError {
+                code,
+                message: "the coordinator moved".into(),
+            }),
+            authorized: Some(vec!["Read", "Describe"]),
+        }]
+    }
+
+    /// The coordinator of a group moves when a broker restarts: `check` failed a healthy
+    /// deployment with "NotCoordinator" (seen in the secured cluster tests after a rolling
+    /// restart). It asks again within its timeout.
+    #[test]
+    fn a_moving_group_coordinator_is_asked_again_not_reported_as_a_refusal() {
+        let mut answers = vec![
+            Some(RDKafkaErrorCode::NotCoordinator),
+            Some(RDKafkaErrorCode::CoordinatorLoadInProgress),
+            None,
+        ]
+        .into_iter();
+        let found = judge_group("g", Duration::from_secs(5), |_| {
+            Ok(group_answer(answers.next().flatten()))
+        });
+        assert_eq!(
+            (found.status, found.detail.as_str()),
+            (Status::Ok, "may Read")
+        );
+
+        let refused = judge_group("g", Duration::from_millis(600), |_| {
+            Ok(group_answer(Some(RDKafkaErrorCode::NotCoordinator)))
+        });
+        assert_eq!(refused.status, Status::Fail);
+        assert!(
+            refused.detail.contains("NotCoordinator"),
+            "{}",
+            refused.detail
+        );
+
+        let mut asked = 0;
+        let denied = judge_group("g", Duration::from_secs(5), |_| {
+            asked += 1;
+            Ok(group_answer(Some(
+                RDKafkaErrorCode::GroupAuthorizationFailed,
+            )))
+        });
+        assert_eq!((denied.status, asked), (Status::Fail, 1));
     }
 
     #[test]
