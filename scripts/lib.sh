@@ -40,7 +40,8 @@ wait_http() {
 # cpu_seconds PID: the process's user + system time so far, in seconds.
 cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 # cpu_split PID: its user time, system time (seconds) and context switches (voluntary and
-# involuntary, summed over its threads) so far.
+# involuntary, summed over its threads) so far. The switches of threads that have exited are
+# not counted (the CPU times are).
 cpu_split() {
   local hz switches
   hz=$(getconf CLK_TCK)
@@ -85,8 +86,10 @@ stop_pid() {
 # start_bare KIND PORT [WRAPPER...]: a bare bridge (voicehub-load bare-bridge) on
 # 127.0.0.1:PORT producing to the broker on 127.0.0.1:19392, run through WRAPPER (valgrind,
 # say) when given; listening when this returns, its pid in $bare. KIND: bare (unkeyed),
-# bare-keyed (keyed over 100 keys, as the ingress keys by call) or bare-contract (keyed, with
-# the record contract's nine headers). $bare_tool is the voicehub-load to run (default
+# bare-keyed (keyed over 100 keys, as the ingress keys by call), bare-contract (keyed, with
+# the record contract's nine headers) or bare-parsed (the contract bridge of issue 34's
+# measurements: four fields of the body read with a borrowed struct, keyed by callId, the nine
+# headers). $bare_tool is the voicehub-load to run (default
 # $bin/voicehub-load); its output goes to $work/bare.log, the wrapper's stderr to
 # $work/bare.err.
 start_bare() {
@@ -97,6 +100,7 @@ start_bare() {
     bare) ;;
     bare-keyed) args=(--keys 100) ;;
     bare-contract) args=(--keys 100 --contract-headers) ;;
+    bare-parsed) args=(--contract-headers --parse-body) ;;
     *)
       echo "start_bare: no bare bridge $kind" >&2
       exit 2
@@ -114,16 +118,16 @@ start_bare() {
 }
 
 # prepare_targets TARGET...: for scripts that start each TARGET with start_target. Checks the
-# ports and that each target is a bare bridge's name (bare, bare-keyed, bare-contract) or an
-# executable (a voicehub-ingress build); sets $load_tool (built if missing) and $url (where
-# the target takes webhooks).
+# ports and that each target is a bare bridge's name (bare, bare-keyed, bare-contract,
+# bare-parsed) or an executable (a voicehub-ingress build); sets $load_tool (built if missing)
+# and $url (where the target takes webhooks).
 prepare_targets() {
   require_free_ports 18380 19390 19392 19393
   load_tool=target/release/voicehub-load
   [[ -x $load_tool ]] || build_release voicehub-devstack
   url=http://127.0.0.1:18380/webhooks/voicehub
   for target in "$@"; do
-    [[ $target == bare || $target == bare-keyed || $target == bare-contract || -x $target ]] || {
+    [[ $target =~ ^bare(-keyed|-contract|-parsed)?$ || -x $target ]] || {
       echo "$target: not a bare bridge name or an executable" >&2
       exit 2
     }
@@ -143,14 +147,19 @@ start_target() {
   target_pid=$ingress
 }
 
-# load_64 SECONDS: $load_tool's closed loop at 64 connections (unique eventIds) against $url
-# with $secret for SECONDS; its JSON summary on stdout.
-load_64() {
-  "$load_tool" run --url "$url" --secret "$secret" --concurrency 64 --seconds "$1"
+# load_closed SECONDS: $load_tool's closed loop at $CONNECTIONS connections (default 64;
+# unique eventIds) against $url with $secret for SECONDS; its JSON summary on stdout.
+load_closed() {
+  "$load_tool" run --url "$url" --secret "$secret" --concurrency "${CONNECTIONS:-64}" --seconds "$1"
 }
 
-# kafka_toml BROKER_PORT: the [kafka] section, topics created with 3 partitions.
+# kafka_toml BROKER_PORT: the [kafka] section, topics created with 3 partitions; or
+# $kafka_section, if set (another cluster, its security properties), instead.
 kafka_toml() {
+  if [[ -n ${kafka_section:-} ]]; then
+    printf '%s\n' "$kafka_section"
+    return
+  fi
   cat <<TOML
 [kafka]
 bootstrap_servers = "127.0.0.1:$1"
@@ -205,4 +214,60 @@ start_enricher() {
   enricher=$!
   pids+=($enricher)
   wait_http "http://127.0.0.1:$1/readyz"
+}
+
+# figures FIRST_AT NOW RECORDS USER0 SYS0 USER1 SYS1: "records/s cpu-ms-per-1000"
+figures() {
+  python3 -c "import sys; a=[float(x) for x in sys.argv[1:]]; n=max(a[2],1)
+print(round(n / (a[1] - a[0]), 1), round((a[5] + a[6] - a[3] - a[4]) * 1e6 / n, 1))" "$@"
+}
+
+# cpu_of PID...: their user + system time so far summed, in seconds.
+cpu_of() {
+  local total=0 pid
+  for pid in "$@"; do total=$(python3 -c "print($total + $(cpu_seconds "$pid"))"); done
+  echo "$total"
+}
+
+# drain_enricher GROUP: an enricher (admin 19491, the broker of kafka_toml 19492, the stand-in
+# API of fill_analysis_ready, $in_flight records in flight) in consumer group GROUP until it
+# has enriched $filled records, then stopped (the script fails if it dead-letters one, dies, or
+# takes over 10 minutes). Prints "records/s cpu-ms-per-1000 peak-rss-mib
+# context-switches-per-1000", from its first record to its last, and, when $also_measured
+# names pids (the brokers), their CPU ms per 1,000 records over the same span.
+drain_enricher() {
+  enricher_extra=$(printf '[consumer]\nmax_in_flight = %s\ngroup_id = "%s"\n' "$in_flight" "$1")
+  start_enricher 19491 19492 127.0.0.1:18482 bench-key
+  local first_at="" first_count=0 done_now failed now user0 sys0 cs0 user1 sys1 cs1 others0="" others1
+  local give_up=$((SECONDS + 600))
+  while :; do
+    read -r done_now failed <<<"$(curl -sf http://127.0.0.1:19491/metrics | awk '
+      /^voicehub_enricher_records_total\{outcome="enriched"\}/ {ok = $2}
+      /^voicehub_enricher_records_total\{outcome="dead_lettered"\}/ {dl = $2}
+      END {printf "%d %d\n", ok, dl}' || true)"
+    done_now=${done_now:-0}
+    if ((${failed:-0} > 0)) || ! kill -0 "$enricher" 2>/dev/null || ((SECONDS > give_up)); then
+      echo "the enricher stopped enriching: $done_now of $filled enriched, ${failed:-0} dead-lettered" >&2
+      tail -20 "$work/enricher.log" >&2
+      exit 1
+    fi
+    now=$(date +%s.%N)
+    if [ -z "$first_at" ] && [ "$done_now" -gt 0 ]; then
+      first_at=$now first_count=$done_now
+      read -r user0 sys0 cs0 <<<"$(cpu_split "$enricher")"
+      [[ -z ${also_measured:-} ]] || others0=$(cpu_of $also_measured)
+    fi
+    [ "$done_now" -ge "$filled" ] && break
+    sleep 0.1
+  done
+  read -r user1 sys1 cs1 <<<"$(cpu_split "$enricher")"
+  local records=$((filled - first_count))
+  echo -n "$(figures "$first_at" "$now" "$records" "$user0" "$sys0" "$user1" "$sys1") $(peak_rss_mib "$enricher")"
+  echo -n " $(((cs1 - cs0) * 1000 / (records > 0 ? records : 1)))"
+  if [[ -n $others0 ]]; then
+    others1=$(cpu_of $also_measured)
+    echo -n " $(python3 -c "print(round(($others1 - $others0) * 1e6 / max($records, 1), 1))")"
+  fi
+  echo
+  stop_pid "$enricher"
 }

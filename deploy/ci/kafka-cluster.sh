@@ -19,6 +19,9 @@
 #
 # Node N (1-3) listens on BASEPORT+10N+0 SASL_SSL (clients: SCRAM-SHA-512, PLAIN), +1 SSL with
 # client certificates (clients: mTLS), +2 SSL (brokers among themselves), +3 SSL (controllers).
+# With VOICEHUB_KAFKA_CLUSTER_CLEARTEXT=1 at start (benchmarks: what TLS and SASL cost), also
+# +4 PLAINTEXT (principal User:ANONYMOUS, no ACL either) and +5 SASL_PLAINTEXT (the same users),
+# bootstrap lists in bootstrap.plaintext and bootstrap.sasl_plaintext.
 # Keep BASEPORT below the ephemeral port range (/proc/sys/net/ipv4/ip_local_port_range, from
 # 32768 by default): a node that `resume` starts again rebinds its ports, and a client socket
 # that got one of them as its local port while the node was down makes that fail.
@@ -30,6 +33,7 @@
 #   client-NAME.pem, client-NAME.key   mTLS client certificates, principal User:NAME
 #                               (ingress, enricher), CN=NAME
 #   admin.properties            Java client properties of the admin user (for acl)
+#   bootstrap.plaintext, bootstrap.sasl_plaintext   with VOICEHUB_KAFKA_CLUSTER_CLEARTEXT=1 only
 # Every user but admin starts with no ACL: tests grant exactly what a service needs.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -77,16 +81,19 @@ node_properties() {
   for i in 1 2 3; do
     voters+="${voters:+,}$i@127.0.0.1:$(port_of "$dir" "$i" 3)"
   done
-  local plain_users="" user password
+  local plain_users="" user password cleartext=""
+  if [[ -f $dir/bootstrap.plaintext ]]; then
+    cleartext=",PLAINTEXT://127.0.0.1:$(port_of "$dir" "$n" 4),SASL_PLAINTEXT://127.0.0.1:$(port_of "$dir" "$n" 5)"
+  fi
   while IFS=: read -r user password; do
     plain_users+=" user_$user=\"$password\""
   done <"$dir/users"
   cat <<EOF
 node.id=$n
 process.roles=broker,controller
-listeners=SASL_SSL://127.0.0.1:$(port_of "$dir" "$n" 0),MTLS://127.0.0.1:$(port_of "$dir" "$n" 1),INTERNAL://127.0.0.1:$(port_of "$dir" "$n" 2),CONTROLLER://127.0.0.1:$(port_of "$dir" "$n" 3)
-advertised.listeners=SASL_SSL://127.0.0.1:$(port_of "$dir" "$n" 0),MTLS://127.0.0.1:$(port_of "$dir" "$n" 1),INTERNAL://127.0.0.1:$(port_of "$dir" "$n" 2)
-listener.security.protocol.map=SASL_SSL:SASL_SSL,MTLS:SSL,INTERNAL:SSL,CONTROLLER:SSL
+listeners=SASL_SSL://127.0.0.1:$(port_of "$dir" "$n" 0),MTLS://127.0.0.1:$(port_of "$dir" "$n" 1),INTERNAL://127.0.0.1:$(port_of "$dir" "$n" 2),CONTROLLER://127.0.0.1:$(port_of "$dir" "$n" 3)$cleartext
+advertised.listeners=SASL_SSL://127.0.0.1:$(port_of "$dir" "$n" 0),MTLS://127.0.0.1:$(port_of "$dir" "$n" 1),INTERNAL://127.0.0.1:$(port_of "$dir" "$n" 2)$cleartext
+listener.security.protocol.map=SASL_SSL:SASL_SSL,MTLS:SSL,INTERNAL:SSL,CONTROLLER:SSL,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
 inter.broker.listener.name=INTERNAL
 controller.listener.names=CONTROLLER
 controller.quorum.voters=$voters
@@ -105,6 +112,8 @@ ssl.principal.mapping.rules=RULE:^CN=([^,]+)$/\$1/,DEFAULT
 sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$plain_users;
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$plain_users;
 
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 allow.everyone.if.no.acl.found=false
@@ -144,6 +153,16 @@ start() {
   done
   echo "$bootstrap_sasl" >"$dir/bootstrap.sasl"
   echo "$bootstrap_mtls" >"$dir/bootstrap.mtls"
+  rm -f "$dir/bootstrap.plaintext" "$dir/bootstrap.sasl_plaintext"
+  if [[ ${VOICEHUB_KAFKA_CLUSTER_CLEARTEXT:-} == 1 ]]; then
+    local bootstrap_plaintext="" bootstrap_sasl_plaintext=""
+    for n in 1 2 3; do
+      bootstrap_plaintext+="${bootstrap_plaintext:+,}127.0.0.1:$(port_of "$dir" "$n" 4)"
+      bootstrap_sasl_plaintext+="${bootstrap_sasl_plaintext:+,}127.0.0.1:$(port_of "$dir" "$n" 5)"
+    done
+    echo "$bootstrap_plaintext" >"$dir/bootstrap.plaintext"
+    echo "$bootstrap_sasl_plaintext" >"$dir/bootstrap.sasl_plaintext"
+  fi
   cat >"$dir/admin.properties" <<EOF
 security.protocol=SASL_SSL
 sasl.mechanism=SCRAM-SHA-512
@@ -281,9 +300,10 @@ restart_node() {
 
 # The iptables rules that drop what clients send to node $2's client listeners.
 isolation() {
-  local port
-  for port in "$(port_of "$1" "$2" 0)" "$(port_of "$1" "$2" 1)"; do
-    iptables "$3" OUTPUT -o lo -p tcp --dport "$port" -j DROP
+  local listener listeners=(0 1)
+  [[ ! -f $1/bootstrap.plaintext ]] || listeners+=(4 5)
+  for listener in "${listeners[@]}"; do
+    iptables "$3" OUTPUT -o lo -p tcp --dport "$(port_of "$1" "$2" "$listener")" -j DROP
   done
 }
 

@@ -2,19 +2,20 @@
 # CPU per webhook of several targets in alternation on one warm Apache Kafka, for comparisons
 # finer than one bench-ingress.sh run can make (CPU time on this shared machine moves by
 # +-5 ms per 1,000 between identical runs). Each round starts each target in turn, warms it
-# 3 s, then loads it SECONDS at 64 connections (unique eventIds) and reads the target
-# process's user + system time and its threads' context switches. The broker is warmed 20 s
+# 3 s, then loads it SECONDS at CONNECTIONS connections (default 64; unique eventIds) and
+# reads the target process's user + system time and its threads' context switches. The broker is warmed 20 s
 # first, so no round runs on a cold JVM. Prints one line per target per round, then each
 # target's means and standard deviations.
 #
-#   scripts/bench/alternate-ingress.sh ROUNDS SECONDS TARGET...
+#   [CONNECTIONS=8] scripts/bench/alternate-ingress.sh ROUNDS SECONDS TARGET...
 #
-# TARGET: bare | bare-keyed | bare-contract (the bare bridges of bench-ingress.sh), or the path
-# of a voicehub-ingress binary (run with its defaults, spool off), e.g. two builds to compare.
+# TARGET: bare | bare-keyed | bare-contract | bare-parsed (the bare bridges of scripts/lib.sh's
+# start_bare), or the path of a voicehub-ingress binary (run with its defaults, spool off),
+# e.g. two builds to compare.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 (($# >= 3)) || {
-  sed -n '2,13p' "$0" >&2
+  sed -n '2,14p' "$0" >&2
   exit 2
 }
 rounds=$1 seconds=$2
@@ -25,16 +26,16 @@ prepare_targets "$@"
 
 start_broker 19392 kafka
 start_target bare
-load_64 20 >/dev/null
+load_closed 20 >/dev/null
 stop_pid "$target_pid"
 
 declare -A figures users systems switch_counts
 for round in $(seq "$rounds"); do
   for target in "$@"; do
     start_target "$target"
-    load_64 3 >/dev/null
+    load_closed 3 >/dev/null
     read -r user0 sys0 cs0 <<<"$(cpu_split "$target_pid")"
-    out=$(load_64 "$seconds")
+    out=$(load_closed "$seconds")
     read -r user1 sys1 cs1 <<<"$(cpu_split "$target_pid")"
     stop_pid "$target_pid"
     figure=$(python3 -c "

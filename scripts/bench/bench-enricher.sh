@@ -24,60 +24,35 @@ input_topic=voicehub.analysis-result-ready.v1
 . scripts/lib.sh
 require_free_ports 18480 18482 19490 19491 19492 19493
 build_release voicehub-ingress voicehub-enricher voicehub-devstack
-enriched() {
-  curl -sf http://127.0.0.1:19491/metrics |
-    awk '/^voicehub_enricher_records_total\{outcome="enriched"\}/ {print $2}' | head -1
-}
-
 start_broker 19492 "$storage"
 fill_analysis_ready "$records" "$delay"
 
-# measure_enricher ROUND: the enricher in a group of its own; appends "enricher rate cpu rss".
+# measure_enricher ROUND: the enricher in a group of its own; appends "enricher rate cpu rss
+# switches".
 measure_enricher() {
-  enricher_extra=$(printf '[consumer]\nmax_in_flight = %s\ngroup_id = "bench-enricher-%s"\n' "$in_flight" "$1")
-  start_enricher 19491 19492 127.0.0.1:18482 bench-key
-  local first_at="" first_count=0 done_now now user0 sys0 user1 sys1
-  while :; do
-    done_now=$(enriched || true)
-    done_now=${done_now%.*}
-    done_now=${done_now:-0}
-    now=$(date +%s.%N)
-    if [ -z "$first_at" ] && [ "$done_now" -gt 0 ]; then
-      first_at=$now first_count=$done_now
-      read -r user0 sys0 _ <<<"$(cpu_split "$enricher")"
-    fi
-    [ "$done_now" -ge "$filled" ] && break
-    sleep 0.1
-  done
-  read -r user1 sys1 _ <<<"$(cpu_split "$enricher")"
-  echo "enricher $(figures "$first_at" "$now" $((filled - first_count)) "$user0" "$sys0" "$user1" "$sys1") $(peak_rss_mib "$enricher")" >>"$work/results"
-  stop_pid "$enricher"
+  drain_enricher "bench-enricher-$1" >"$work/drained"
+  echo "enricher $(cat "$work/drained")" >>"$work/results"
 }
 
-# measure_bare ROUND: the bare enricher in a group of its own; appends "bare rate cpu rss".
+# measure_bare ROUND: the bare enricher in a group of its own; appends "bare rate cpu rss
+# switches".
 measure_bare() {
   "$bin/voicehub-load" bare-enricher --brokers 127.0.0.1:19492 --input "$input_topic" \
     --group "bench-bare-$1" --in-flight "$in_flight" --count "$filled" >"$work/bare.out" 2>&1 &
-  local bare=$! first_at now user0 sys0 user1 sys1
+  local bare=$! first_at now user0 sys0 cs0 user1 sys1 cs1
   pids+=($bare)
   until grep -q '"first"' "$work/bare.out"; do kill -0 "$bare" || { cat "$work/bare.out" >&2; exit 1; }; sleep 0.1; done
   first_at=$(date +%s.%N)
-  read -r user0 sys0 _ <<<"$(cpu_split "$bare")"
+  read -r user0 sys0 cs0 <<<"$(cpu_split "$bare")"
   until grep -q '"done"' "$work/bare.out"; do sleep 0.1; done
   now=$(date +%s.%N)
-  read -r user1 sys1 _ <<<"$(cpu_split "$bare")"
+  read -r user1 sys1 cs1 <<<"$(cpu_split "$bare")"
   if grep '"done"' "$work/bare.out" | grep -vq '"failed":0'; then
     echo "the bare enricher failed records: $(grep '"done"' "$work/bare.out")" >&2
     exit 1
   fi
-  echo "bare $(figures "$first_at" "$now" "$filled" "$user0" "$sys0" "$user1" "$sys1") $(peak_rss_mib "$bare")" >>"$work/results"
+  echo "bare $(figures "$first_at" "$now" "$filled" "$user0" "$sys0" "$user1" "$sys1") $(peak_rss_mib "$bare") $(((cs1 - cs0) * 1000 / filled))" >>"$work/results"
   stop_pid "$bare"
-}
-
-# figures FIRST_AT NOW RECORDS USER0 SYS0 USER1 SYS1: "records/s cpu-ms-per-1000"
-figures() {
-  python3 -c "import sys; a=[float(x) for x in sys.argv[1:]]; n=max(a[2],1)
-print(round(n / (a[1] - a[0]), 1), round((a[5] + a[6] - a[3] - a[4]) * 1e6 / n, 1))" "$@"
 }
 
 : >"$work/results"
@@ -96,16 +71,18 @@ import statistics, sys
 path, filled, delay, in_flight, storage = sys.argv[1:]
 runs = {}
 for line in open(path):
-    target, rate, cpu, rss = line.split()
-    runs.setdefault(target, []).append((float(rate), float(cpu), float(rss)))
-med = {t: [statistics.median(v[i] for v in rs) for i in range(3)] for t, rs in runs.items()}
+    target, rate, cpu, rss, switches = line.split()
+    runs.setdefault(target, []).append((float(rate), float(cpu), float(rss), float(switches)))
+med = {t: [statistics.median(v[i] for v in rs) for i in range(4)] for t, rs in runs.items()}
 print(f"| target ({filled} records, {storage} broker, API {delay} ms, {in_flight} in flight) "
-      "| records/s, per round | median | CPU ms per 1,000, per round | median | peak RSS MiB |")
-print("|---|---|---|---|---|---|")
+      "| records/s, per round | median | CPU ms per 1,000, per round | median | peak RSS MiB "
+      "| context switches per 1,000 |")
+print("|---|---|---|---|---|---|---|")
 for target in ("bare", "enricher"):
     rs = runs[target]
     print(f"| {target} | {', '.join(str(r[0]) for r in rs)} | {med[target][0]:.1f} "
-          f"| {', '.join(str(r[1]) for r in rs)} | {med[target][1]:.1f} | {max(r[2] for r in rs):.1f} |")
+          f"| {', '.join(str(r[1]) for r in rs)} | {med[target][1]:.1f} | {max(r[2] for r in rs):.1f} "
+          f"| {med[target][3]:.0f} |")
 print(f"\nenricher / bare: records/s {med['enricher'][0] / med['bare'][0]:.2f}x, "
       f"CPU per record {med['enricher'][1] / med['bare'][1]:.2f}x")
 PY

@@ -7,7 +7,8 @@
 #   scripts/profile/profile-enricher.sh OUT_PREFIX [records=30000] [delay ms=20]
 #
 # Writes OUT_PREFIX-enricher.txt and OUT_PREFIX-bare.txt (and .folded when inferno is
-# installed: cargo install inferno). Release binaries (symbols, no line tables).
+# installed: cargo install inferno). Release binaries (symbols, no line tables). PERF_KEEP=DIR
+# keeps the perf data there (enricher.data, bare.data) for `perf report -i`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=$1
@@ -104,4 +105,5 @@ if command -v inferno-collapse-perf >/dev/null; then
     perf script -i "$work/$target.data" 2>/dev/null | inferno-collapse-perf >"$out-$target.folded"
   done
 fi
+[[ -z ${PERF_KEEP:-} ]] || cp "$work/enricher.data" "$work/bare.data" "$PERF_KEEP/"
 echo "wrote $out-enricher.txt and $out-bare.txt ($filled records, API $delay ms)"

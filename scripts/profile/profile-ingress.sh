@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# CPU profile of the ingress under the benchmark's load (64 connections, unique eventIds,
-# Apache Kafka from deploy/ci/kafka.sh): perf samples with DWARF call graphs for SECONDS,
-# folded into a flame graph (SVG) and a text summary of where the time goes (self time by
+# CPU profile of the ingress under the benchmark's load (CONNECTIONS connections, default 64;
+# unique eventIds; Apache Kafka from deploy/ci/kafka.sh): perf samples with DWARF call graphs for
+# SECONDS, folded into a flame graph (SVG) and a text summary of where the time goes (self time by
 # function, and the share of a few groups: allocator, JSON, Kafka client, logging, metrics).
 #
 #   scripts/profile/profile-ingress.sh OUT_PREFIX [seconds=12]
@@ -30,14 +30,14 @@ load_tool=target/release/voicehub-load
 start_broker 19392 kafka
 start_ingress 18380 19390 19392 "$secret" info
 url=http://127.0.0.1:18380/webhooks/voicehub
-load_64 "$warmup" >/dev/null
-load_64 $((seconds + 4)) >"$work/load.json" &
+load_closed "$warmup" >/dev/null
+load_closed $((seconds + 4)) >"$work/load.json" &
 load=$!
 sleep 2
 perf record -q -F 499 --call-graph dwarf,16384 -p "$ingress" -o "$work/perf.data" -- sleep "$seconds" 2>/dev/null
 wait "$load"
 perf script -i "$work/perf.data" 2>/dev/null | inferno-collapse-perf >"$work/folded"
-inferno-flamegraph --minwidth 2 --title "voicehub-ingress, 64 connections, Apache Kafka" <"$work/folded" >"$out.svg"
+inferno-flamegraph --minwidth 2 --title "voicehub-ingress, ${CONNECTIONS:-64} connections, Apache Kafka" <"$work/folded" >"$out.svg"
 
 python3 - "$work/folded" >"$out.txt" <<'PY'
 import collections, re, sys

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Where a target's system time goes: its system calls per webhook by kind, and each of its
-# threads' CPU per 1,000 webhooks, under 64 connections (unique eventIds) on one warm Apache
-# Kafka. Each target is started in turn, loaded for a warm-up (BENCH_WARMUP seconds, default
-# 20: the ingress's deduplication table is full by then) and then for SECONDS, over which
-# perf counts the system calls (syscall tracepoints) and /proc gives each thread's user +
-# system time.
+# threads' CPU per 1,000 webhooks, under CONNECTIONS connections (default 64; unique eventIds) on
+# one warm Apache Kafka. Each target is started in turn, loaded for a warm-up (BENCH_WARMUP
+# seconds, default 20: the ingress's deduplication table is full by then) and then for SECONDS,
+# over which perf counts the system calls (syscall tracepoints) and /proc gives each thread's user
+# + system time.
 #
 #   scripts/profile/syscalls-ingress.sh SECONDS TARGET...
 #
@@ -37,9 +37,9 @@ threads() {
 start_broker 19392 kafka
 for target in "$@"; do
   start_target "$target"
-  load_64 "$warmup" >/dev/null
+  load_closed "$warmup" >/dev/null
   threads "$target_pid" >"$work/before"
-  load_64 "$seconds" >"$work/load.json" &
+  load_closed "$seconds" >"$work/load.json" &
   load=$!
   perf stat -x, -e "$events" -p "$target_pid" -- sleep "$seconds" 2>"$work/perf.csv"
   wait "$load"

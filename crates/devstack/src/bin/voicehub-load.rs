@@ -81,6 +81,11 @@ enum Cli {
         /// Write the record contract's nine headers too.
         #[arg(long)]
         contract_headers: bool,
+        /// Read four fields of the body (eventType, eventId, timestamp, callId) with a
+        /// borrowed struct, key by callId (instead of --keys), write eventId into ce_id: the
+        /// contract bridge of issue 34's measurements. A body without them gets 400.
+        #[arg(long)]
+        parse_body: bool,
     },
     /// The smallest honest enricher: consume, GET, produce the body, store the offset.
     BareEnricher(BareEnricherArgs),
@@ -154,7 +159,15 @@ async fn main() -> anyhow::Result<()> {
             workers,
             keys,
             contract_headers,
-        } => bare_bridge(listen, brokers, topic, workers, keys, contract_headers).await,
+            parse_body,
+        } => {
+            let shape = BareShape {
+                keys,
+                contract_headers,
+                parse_body,
+            };
+            bare_bridge(listen, brokers, topic, workers, shape).await
+        }
         Cli::BareEnricher(args) => bare_enricher(args).await,
         Cli::AnalysisApi { listen, delay_ms } => {
             analysis_api(listen, Duration::from_millis(delay_ms)).await
@@ -202,13 +215,34 @@ async fn bare_producer(
         .create()?)
 }
 
+/// What a bare bridge does beyond producing the body.
+#[derive(Debug, Clone, Copy)]
+struct BareShape {
+    keys: u64,
+    contract_headers: bool,
+    parse_body: bool,
+}
+
+/// The four fields `--parse-body` reads, borrowed from the body.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WebhookHead<'a> {
+    #[serde(borrow)]
+    event_type: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    event_id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    timestamp: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    call_id: std::borrow::Cow<'a, str>,
+}
+
 async fn bare_bridge(
     listen: String,
     brokers: String,
     topic: String,
     workers: usize,
-    keys: u64,
-    contract_headers: bool,
+    shape: BareShape,
 ) -> anyhow::Result<()> {
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::FutureRecord;
@@ -222,16 +256,32 @@ async fn bare_bridge(
         App::new().default_service(web::to(move |body: web::Bytes| {
             let (producer, topic) = (producer.clone(), topic.clone());
             let n = counter.fetch_add(1, Ordering::Relaxed);
-            let key = (keys > 0).then(|| (n % keys).to_string());
             async move {
+                let head = if shape.parse_body {
+                    match serde_json::from_slice::<WebhookHead<'_>>(&body) {
+                        Ok(head) => Some(head),
+                        Err(_) => return HttpResponse::BadRequest().finish(),
+                    }
+                } else {
+                    None
+                };
+                let key = match &head {
+                    Some(head) => Some(head.call_id.to_string()),
+                    None => (shape.keys > 0).then(|| (n % shape.keys).to_string()),
+                };
                 let mut record = FutureRecord::<str, [u8]>::to(&topic).payload(&body);
                 if let Some(key) = &key {
                     record = record.key(key.as_str());
                 }
-                if contract_headers {
+                if shape.contract_headers {
                     // The ingress's values for a load-tool webhook, by size.
-                    let id = format!("bench-{n:021}-{n}");
-                    let at = "2025-10-14T09:21:07.512Z";
+                    let id = match &head {
+                        Some(head) => format!("{}-{}", head.event_type, head.event_id),
+                        None => format!("bench-{n:021}-{n}"),
+                    };
+                    let at = head
+                        .as_ref()
+                        .map_or("2025-10-14T09:21:07.512Z", |h| &h.timestamp);
                     let values = [
                         (header::SPEC_VERSION, "1.0"),
                         (header::ID, id.as_str()),
