@@ -121,7 +121,11 @@ impl Pipeline {
                     self.worker.metrics.uncommitted_limit_reached.inc();
                 }
                 self.worker.metrics.in_flight.inc();
-                tasks.spawn(self.worker.clone().process(input, task_stop.clone()));
+                // Boxed here: the record's future is large, and the task would move it by value
+                // at spawn, completion and join.
+                tasks.spawn(Box::pin(
+                    self.worker.clone().process(input, task_stop.clone()),
+                ));
             }
             self.worker
                 .metrics
