@@ -459,7 +459,7 @@ fn judge_group(
     let deadline = std::time::Instant::now() + timeout;
     let answer = loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let answer = describe(left.max(COORDINATOR_RETRY));
+        let answer = describe(left);
         let moving = answer.as_ref().is_ok_and(|groups| {
             groups.iter().any(|g| {
                 g.name == group && g.error.as_ref().is_some_and(|e| coordinator_moving(e.code))
