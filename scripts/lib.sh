@@ -219,7 +219,7 @@ start_enricher() {
 # figures FIRST_AT NOW RECORDS USER0 SYS0 USER1 SYS1: "records/s cpu-ms-per-1000"
 figures() {
   python3 -c "import sys; a=[float(x) for x in sys.argv[1:]]; n=max(a[2],1)
-print(round(n / (a[1] - a[0]), 1), round((a[5] + a[6] - a[3] - a[4]) * 1e6 / n, 1))" "$@"
+print(round(n / max(a[1] - a[0], 1e-3), 1), round((a[5] + a[6] - a[3] - a[4]) * 1e6 / n, 1))" "$@"
 }
 
 # cpu_of PID...: their user + system time so far summed, in seconds.

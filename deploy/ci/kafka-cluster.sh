@@ -47,6 +47,10 @@ mtls_users=(ingress enricher)
 store_password=test-store-password
 
 port_of() { echo $(($(cat "$1/baseport") + 10 * $2 + $3)); }
+# bootstrap_list DIR LISTENER: the three nodes' addresses of that listener (0-5), comma-separated.
+bootstrap_list() {
+  echo "127.0.0.1:$(port_of "$1" 1 "$2"),127.0.0.1:$(port_of "$1" 2 "$2"),127.0.0.1:$(port_of "$1" 3 "$2")"
+}
 
 certificates() {
   local dir=$1
@@ -146,22 +150,12 @@ start() {
     echo "$user:$user-$(head -c 9 /dev/urandom | base64 | tr '+/' '-_')" >>"$dir/users"
   done
   chmod 600 "$dir/users" "$dir"/*.key
-  local bootstrap_sasl="" bootstrap_mtls=""
-  for n in 1 2 3; do
-    bootstrap_sasl+="${bootstrap_sasl:+,}127.0.0.1:$(port_of "$dir" "$n" 0)"
-    bootstrap_mtls+="${bootstrap_mtls:+,}127.0.0.1:$(port_of "$dir" "$n" 1)"
-  done
-  echo "$bootstrap_sasl" >"$dir/bootstrap.sasl"
-  echo "$bootstrap_mtls" >"$dir/bootstrap.mtls"
+  bootstrap_list "$dir" 0 >"$dir/bootstrap.sasl"
+  bootstrap_list "$dir" 1 >"$dir/bootstrap.mtls"
   rm -f "$dir/bootstrap.plaintext" "$dir/bootstrap.sasl_plaintext"
   if [[ ${VOICEHUB_KAFKA_CLUSTER_CLEARTEXT:-} == 1 ]]; then
-    local bootstrap_plaintext="" bootstrap_sasl_plaintext=""
-    for n in 1 2 3; do
-      bootstrap_plaintext+="${bootstrap_plaintext:+,}127.0.0.1:$(port_of "$dir" "$n" 4)"
-      bootstrap_sasl_plaintext+="${bootstrap_sasl_plaintext:+,}127.0.0.1:$(port_of "$dir" "$n" 5)"
-    done
-    echo "$bootstrap_plaintext" >"$dir/bootstrap.plaintext"
-    echo "$bootstrap_sasl_plaintext" >"$dir/bootstrap.sasl_plaintext"
+    bootstrap_list "$dir" 4 >"$dir/bootstrap.plaintext"
+    bootstrap_list "$dir" 5 >"$dir/bootstrap.sasl_plaintext"
   fi
   cat >"$dir/admin.properties" <<EOF
 security.protocol=SASL_SSL

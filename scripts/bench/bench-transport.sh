@@ -5,7 +5,7 @@
 # (SCRAM-SHA-512, no TLS) and SASL_SSL (SCRAM-SHA-512 over TLS: what platform teams run), in
 # alternation, each principal granted the same ACLs.
 #
-#   [RATE=3000] scripts/bench/bench-transport.sh [rounds=3] [seconds=12] [records=10000]
+#   [RATE=2000] scripts/bench/bench-transport.sh [rounds=3] [seconds=12] [records=10000]
 #
 # After the fill, a closed-loop load over PLAINTEXT warms the brokers (BENCH_WARMUP seconds,
 # default 90). Then each round, for each transport in turn (the order rotating between rounds):
@@ -18,7 +18,7 @@
 # brokers, records/s. Prints each measurement, then medians.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-rounds=${1:-3} seconds=${2:-12} records=${3:-10000} rate=${RATE:-3000}
+rounds=${1:-3} seconds=${2:-12} records=${3:-10000} rate=${RATE:-2000}
 in_flight=$(sed -n 's/^max_in_flight = \([0-9]*\)$/\1/p' deploy/config/enricher.toml)
 secret=bench-webhook-secret
 transports=(plaintext sasl_plaintext sasl_ssl)

@@ -24,6 +24,9 @@ require_free_ports 18480 18482 19490 19491 19492 19493
 # drained a fresh topic of RECORDS records.
 instructions() {
   local target=$1 records=$2 pid
+  # A subshell ($(...)): what it starts is stopped by its own trap, whatever ends it.
+  trap 'for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+        [[ ! -d $work/kafka-19492 ]] || deploy/ci/kafka.sh kill "$work/kafka-19492"' EXIT
   start_broker 19492 kafka
   fill_analysis_ready "$records" 20
   local callgrind=(valgrind --tool=callgrind --callgrind-out-file="$work/cg.out")
@@ -65,7 +68,6 @@ instructions() {
   fi
   kill -TERM "$pid"
   wait "$pid" || true
-  # This runs in a subshell: what it started (the analysis API too) is stopped here.
   for pid in "${pids[@]}"; do stop_pid "$pid"; done
   stop_broker 19492
   if [[ -n ${CALLGRIND_KEEP:-} ]]; then

@@ -104,6 +104,13 @@ P_ORCH = 'request orchestration (handler futures, self cost; source lookup; late
 P_HTTP = 'HTTP: actix-web/actix-http (parse, dispatch, routing, extractors, response)'
 P_RT = 'async runtime: tokio scheduler, wake-ups, parking, timer driver'
 
+# The runtime and the thread roots (every service's last rule, so the walk up ends somewhere).
+RUNTIME_AND_ROOTS = (
+    r'^<?tokio::runtime::(scheduler|task|context|driver|blocking|park|thread_pool|runtime|handle|builder|coop)',
+    r'^<?tokio::runtime::time::Driver', r'^<?tokio::task', r'^<tokio::task::coop', r'^<?tokio::runtime::task',
+    r'^<?std::thread', r'^std::sys::.*thread', r'^start_thread', r'^clone3?( |$)', r'^std::rt::',
+    r'^main( |$)', r'^__libc_start', r'^_start', r'^<?tokio::sync::notify', r'^tokio::runtime::scheduler')
+
 INGRESS = Service('ingress', 'bare-contract', 'webhook', 'scripts/bench/count-ingress.sh',
                   'allocator (jemalloc for Rust in the ingress; glibc malloc for Rust in the bare bridge; '
                   'glibc for librdkafka in both)')
@@ -165,10 +172,7 @@ rule(P_HTTP, r'^<?actix', r'drop_in_place<<?actix', r'^<?http::(?!header::name::
      r'^<?mio::', r'^<?tokio::net', r'^<?tokio_util::', r'^<?tokio::io', r'^<?tokio::runtime::io',
      r'^indexmap::', r'^alloc::rc::Rc<T,A>::drop_slow', r'^<?actix_rt', r'^<?actix_server')
 # last: the runtime and the thread roots, so the walk up ends somewhere
-rule(P_RT, r'^<?tokio::runtime::(scheduler|task|context|driver|blocking|park|thread_pool|runtime|handle|builder|coop)',
-     r'^<?tokio::runtime::time::Driver', r'^<?tokio::task', r'^<tokio::task::coop', r'^<?tokio::runtime::task',
-     r'^<?std::thread', r'^std::sys::.*thread', r'^start_thread', r'^clone3?( |$)', r'^std::rt::',
-     r'^main( |$)', r'^__libc_start', r'^_start', r'^<?tokio::sync::notify', r'^tokio::runtime::scheduler')
+rule(P_RT, *RUNTIME_AND_ROOTS)
 
 # caller -> callee edges whose callee serves another part than the caller's
 INGRESS.edges = [(re.compile(a), re.compile(b), p) for a, b, p in [
@@ -296,10 +300,7 @@ rule(E_KAFKA, r'^<?rdkafka::(?!util::NativePtr)', r'drop_in_place<rdkafka::',
      r'^rd_(?!hdr_|buf_|slice_|list_|free|malloc|calloc|realloc|strn?dup|kafka_(buf_|q_|op_|event_|message_|msg_|header|queue_))',
      r'^LZ4', r'^XXH', r'^murmur', r'^crc32', r'^thrd_', r'^mtx_', r'^cnd_', r'^tss_')
 # last: the runtime and the thread roots, so the walk up ends somewhere
-rule(E_RT, r'^<?tokio::runtime::(scheduler|task|context|driver|blocking|park|thread_pool|runtime|handle|builder|coop)',
-     r'^<?tokio::runtime::time::Driver', r'^<?tokio::task', r'^<tokio::task::coop', r'^<?tokio::runtime::task',
-     r'^<?std::thread', r'^std::sys::.*thread', r'^start_thread', r'^clone3?( |$)', r'^std::rt::',
-     r'^main( |$)', r'^__libc_start', r'^_start', r'^<?tokio::sync::notify', r'^tokio::runtime::scheduler')
+rule(E_RT, *RUNTIME_AND_ROOTS)
 
 ENRICHER.edges = [(re.compile(a), re.compile(b), p) for a, b, p in [
     # fetch's budget reservation and release (Worker::handle inlines fetch::fetch)
