@@ -465,7 +465,8 @@ fn judge_group(
                 g.name == group && g.error.as_ref().is_some_and(|e| coordinator_moving(e.code))
             })
         });
-        if !moving || left <= COORDINATOR_RETRY {
+        // Asked again only with a retry's worth of time left after the wait.
+        if !moving || left < 2 * COORDINATOR_RETRY {
             break answer;
         }
         std::thread::sleep(COORDINATOR_RETRY);
