@@ -4,7 +4,6 @@
 //! guaranteed. So every field is optional, numbers stay as sent (integer or float), every enum
 //! is open, and unknown fields are kept.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use schemars::JsonSchema;
@@ -223,31 +222,6 @@ impl AnalysisResult {
 /// again. The derived one stays for readers of enriched records and for that test.
 struct Read<T>(T);
 
-/// A field name, borrowed from the body unless it holds escapes.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Name;
-        impl<'de> Visitor<'de> for Name {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, name: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(name)))
-            }
-            fn visit_str<E: de::Error>(self, name: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(name.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, name: String) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(name)))
-            }
-        }
-        deserializer.deserialize_str(Name)
-    }
-}
-
 impl<'de, T> Deserialize<'de> for Read<Vec<T>>
 where
     Read<T>: Deserialize<'de>,
@@ -290,7 +264,7 @@ macro_rules! read_object {
                     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                         $(let mut $field = None;)*
                         let mut extra = Extra::new();
-                        while let Some(Key(name)) = map.next_key()? {
+                        while let Some(name) = map.next_key_seed(crate::strict_json::Key)? {
                             match &*name {
                                 $($name => {
                                     if $field.is_some() {

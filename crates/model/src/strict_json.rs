@@ -88,8 +88,8 @@ impl<'de> Visitor<'de> for Members {
     }
 }
 
-/// A key, borrowed from the text when it can be.
-struct Key;
+/// A key, borrowed from the text when it can be (also the analysis reader's).
+pub(crate) struct Key;
 
 impl<'de> DeserializeSeed<'de> for Key {
     type Value = Cow<'de, str>;
